@@ -1,0 +1,338 @@
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{DataError, LabelEncoding, Result};
+
+const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+
+/// The folder names and label encoding of a published dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// LEVIR-CD, LEVIR-CD+, WHU-CD, DSIFN-CD and most re-distributions: `A/ B/ label/`.
+    LevirCd,
+    LevirCdPlus,
+    WhuCd,
+    DsifnCd,
+    /// SYSU-CD: `time1/ time2/ label/`.
+    SysuCd,
+    /// CDD (SVCD): `train|val|test/` each with `A/ B/ OUT/`, JPEG labels.
+    Cdd,
+    /// Any of the layouts above, found by looking at the folder names.
+    Generic,
+}
+
+impl Preset {
+    pub const NAMES: &'static str = "levir-cd, levir-cd-plus, whu-cd, dsifn-cd, sysu-cd, cdd, generic";
+
+    /// (before, after, label) folder names this preset accepts, in the order they are tried.
+    fn layouts(self) -> &'static [[&'static str; 3]] {
+        const ABL: [&str; 3] = ["A", "B", "label"];
+        const TIME: [&str; 3] = ["time1", "time2", "label"];
+        const OUT: [&str; 3] = ["A", "B", "OUT"];
+        match self {
+            Preset::LevirCd | Preset::LevirCdPlus | Preset::WhuCd | Preset::DsifnCd => &[ABL],
+            Preset::SysuCd => &[TIME],
+            Preset::Cdd => &[OUT],
+            Preset::Generic => &[ABL, TIME, OUT],
+        }
+    }
+
+    /// The encoding a preset fixes, or `None` to detect it from the label values.
+    fn encoding(self) -> Option<LabelEncoding> {
+        match self {
+            Preset::Cdd => Some(LabelEncoding::Threshold128),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "levir-cd" | "levir" => Preset::LevirCd,
+            "levir-cd-plus" | "levir-cd+" => Preset::LevirCdPlus,
+            "whu-cd" | "whu" => Preset::WhuCd,
+            "dsifn-cd" | "dsifn" => Preset::DsifnCd,
+            "sysu-cd" | "sysu" => Preset::SysuCd,
+            "cdd" | "svcd" => Preset::Cdd,
+            "generic" => Preset::Generic,
+            other => return Err(format!("unknown dataset preset '{other}' (known: {})", Preset::NAMES)),
+        })
+    }
+}
+
+/// `NAME:PATH` (a preset and the dataset's root folder) or a bare `PATH` (generic layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetSpec {
+    pub preset: Preset,
+    pub root: PathBuf,
+}
+
+impl FromStr for DatasetSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some((name, path)) if !name.contains('/') && !name.is_empty() => {
+                Ok(DatasetSpec { preset: name.parse()?, root: PathBuf::from(path) })
+            }
+            _ => Ok(DatasetSpec { preset: Preset::Generic, root: PathBuf::from(s) }),
+        }
+    }
+}
+
+/// The three files of one pair. `label` is `None` for unlabelled data (prediction only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairPaths {
+    pub name: String,
+    pub before: PathBuf,
+    pub after: PathBuf,
+    pub label: Option<PathBuf>,
+}
+
+/// The pairs of one split, validated: every file exists, the dates have the same size and the
+/// labels decode under one encoding.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub pairs: Vec<PairPaths>,
+    pub encoding: LabelEncoding,
+    /// Raw label value that marks unlabelled pixels, if the dataset has one.
+    pub ignore_value: Option<u8>,
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// `dir/name`, or `dir/<stem>.<ext>` for another image extension (CDD's labels are JPEG while
+/// some re-distributions' images are PNG).
+fn find_partner(dir: &Path, name: &str) -> Option<PathBuf> {
+    let exact = dir.join(name);
+    if exact.is_file() {
+        return Some(exact);
+    }
+    let stem = Path::new(name).file_stem()?.to_str()?;
+    IMAGE_EXTENSIONS.iter().map(|ext| dir.join(format!("{stem}.{ext}"))).find(|p| p.is_file())
+}
+
+fn layout_error(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Layout { path: path.to_owned(), message: message.into() }
+}
+
+impl Dataset {
+    /// Opens one split of a dataset.
+    ///
+    /// `split` is `all` (every pair under the root), a split name (`train`, `val`, `test`: a
+    /// sub-folder of that name, or `list/<name>.txt`), or the path of a `.txt` file listing
+    /// pair file names, one per line (only the first whitespace-separated field's file name is
+    /// used, so the path lists some repositories ship also work).
+    pub fn open(spec: &DatasetSpec, split: &str, require_labels: bool, ignore_value: Option<u8>) -> Result<Dataset> {
+        let root = &spec.root;
+        if !root.is_dir() {
+            return Err(layout_error(root, "dataset folder not found"));
+        }
+        let (base, names) = resolve_split(root, split)?;
+        let [before_dir, after_dir, label_dir] = find_layout(spec.preset, &base)?;
+        let names = match names {
+            Some(names) => names,
+            None => {
+                let mut names: Vec<String> = fs::read_dir(&before_dir)
+                    .map_err(|e| layout_error(&before_dir, e.to_string()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && is_image(p))
+                    .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+                    .collect();
+                names.sort();
+                names
+            }
+        };
+        if names.is_empty() {
+            return Err(layout_error(&before_dir, format!("no image pairs found for split '{split}'")));
+        }
+        let has_labels = label_dir.is_dir();
+        if require_labels && !has_labels {
+            return Err(layout_error(&label_dir, "label folder not found (this command needs labels)"));
+        }
+        let pairs = names
+            .iter()
+            .map(|name| {
+                let missing = |dir: &Path, role| DataError::MissingFile { path: dir.join(name), role, name: name.clone() };
+                Ok(PairPaths {
+                    name: Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or(name).to_owned(),
+                    before: find_partner(&before_dir, name).ok_or_else(|| missing(&before_dir, "before-date"))?,
+                    after: find_partner(&after_dir, name).ok_or_else(|| missing(&after_dir, "after-date"))?,
+                    label: if has_labels {
+                        Some(find_partner(&label_dir, name).ok_or_else(|| missing(&label_dir, "label"))?)
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        pairs.par_iter().try_for_each(check_sizes)?;
+        let encoding = match spec.preset.encoding() {
+            Some(fixed) => fixed,
+            None if has_labels => {
+                let values = pairs
+                    .par_iter()
+                    .map(|p| {
+                        let path = p.label.clone().expect("labels present");
+                        let label = changedet_raster::read_gray(&path)?;
+                        Ok((path, label.data.iter().copied().collect::<BTreeSet<u8>>()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                LabelEncoding::detect(&values, ignore_value)?
+            }
+            None => LabelEncoding::ZeroMax,
+        };
+        Ok(Dataset { pairs, encoding, ignore_value })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    pub fn has_labels(&self) -> bool {
+        self.pairs.first().is_some_and(|p| p.label.is_some())
+    }
+}
+
+fn check_sizes(pair: &PairPaths) -> Result<()> {
+    let (bw, bh) = changedet_raster::dimensions(&pair.before)?;
+    for other in [Some(&pair.after), pair.label.as_ref()].into_iter().flatten() {
+        let (ow, oh) = changedet_raster::dimensions(other)?;
+        if (ow, oh) != (bw, bh) {
+            return Err(DataError::SizeMismatch {
+                name: pair.name.clone(),
+                before: pair.before.clone(),
+                bw,
+                bh,
+                other: other.clone(),
+                ow,
+                oh,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where the split's pairs live and, for list-based splits, which file names belong to it.
+fn resolve_split(root: &Path, split: &str) -> Result<(PathBuf, Option<Vec<String>>)> {
+    if split.ends_with(".txt") {
+        return Ok((root.to_owned(), Some(read_list(Path::new(split))?)));
+    }
+    if split == "all" {
+        return Ok((root.to_owned(), None));
+    }
+    let folder = root.join(split);
+    if folder.is_dir() {
+        return Ok((folder, None));
+    }
+    let list = root.join("list").join(format!("{split}.txt"));
+    if list.is_file() {
+        return Ok((root.to_owned(), Some(read_list(&list)?)));
+    }
+    Err(layout_error(
+        root,
+        format!(
+            "no split '{split}': neither a folder {split}/ nor list/{split}.txt exists; \
+             use 'all' for every pair, or the path of a .txt file listing pair names"
+        ),
+    ))
+}
+
+fn read_list(path: &Path) -> Result<Vec<String>> {
+    let text = fs::read_to_string(path).map_err(|e| layout_error(path, format!("cannot read split list: {e}")))?;
+    let names: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|field| Path::new(field).file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    if names.is_empty() {
+        return Err(layout_error(path, "split list is empty"));
+    }
+    Ok(names)
+}
+
+fn find_layout(preset: Preset, base: &Path) -> Result<[PathBuf; 3]> {
+    for [before, after, label] in preset.layouts() {
+        if base.join(before).is_dir() && base.join(after).is_dir() {
+            return Ok([base.join(before), base.join(after), base.join(label)]);
+        }
+    }
+    let expected: Vec<String> = preset.layouts().iter().map(|[b, a, l]| format!("{b}/ {a}/ {l}/")).collect();
+    Err(layout_error(base, format!("expected the folders {}", expected.join(" or "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(path: &Path, w: u32, h: u32, value: u8) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        changedet_raster::write_gray_png(path, w, h, &vec![value; (w * h) as usize]).unwrap();
+    }
+
+    #[test]
+    fn presets_and_specs_parse() {
+        let spec: DatasetSpec = "sysu-cd:/data/SYSU".parse().unwrap();
+        assert_eq!(spec, DatasetSpec { preset: Preset::SysuCd, root: "/data/SYSU".into() });
+        let spec: DatasetSpec = "/data/x".parse().unwrap();
+        assert_eq!(spec.preset, Preset::Generic);
+        assert!("nope:/x".parse::<DatasetSpec>().unwrap_err().contains("known"));
+    }
+
+    #[test]
+    fn split_folders_lists_and_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for split in ["train", "test"] {
+            for sub in ["time1", "time2", "label"] {
+                png(&root.join(split).join(sub).join("p1.png"), 4, 4, 0);
+            }
+        }
+        let spec = DatasetSpec { preset: Preset::SysuCd, root: root.to_owned() };
+        let ds = Dataset::open(&spec, "train", true, None).unwrap();
+        assert_eq!(ds.pairs.len(), 1);
+        assert!(ds.pairs[0].before.ends_with("train/time1/p1.png"));
+        let err = Dataset::open(&spec, "val", true, None).unwrap_err().to_string();
+        assert!(err.contains("no split 'val'"), "{err}");
+        let levir = DatasetSpec { preset: Preset::LevirCd, root: root.join("train") };
+        assert!(Dataset::open(&levir, "all", true, None).unwrap_err().to_string().contains("A/ B/ label/"));
+    }
+
+    #[test]
+    fn list_splits_missing_files_and_size_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for name in ["a.png", "b.png"] {
+            png(&root.join("A").join(name), 4, 4, 0);
+            png(&root.join("B").join(name), 4, 4, 0);
+            png(&root.join("label").join(name), 4, 4, 255);
+        }
+        fs::create_dir_all(root.join("list")).unwrap();
+        fs::write(root.join("list/val.txt"), "b.png\n").unwrap();
+        let spec = DatasetSpec { preset: Preset::LevirCd, root: root.to_owned() };
+        let ds = Dataset::open(&spec, "val", true, None).unwrap();
+        assert_eq!(ds.pairs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(ds.encoding, LabelEncoding::ZeroMax);
+
+        fs::remove_file(root.join("B/a.png")).unwrap();
+        let err = Dataset::open(&spec, "all", true, None).unwrap_err().to_string();
+        assert!(err.contains("B/a.png") && err.contains("after-date"), "{err}");
+        png(&root.join("B/a.png"), 5, 4, 0);
+        let err = Dataset::open(&spec, "all", true, None).unwrap_err().to_string();
+        assert!(err.contains("5×4") && err.contains("A/a.png"), "{err}");
+    }
+}

@@ -1,0 +1,35 @@
+//! Bi-temporal change-detection datasets: where the files are (layouts and presets), what the
+//! label pixels mean (encodings), and how pairs become normalised batches (augmentation, parallel
+//! loading). Nothing here depends on a deep-learning framework: batches are plain `f32` buffers.
+
+mod augment;
+mod dataset;
+mod label;
+mod loader;
+mod normalization;
+
+pub use augment::{Augment, PairSample};
+pub use dataset::{Dataset, DatasetSpec, PairPaths, Preset};
+pub use label::{IGNORE, LabelEncoding};
+pub use loader::{Batch, BatchLoader, LoaderConfig, epoch_order, load_pair};
+pub use normalization::Normalization;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Raster(#[from] changedet_raster::RasterError),
+    #[error("{path}: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error("{path}: missing {role} file for pair '{name}'")]
+    MissingFile { path: PathBuf, role: &'static str, name: String },
+    #[error("pair '{name}': {before} is {bw}×{bh} but {other} is {ow}×{oh}")]
+    SizeMismatch { name: String, before: PathBuf, bw: u32, bh: u32, other: PathBuf, ow: u32, oh: u32 },
+    #[error("{path}: label values {found:?} do not fit {expected}")]
+    LabelValues { path: PathBuf, found: Vec<u8>, expected: String },
+    #[error("{message}")]
+    Batch { message: String },
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
