@@ -176,16 +176,22 @@ impl Dataset {
             })
             .collect::<Result<Vec<_>>>()?;
 
+        Dataset::from_pairs(pairs, spec.preset.encoding(), ignore_value)
+    }
+
+    /// A dataset of explicitly given pairs, validated like a folder: sizes must agree, and the
+    /// label encoding is `encoding` or, when `None`, detected from the label values.
+    pub fn from_pairs(pairs: Vec<PairPaths>, encoding: Option<LabelEncoding>, ignore_value: Option<u8>) -> Result<Dataset> {
         pairs.par_iter().try_for_each(check_sizes)?;
-        let encoding = match spec.preset.encoding() {
+        let labels: Vec<&PathBuf> = pairs.iter().filter_map(|p| p.label.as_ref()).collect();
+        let encoding = match encoding {
             Some(fixed) => fixed,
-            None if has_labels => {
-                let values = pairs
+            None if !labels.is_empty() => {
+                let values = labels
                     .par_iter()
-                    .map(|p| {
-                        let path = p.label.clone().expect("labels present");
-                        let label = changedet_raster::read_gray(&path)?;
-                        Ok((path, label.data.iter().copied().collect::<BTreeSet<u8>>()))
+                    .map(|&path| {
+                        let label = changedet_raster::read_gray(path)?;
+                        Ok((path.clone(), label.data.iter().copied().collect::<BTreeSet<u8>>()))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 LabelEncoding::detect(&values, ignore_value)?

@@ -1,1 +1,64 @@
-pub fn _x(){}
+//! Change-detection networks written with tch's `nn` API, the registry that builds them by name,
+//! and changedet's checkpoint format.
+//!
+//! Every model takes the two dates as separate normalised tensors `[n, 3, h, w]` and returns
+//! full-resolution change logits. Adding a model: a file with its `Config` (defaults = the
+//! reference hyper-parameters) and a struct implementing [`ChangeModel`], plus one arm in
+//! [`registry`].
+
+pub mod checkpoint;
+pub mod fc_siam_diff;
+pub mod input;
+pub mod registry;
+pub mod tensor_io;
+
+pub use checkpoint::Checkpoint;
+pub use registry::{LoadedModel, ModelSpec};
+
+use std::path::PathBuf;
+
+use tch::Tensor;
+
+/// What a binary change-detection model returns.
+#[derive(Debug)]
+pub struct ChangeOutput {
+    /// Unchanged/changed scores, `[n, 2, h, w]` at input resolution.
+    pub logits: Tensor,
+}
+
+impl ChangeOutput {
+    /// Probability of change, `[n, h, w]`.
+    pub fn probability(&self) -> Tensor {
+        self.logits.softmax(1, tch::Kind::Float).select(1, 1)
+    }
+
+    /// Log-odds of change, `[n, h, w]`: for two-class softmax scores, `l₁ − l₀`.
+    pub fn change_logit(&self) -> Tensor {
+        self.logits.select(1, 1) - self.logits.select(1, 0)
+    }
+}
+
+/// A bi-temporal network. `train` switches dropout and batch statistics on.
+pub trait ChangeModel: Send {
+    fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{path}: key '{key}' is missing from the checkpoint")]
+    MissingKey { path: PathBuf, key: String },
+    #[error("{path}: key '{key}' has shape {found:?} but the model expects {expected:?}")]
+    ShapeMismatch { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("{path}: key '{key}' does not belong to a {model} model")]
+    UnexpectedKey { path: PathBuf, key: String, model: String },
+    #[error("unknown model '{0}' (known: {known})", known = registry::MODEL_NAMES.join(", "))]
+    UnknownModel(String),
+    #[error("invalid configuration for {model}: {message}")]
+    Config { model: String, message: String },
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,102 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Parser;
+use tch::{Device, Kind, Tensor};
+
+use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
+use changedet_train::loss::LossKind;
+use changedet_train::optim::{Adam, OptimizerKind};
+
+/// Time a model: median inference time per pair and median training-step time per batch.
+///
+/// Inputs are random tensors of the given size; a training step is forward, cross-entropy,
+/// backward and an AdamW update. Peak memory is the process's peak resident set (CPU).
+#[derive(Parser)]
+pub struct Args {
+    /// Model to build with its default configuration.
+    #[arg(long, default_value = "fc-siam-diff", conflicts_with = "checkpoint")]
+    model: String,
+    /// Benchmark the model of this checkpoint instead.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 256)]
+    size: i64,
+    /// Batch size of the training step.
+    #[arg(long, default_value_t = 4)]
+    batch_size: i64,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn time(iters: usize, device: Device, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    sync(device);
+    (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            sync(device);
+            start.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let model = match &args.checkpoint {
+        Some(path) => Checkpoint::read(path)?.load_model(path, device)?,
+        None => LoadedModel::new(ModelSpec::new(&args.model, None)?, device),
+    };
+    let opts = (Kind::Float, device);
+    let s = args.size;
+    let (a1, b1) = (Tensor::randn([1, 3, s, s], opts), Tensor::randn([1, 3, s, s], opts));
+    let infer = time(args.iters, device, || {
+        tch::no_grad(|| model.model.forward_t(&a1, &b1, false));
+    });
+
+    let n = args.batch_size;
+    let (a, b) = (Tensor::randn([n, 3, s, s], opts), Tensor::randn([n, 3, s, s], opts));
+    let target = Tensor::randint(2, [n, s, s], (Kind::Int64, device));
+    let mut optimizer = Adam::new(&model.vs, OptimizerKind::AdamW, 1e-4);
+    let train = time(args.iters, device, || {
+        let out = model.model.forward_t(&a, &b, true);
+        let loss = LossKind::CrossEntropy.compute(&out, &target);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step(1e-4);
+    });
+
+    println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
+    println!("device           {device:?} ({} threads)", tch::get_num_threads());
+    println!("input            {s}×{s} pair; training batch {n}; {} timed runs after 1 warm-up", args.iters);
+    println!("inference        {:.1} ms per pair (median)", median(infer) * 1e3);
+    println!("training step    {:.1} ms per batch of {n} (median)", median(train) * 1e3);
+    if let Some(mib) = peak_rss_mib() {
+        println!("peak RSS         {mib:.0} MiB");
+    }
+    Ok(())
+}

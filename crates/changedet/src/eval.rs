@@ -1,0 +1,66 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::json;
+
+use changedet_data::{Dataset, DatasetSpec};
+use changedet_models::Checkpoint;
+
+/// Evaluate a checkpoint on a labelled split: one global confusion matrix over all pairs.
+///
+/// Metrics are those of the changed class (precision, recall, F1, IoU, OA, kappa) plus the
+/// unchanged IoU and the two-class mean IoU, computed on whole images.
+#[derive(Parser)]
+pub struct Args {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset as NAME:PATH or a bare PATH.
+    #[arg(long)]
+    dataset: DatasetSpec,
+    /// Split: a name (test: folder test/ or list/test.txt), `all`, or a .txt list of pair names.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Raw label value of unlabelled pixels.
+    #[arg(long)]
+    ignore_value: Option<u8>,
+    /// Also write the metrics as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let checkpoint = Checkpoint::read(&args.checkpoint)?;
+    let model = checkpoint.load_model(&args.checkpoint, device)?;
+    let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
+    let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device)?;
+    let metrics = confusion.metrics();
+
+    println!("{} on {} ({} pairs, split '{}', whole images)", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split);
+    println!("{:<15} {:>8}", "metric", "value");
+    for (name, value) in metrics.rows() {
+        println!("{name:<15} {:>8.4}", value);
+    }
+    println!("confusion: TP {}  FP {}  FN {}  TN {}", confusion.tp, confusion.fp, confusion.fn_, confusion.tn);
+    if let Some(path) = &args.json {
+        let report = json!({
+            "convention": "binary",
+            "protocol": "whole-image",
+            "model": model.spec.name(),
+            "checkpoint": args.checkpoint,
+            "dataset": args.dataset.root,
+            "split": args.split,
+            "pairs": dataset.len(),
+            "metrics": metrics,
+        });
+        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
+        println!("metrics written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use changedet_data::{Dataset, DatasetSpec, PairPaths};
+use changedet_models::{Checkpoint, tensor_io};
+use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
+
+/// Predict change maps for one pair of images or for a dataset split.
+///
+/// For every pair NAME it writes to --out: NAME_change.png (0 unchanged / 255 changed),
+/// NAME_probability.png (change probability × 255) and NAME_overlay.png (changes in red on the
+/// after image; with a label: true positives white, false positives red, false negatives blue).
+#[derive(Parser)]
+pub struct Args {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Before-date image (with --after).
+    #[arg(long, requires = "after", conflicts_with = "dataset")]
+    before: Option<PathBuf>,
+    /// After-date image (with --before).
+    #[arg(long, requires = "before")]
+    after: Option<PathBuf>,
+    /// Optional label of the pair, for the error overlay.
+    #[arg(long, requires = "before")]
+    label: Option<PathBuf>,
+    /// Dataset as NAME:PATH, instead of --before/--after.
+    #[arg(long, required_unless_present = "before")]
+    dataset: Option<DatasetSpec>,
+    /// Split of --dataset: a name, `all`, or a .txt list of pair names.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the model's raw full-resolution outputs for the pair (--before/--after) to
+    /// this safetensors file: `logits` [1, 2, H, W].
+    #[arg(long, requires = "before")]
+    raw: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    #[arg(long)]
+    ignore_value: Option<u8>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path)?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let checkpoint = Checkpoint::read(&args.checkpoint)?;
+    let model = checkpoint.load_model(&args.checkpoint, device)?;
+    let dataset = match (&args.before, &args.after, &args.dataset) {
+        (Some(before), Some(after), _) => {
+            let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
+            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone() };
+            Dataset::from_pairs(vec![pair], None, args.ignore_value)?
+        }
+        (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,
+        _ => bail!("give either --before and --after, or --dataset"),
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
+    let paths: HashMap<String, PathBuf> = dataset.pairs.iter().map(|p| (p.name.clone(), p.after.clone())).collect();
+
+    let mut changed_pixels = 0usize;
+    let mut written = 0usize;
+    changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, |p| {
+        let (w, h) = (p.width as u32, p.height as u32);
+        let out = |suffix: &str| args.out.join(format!("{}_{suffix}.png", p.name));
+        let change: Vec<u8> = p.change.iter().map(|&c| c * 255).collect();
+        let probability: Vec<u8> = p.probability.iter().map(|&v| (v * 255.0).round() as u8).collect();
+        changed_pixels += p.change.iter().filter(|&&c| c != 0).count();
+        let after = read_rgb(&paths[&p.name])?;
+        let overlay = match &p.label {
+            Some(label) => changedet_raster::overlay_errors(&after, &p.change, label),
+            None => changedet_raster::overlay_change(&after, &p.change),
+        };
+        write_gray_png(&out("change"), w, h, &change)?;
+        write_gray_png(&out("probability"), w, h, &probability)?;
+        write_rgb_png(&out("overlay"), w, h, &overlay)?;
+        if let Some(raw) = &args.raw {
+            let logits = p.logits.unsqueeze(0);
+            let metadata = HashMap::from([("model".to_owned(), model.spec.name().to_owned())]);
+            tensor_io::write(raw, [("logits".to_owned(), &logits)], metadata)?;
+        }
+        written += 1;
+        Ok(())
+    })?;
+    println!("{written} pair(s) predicted, {changed_pixels} changed pixels; maps in {}", args.out.display());
+    if let Some(raw) = &args.raw {
+        println!("raw outputs in {}", raw.display());
+    }
+    Ok(())
+}

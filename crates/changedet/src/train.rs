@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use changedet_data::{Dataset, DatasetSpec};
+use changedet_models::ModelSpec;
+use changedet_train::loss::LossKind;
+use changedet_train::optim::OptimizerKind;
+use changedet_train::schedule::Schedule;
+use changedet_train::{Recipe, TrainJob};
+
+/// Train a model; writes last/best checkpoints, metrics.jsonl and curves.png to --out.
+///
+/// Validation runs after every epoch on whole images; `best.safetensors` is the epoch with the
+/// highest F1 of the changed class. `--resume` continues an interrupted run from
+/// `OUT/last.safetensors` with its own recipe, weights, optimiser state and data order.
+#[derive(Parser)]
+pub struct Args {
+    /// Model to train (fc-siam-diff).
+    #[arg(long, default_value = "fc-siam-diff")]
+    model: String,
+    /// JSON object overriding fields of the model's configuration, e.g. '{"dropout":0.1}'.
+    #[arg(long)]
+    model_config: Option<String>,
+    /// Dataset as NAME:PATH (e.g. levir-cd:/data/LEVIR-CD) or a bare PATH.
+    #[arg(long)]
+    dataset: DatasetSpec,
+    /// Training split: a name (train: folder train/ or list/train.txt), `all`, or a .txt list of pair names.
+    #[arg(long, default_value = "train")]
+    train_split: String,
+    /// Validation split, as --train-split.
+    #[arg(long, default_value = "val")]
+    val_split: String,
+    /// Output folder for checkpoints, the metrics log and the plot.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = Recipe::default().epochs)]
+    epochs: usize,
+    #[arg(long, default_value_t = Recipe::default().batch_size)]
+    batch_size: usize,
+    /// Random square training crop in pixels; 0 trains on whole images.
+    #[arg(long, default_value_t = 256)]
+    crop: u32,
+    #[arg(long, default_value_t = Recipe::default().lr)]
+    lr: f64,
+    #[arg(long, default_value_t = Recipe::default().weight_decay)]
+    weight_decay: f64,
+    /// adam (L2 in the gradient) or adamw (decoupled decay).
+    #[arg(long, default_value = "adamw")]
+    optimizer: OptimizerKind,
+    /// constant, step:EPOCHS:GAMMA, poly:POWER or warmup-linear:STEPS.
+    #[arg(long, default_value = "constant")]
+    schedule: Schedule,
+    /// ce (two-class cross-entropy) or bce-dice.
+    #[arg(long, default_value = "ce")]
+    loss: LossKind,
+    /// Disable the random flips and 90° rotations.
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also save last.safetensors every N optimiser steps (0: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Batch size for validation.
+    #[arg(long, default_value_t = Recipe::default().eval_batch_size)]
+    eval_batch_size: usize,
+    /// Raw label value of unlabelled pixels, left out of the loss and metrics.
+    #[arg(long)]
+    ignore_value: Option<u8>,
+    /// Continue from OUT/last.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many optimiser steps without saving (for time-boxed runs).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = crate::device::parse(&args.device)?;
+    let overrides = args
+        .model_config
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .context("--model-config is not valid JSON")?;
+    let model = ModelSpec::new(&args.model, overrides)?;
+    let train = Dataset::open(&args.dataset, &args.train_split, true, args.ignore_value)?;
+    let val = Dataset::open(&args.dataset, &args.val_split, true, args.ignore_value)?;
+    tracing::info!(
+        "{}: {} training pairs ({}), {} validation pairs ({}), labels {:?}, device {:?}",
+        args.dataset.root.display(),
+        train.len(),
+        args.train_split,
+        val.len(),
+        args.val_split,
+        train.encoding,
+        device
+    );
+    let recipe = Recipe {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        crop: (args.crop > 0).then_some(args.crop),
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        optimizer: args.optimizer,
+        schedule: args.schedule,
+        loss: args.loss,
+        augment: !args.no_augment,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        eval_batch_size: args.eval_batch_size,
+    };
+    let summary = changedet_train::train(TrainJob {
+        model,
+        recipe,
+        train,
+        val,
+        out_dir: args.out,
+        device,
+        resume: args.resume,
+        max_steps: args.max_steps,
+        progress: true,
+    })?;
+    println!(
+        "trained {} epochs ({} steps); best validation F1 {:.4}",
+        summary.epochs,
+        summary.steps,
+        summary.best_f1.unwrap_or(f64::NAN)
+    );
+    println!("checkpoints: {}", summary.out_dir.join(changedet_train::trainer::BEST).display());
+    println!("             {}", summary.out_dir.join(changedet_train::trainer::LAST).display());
+    println!("metrics log: {}", summary.out_dir.join(changedet_train::trainer::LOG).display());
+    if let Some(plot) = summary.plot {
+        println!("curves:      {}", plot.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Every kind of bad input gets one clear error naming the file and the problem, a non-zero exit
+//! status, and leaves no partial output behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use changedet_models::{Checkpoint, LoadedModel, ModelSpec, tensor_io};
+use common::*;
+
+fn gray(path: &Path, w: u32, h: u32, values: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data: Vec<u8> = (0..(w * h) as usize).map(|i| values[i % values.len()]).collect();
+    changedet_raster::write_gray_png(path, w, h, &data).unwrap();
+}
+
+fn rgb(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let data: Vec<u8> = (0..(w * h * 3) as usize).map(|i| (i * 7 % 251) as u8).collect();
+    changedet_raster::write_rgb_png(path, w, h, &data).unwrap();
+}
+
+/// A dataset folder `A/ B/ label/` with one 64×64 pair named x.png.
+fn dataset(root: &Path) -> String {
+    rgb(&root.join("A/x.png"), 64, 64);
+    rgb(&root.join("B/x.png"), 64, 64);
+    gray(&root.join("label/x.png"), 64, 64, &[0, 255]);
+    format!("levir-cd:{}", root.display())
+}
+
+fn checkpoint(dir: &Path) -> PathBuf {
+    let path = dir.join("model.safetensors");
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu);
+    Checkpoint::write(&path, &model, &[], None).unwrap();
+    path
+}
+
+fn eval_fails(checkpoint: &Path, dataset: &str) -> String {
+    fails(&["eval", "--checkpoint", s(checkpoint), "--dataset", dataset, "--split", "all", "--device", "cpu"])
+}
+
+#[test]
+fn dates_of_different_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    rgb(&tmp.path().join("B/x.png"), 32, 64);
+    let err = fails(&["train", "--dataset", &spec, "--train-split", "all", "--val-split", "all", "--out", s(&tmp.path().join("run")), "--device", "cpu"]);
+    assert!(err.contains("B/x.png") && err.contains("32×64") && err.contains("64×64"), "{err}");
+}
+
+#[test]
+fn missing_label_and_date_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    std::fs::remove_file(tmp.path().join("label/x.png")).unwrap();
+    let err = eval_fails(&ckpt, &spec);
+    assert!(err.contains("label/x.png") && err.contains("missing label"), "{err}");
+    std::fs::remove_file(tmp.path().join("B/x.png")).unwrap();
+    let err = eval_fails(&ckpt, &spec);
+    assert!(err.contains("B/x.png") && err.contains("missing after-date"), "{err}");
+}
+
+#[test]
+fn corrupt_image_names_the_file_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let before = tmp.path().join("A/x.png");
+    let bytes = std::fs::read(&before).unwrap();
+    std::fs::write(&before, &bytes[..bytes.len() / 2]).unwrap();
+    let out = tmp.path().join("maps");
+    let err = fails(&[
+        "predict", "--checkpoint", s(&ckpt), "--before", s(&before), "--after", s(&tmp.path().join("B/x.png")),
+        "--out", s(&out), "--device", "cpu",
+    ]);
+    assert!(err.contains("A/x.png") && err.contains("cannot read image"), "{err}");
+    assert!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0, "no output for a failed pair");
+    assert!(partial_files(&out).is_empty());
+}
+
+#[test]
+fn label_with_unexpected_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    gray(&tmp.path().join("label/x.png"), 64, 64, &[0, 3, 255]);
+    let err = eval_fails(&checkpoint(tmp.path()), &spec);
+    assert!(err.contains("label/x.png") && err.contains("[0, 3, 255]"), "{err}");
+}
+
+#[test]
+fn empty_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("A")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("B")).unwrap();
+    let err = eval_fails(&checkpoint(tmp.path()), &format!("levir-cd:{}", tmp.path().display()));
+    assert!(err.contains("no image pairs found") && err.contains("/A"), "{err}");
+}
+
+#[test]
+fn checkpoint_of_another_model_or_with_missing_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let file = tensor_io::read(&ckpt).unwrap();
+
+    // Weights of a three-class network under a two-class configuration.
+    let three = tmp.path().join("three.safetensors");
+    let other = LoadedModel::new(ModelSpec::new("fc-siam-diff", Some(serde_json::json!({"num_classes": 3}))).unwrap(), tch::Device::Cpu);
+    Checkpoint::write(&three, &other, &[], None).unwrap();
+    let mut mislabelled = tensor_io::read(&three).unwrap();
+    mislabelled.metadata.insert("config".into(), file.metadata["config"].clone());
+    tensor_io::write(&three, mislabelled.tensors.iter().map(|(k, t)| (k.clone(), t)), mislabelled.metadata).unwrap();
+    let err = eval_fails(&three, &spec);
+    assert!(err.contains("three.safetensors") && err.contains("conv11d") && err.contains("[3, 16, 3, 3]"), "{err}");
+
+    let missing = tmp.path().join("missing.safetensors");
+    let kept = file.tensors.iter().filter(|(k, _)| *k != "model.conv21.weight").map(|(k, t)| (k.clone(), t));
+    tensor_io::write(&missing, kept, file.metadata.clone()).unwrap();
+    let err = eval_fails(&missing, &spec);
+    assert!(err.contains("missing.safetensors") && err.contains("'conv21.weight' is missing"), "{err}");
+
+    let foreign = tmp.path().join("foreign.safetensors");
+    tensor_io::write(&foreign, file.tensors.iter().map(|(k, t)| (k.clone(), t)), HashMap::new()).unwrap();
+    let err = eval_fails(&foreign, &spec);
+    assert!(err.contains("foreign.safetensors") && err.contains("not a changedet checkpoint"), "{err}");
+}
+
+#[test]
+fn truncated_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = eval_fails(&ckpt, &spec);
+    assert!(err.contains("model.safetensors") && err.contains("truncated or corrupt"), "{err}");
+    let err = fails(&["info", s(&ckpt)]);
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let out = blocker.join("maps");
+    let err = fails(&[
+        "predict", "--checkpoint", s(&ckpt), "--before", s(&tmp.path().join("A/x.png")), "--after", s(&tmp.path().join("B/x.png")),
+        "--out", s(&out), "--device", "cpu",
+    ]);
+    assert!(err.contains("a-file/maps") && err.contains("cannot create the output folder"), "{err}");
+    let err = fails(&["eval", "--checkpoint", s(&ckpt), "--dataset", &format!("levir-cd:{}", tmp.path().display()), "--split", "all", "--json", s(&blocker.join("m.json")), "--device", "cpu"]);
+    assert!(err.contains("a-file/m.json"), "{err}");
+    let run = blocker.join("run");
+    let err = fails(&["train", "--dataset", &format!("levir-cd:{}", tmp.path().display()), "--train-split", "all", "--val-split", "all", "--out", s(&run), "--device", "cpu"]);
+    assert!(err.contains("a-file/run"), "{err}");
+}

@@ -1,0 +1,57 @@
+//! Helpers shared by the command-line tests: the binary, the real sample data, temporary folders.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The LEVIR-CD 256×256 crops in ../shared/data (real imagery and labels, read in place).
+pub fn levir_256() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/levir-cd-256");
+    assert!(root.join("A").is_dir(), "the shared sample data is expected at {}", root.display());
+    root.canonicalize().unwrap()
+}
+
+pub fn shared_data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel).canonicalize().unwrap()
+}
+
+/// Runs `changedet ARGS` on the CPU and returns its output.
+pub fn changedet(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_changedet")).args(args).output().expect("changedet runs");
+    eprintln!("$ changedet {}\n{}{}", args.join(" "), String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Runs `changedet ARGS`, requiring success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let output = changedet(args);
+    assert!(output.status.success(), "changedet {} failed", args.join(" "));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `changedet ARGS`, requiring failure; returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let output = changedet(args);
+    assert!(!output.status.success(), "changedet {} should have failed", args.join(" "));
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// Writes a split list (one pair file name per line).
+pub fn write_list(path: &Path, names: &[&str]) -> String {
+    std::fs::write(path, names.iter().map(|n| format!("{n}\n")).collect::<String>()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Files left under `dir` whose name marks an unfinished write.
+pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".part") || n.starts_with(".tmp")))
+        .collect()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}

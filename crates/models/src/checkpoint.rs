@@ -1,0 +1,106 @@
+//! changedet's checkpoint: one safetensors file holding the model's variables (`model.*`), the
+//! optimiser state when saved by training (`optimizer.*`), and as metadata the model name, its
+//! full configuration and the training state, so that `eval`, `predict` and `--resume` need
+//! nothing but the file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+use crate::registry::LoadedModel;
+use crate::{ModelError, ModelSpec, Result, tensor_io};
+
+pub const FORMAT: &str = "changedet-checkpoint/1";
+const MODEL_PREFIX: &str = "model.";
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+pub struct Checkpoint {
+    pub spec: ModelSpec,
+    pub model: BTreeMap<String, Tensor>,
+    pub optimizer: BTreeMap<String, Tensor>,
+    /// Free-form training state written by the trainer (epoch, step, metrics, recipe).
+    pub training: Option<Value>,
+}
+
+fn error(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Checkpoint { path: path.to_owned(), message: message.into() }
+}
+
+impl Checkpoint {
+    pub fn read(path: &Path) -> Result<Checkpoint> {
+        let file = tensor_io::read(path)?;
+        let meta = |key: &str| file.metadata.get(key).ok_or_else(|| error(path, format!("not a changedet checkpoint (no '{key}' metadata); convert foreign checkpoints with `changedet import`")));
+        let format = meta("format")?;
+        if format != FORMAT {
+            return Err(error(path, format!("checkpoint format '{format}' is not supported (expected '{FORMAT}')")));
+        }
+        let name = meta("model")?;
+        let config: Value = serde_json::from_str(meta("config")?).map_err(|e| error(path, format!("config metadata is not JSON: {e}")))?;
+        let spec = ModelSpec::new(name, Some(config)).map_err(|e| error(path, e.to_string()))?;
+        let training = match file.metadata.get("training") {
+            Some(t) => Some(serde_json::from_str(t).map_err(|e| error(path, format!("training metadata is not JSON: {e}")))?),
+            None => None,
+        };
+        let (mut model, mut optimizer) = (BTreeMap::new(), BTreeMap::new());
+        for (name, t) in file.tensors {
+            if let Some(key) = name.strip_prefix(MODEL_PREFIX) {
+                model.insert(key.to_owned(), t);
+            } else if let Some(key) = name.strip_prefix(OPTIMIZER_PREFIX) {
+                optimizer.insert(key.to_owned(), t);
+            } else {
+                return Err(error(path, format!("unexpected tensor '{name}' (neither model.* nor optimizer.*)")));
+            }
+        }
+        Ok(Checkpoint { spec, model, optimizer, training })
+    }
+
+    /// Saves a model's variables with optional optimiser state and training state.
+    pub fn write(path: &Path, model: &LoadedModel, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
+        let mut metadata = HashMap::from([
+            ("format".to_owned(), FORMAT.to_owned()),
+            ("model".to_owned(), model.spec.name().to_owned()),
+            ("config".to_owned(), model.spec.config_json().to_string()),
+        ]);
+        if let Some(t) = training {
+            metadata.insert("training".to_owned(), t.to_string());
+        }
+        let variables = model.vs.variables();
+        let tensors = variables
+            .iter()
+            .map(|(k, t)| (format!("{MODEL_PREFIX}{k}"), t))
+            .chain(optimizer.iter().map(|(k, t)| (format!("{OPTIMIZER_PREFIX}{k}"), t)));
+        tensor_io::write(path, tensors, metadata)
+    }
+
+    /// Builds the checkpoint's model on `device` and loads its weights.
+    pub fn load_model(&self, path: &Path, device: Device) -> Result<LoadedModel> {
+        let mut model = LoadedModel::new(self.spec.clone(), device);
+        copy_into(&mut model.vs, &self.model, path, self.spec.name())?;
+        Ok(model)
+    }
+}
+
+/// Copies `tensors` into the variables of `vs`, requiring exactly the same names and shapes.
+pub fn copy_into(vs: &mut tch::nn::VarStore, tensors: &BTreeMap<String, Tensor>, path: &Path, model: &str) -> Result<()> {
+    let variables = vs.variables();
+    for key in tensors.keys() {
+        if !variables.contains_key(key) {
+            return Err(ModelError::UnexpectedKey { path: path.to_owned(), key: key.clone(), model: model.to_owned() });
+        }
+    }
+    let mut names: Vec<&String> = variables.keys().collect();
+    names.sort();
+    tch::no_grad(|| {
+        for name in names {
+            let var = &variables[name];
+            let src = tensors.get(name).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: name.clone() })?;
+            if src.size() != var.size() {
+                return Err(ModelError::ShapeMismatch { path: path.to_owned(), key: name.clone(), expected: var.size(), found: src.size() });
+            }
+            var.shallow_clone().f_copy_(src)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,81 @@
+//! Running a model over a dataset split: the change maps that `eval` scores and `predict`
+//! writes come from this one place.
+
+use tch::{Device, Kind, Tensor};
+
+use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig};
+use changedet_metrics::BinaryConfusion;
+use changedet_models::LoadedModel;
+use changedet_models::input::BatchTensors;
+
+use crate::{Result, TrainError};
+
+/// One pair's result at full resolution.
+pub struct PairPrediction {
+    pub name: String,
+    pub width: usize,
+    pub height: usize,
+    /// Change probability in [0, 1], row-major.
+    pub probability: Vec<f32>,
+    /// 1 where the model's change score beats the unchanged score (the argmax), else 0.
+    pub change: Vec<u8>,
+    /// The decoded label (0/1/255), when the dataset has labels.
+    pub label: Option<Vec<u8>>,
+    /// The model's raw output for this pair, `[2, h, w]` on the CPU.
+    pub logits: Tensor,
+}
+
+/// Predicts every pair of `dataset` in order, `batch_size` pairs at a time, calling `visit` on each.
+/// The visitor's own error type lets callers do their own I/O inside it.
+pub fn predict_dataset<E: From<TrainError>>(
+    model: &LoadedModel,
+    dataset: &Dataset,
+    batch_size: usize,
+    device: Device,
+    mut visit: impl FnMut(PairPrediction) -> Result<(), E>,
+) -> Result<(), E> {
+    let config = LoaderConfig {
+        batch_size,
+        augment: Augment::default(),
+        normalization: model.spec.normalization(),
+        seed: 0,
+        epoch: 0,
+    };
+    for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
+        let batch = batch.map_err(TrainError::from)?;
+        let tensors = BatchTensors::new(&batch, device);
+        let out = tch::no_grad(|| model.model.forward_t(&tensors.before, &tensors.after, false));
+        let logits = out.logits.to_device(Device::Cpu);
+        let probability = out.probability().to_kind(Kind::Float).to_device(Device::Cpu);
+        let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8).to_device(Device::Cpu);
+        let plane = batch.height * batch.width;
+        let probability = Vec::<f32>::try_from(probability.flatten(0, -1)).map_err(TrainError::from)?;
+        if probability.iter().any(|p| !p.is_finite()) {
+            let message = format!("the model produced non-finite scores on pairs {:?}", batch.names);
+            return Err(TrainError::NonFinite(message).into());
+        }
+        let change = Vec::<u8>::try_from(change.flatten(0, -1)).map_err(TrainError::from)?;
+        for (i, name) in batch.names.iter().enumerate() {
+            visit(PairPrediction {
+                name: name.clone(),
+                width: batch.width,
+                height: batch.height,
+                probability: probability[i * plane..(i + 1) * plane].to_vec(),
+                change: change[i * plane..(i + 1) * plane].to_vec(),
+                label: batch.label.as_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec()),
+                logits: logits.get(i as i64),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The global confusion matrix of `model` on a labelled split.
+pub fn evaluate(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device) -> Result<BinaryConfusion> {
+    let mut confusion = BinaryConfusion::default();
+    predict_dataset::<TrainError>(model, dataset, batch_size, device, |p| {
+        let label = p.label.as_ref().ok_or_else(|| TrainError::Config("evaluation needs labels".into()))?;
+        confusion.accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| TrainError::Config(format!("{}: {e}", p.name)))
+    })?;
+    Ok(confusion)
+}

@@ -1,0 +1,32 @@
+//! Training and running change-detection models: losses, optimisers, learning-rate schedules,
+//! the training loop with checkpoints and resumption, and whole-split inference and evaluation.
+
+pub mod inference;
+pub mod loss;
+pub mod optim;
+pub mod plot;
+pub mod schedule;
+pub mod trainer;
+
+pub use inference::{PairPrediction, evaluate, predict_dataset};
+pub use trainer::{Recipe, TrainJob, TrainSummary, TrainingState, train};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] changedet_data::DataError),
+    #[error(transparent)]
+    Model(#[from] changedet_models::ModelError),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    NonFinite(String),
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -1,0 +1,114 @@
+//! Change-detection losses. Targets are `[n, h, w]` int64 with 0/1 and [`IGNORE`] pixels, which
+//! every loss leaves out.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Reduction, Tensor};
+
+use changedet_models::ChangeOutput;
+
+pub const IGNORE: i64 = changedet_data::IGNORE as i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Two-class cross-entropy, mean over the labelled pixels.
+    CrossEntropy,
+    /// Binary cross-entropy on the change log-odds plus Dice on the change probability.
+    BceDice,
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ce" | "cross-entropy" => Ok(LossKind::CrossEntropy),
+            "bce-dice" => Ok(LossKind::BceDice),
+            other => Err(format!("unknown loss '{other}' (known: ce, bce-dice)")),
+        }
+    }
+}
+
+impl LossKind {
+    pub fn compute(self, output: &ChangeOutput, target: &Tensor) -> Tensor {
+        match self {
+            LossKind::CrossEntropy => cross_entropy(&output.logits, target),
+            LossKind::BceDice => {
+                let logit = output.change_logit();
+                bce_with_ignore(&logit, target) + dice_with_ignore(&logit, target)
+            }
+        }
+    }
+}
+
+/// A zero that keeps the graph connected when a batch has no labelled pixel, where PyTorch's
+/// mean reductions would return NaN (0/0) and poison the weights.
+fn zero_like_graph(x: &Tensor) -> Tensor {
+    x.sum(Kind::Float) * 0.0
+}
+
+fn labelled(target: &Tensor) -> Tensor {
+    target.ne(IGNORE)
+}
+
+/// Cross-entropy over class scores `[n, c, h, w]`, ignoring [`IGNORE`].
+pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
+    if labelled(target).sum(Kind::Int64).int64_value(&[]) == 0 {
+        return zero_like_graph(logits);
+    }
+    logits.cross_entropy_loss::<Tensor>(target, None, Reduction::Mean, IGNORE, 0.0)
+}
+
+/// Binary cross-entropy with logits `[n, h, w]`, mean over labelled pixels.
+pub fn bce_with_ignore(logit: &Tensor, target: &Tensor) -> Tensor {
+    let mask = labelled(target);
+    let count = mask.sum(Kind::Float);
+    if count.double_value(&[]) == 0.0 {
+        return zero_like_graph(logit);
+    }
+    let per_pixel = logit.binary_cross_entropy_with_logits::<Tensor>(&target.clamp(0, 1).to_kind(Kind::Float), None, None, Reduction::None);
+    (per_pixel * mask.to_kind(Kind::Float)).sum(Kind::Float) / count
+}
+
+/// Soft Dice loss on `sigmoid(logit)` over the whole batch, as segmentation-models-pytorch's
+/// binary `DiceLoss(ignore_index=255)`: ignored pixels are zeroed in prediction and target, and a
+/// batch with no changed pixel contributes 0.
+pub fn dice_with_ignore(logit: &Tensor, target: &Tensor) -> Tensor {
+    let mask = labelled(target).to_kind(Kind::Float);
+    let prob = logit.log_sigmoid().exp() * &mask;
+    let truth = target.clamp(0, 1).to_kind(Kind::Float) * &mask;
+    let intersection = (&prob * &truth).sum(Kind::Float);
+    let cardinality = (&prob + &truth).sum(Kind::Float);
+    let score = (intersection * 2.0) / cardinality.clamp_min(1e-7);
+    let has_positive = truth.sum(Kind::Float).gt(0.0).to_kind(Kind::Float);
+    (1.0 - score) * has_positive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(values: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(values).view(shape)
+    }
+
+    #[test]
+    fn losses_ignore_pixels_and_never_return_nan() {
+        let logit = t(&[2.0, -1.0, 0.5, 3.0], &[1, 2, 2]);
+        let target = Tensor::from_slice(&[1i64, 0, IGNORE, IGNORE]).view([1, 2, 2]);
+        // BCE over the two labelled pixels: softplus(−2) and softplus(−1)... = log(1+e^−2), log(1+e^−1)
+        let expected = ((1.0f64 + (-2.0f64).exp()).ln() + (1.0f64 + (-1.0f64).exp()).ln()) / 2.0;
+        assert!((bce_with_ignore(&logit, &target).double_value(&[]) - expected).abs() < 1e-6);
+        // Dice: p = σ(2) on the positive, σ(−1) on the negative.
+        let (p1, p0) = (1.0 / (1.0 + (-2.0f64).exp()), 1.0 / (1.0 + 1.0f64.exp()));
+        let dice = 1.0 - 2.0 * p1 / (p1 + p0 + 1.0);
+        assert!((dice_with_ignore(&logit, &target).double_value(&[]) - dice).abs() < 1e-6);
+
+        let all_ignored = Tensor::full([1, 2, 2], IGNORE, (Kind::Int64, tch::Device::Cpu));
+        let logits2 = Tensor::zeros([1, 2, 2, 2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let ce = cross_entropy(&logits2, &all_ignored);
+        assert_eq!(ce.double_value(&[]), 0.0);
+        ce.backward();
+        assert_eq!(bce_with_ignore(&logit, &all_ignored).double_value(&[]), 0.0);
+        assert_eq!(dice_with_ignore(&logit, &all_ignored).double_value(&[]), 0.0);
+    }
+}

@@ -1,0 +1,119 @@
+//! Adam and AdamW written over tch tensors, with the same update as `torch.optim.Adam(W)`, so
+//! that their state (step count and moments) can be saved in a checkpoint and a resumed run
+//! continues exactly. tch's own optimisers keep their state inside libtorch, out of reach.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor, nn::VarStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// L2 penalty added to the gradient (`torch.optim.Adam(weight_decay=…)`).
+    Adam,
+    /// Decoupled weight decay (`torch.optim.AdamW`).
+    AdamW,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            other => Err(format!("unknown optimiser '{other}' (known: adam, adamw)")),
+        }
+    }
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+pub struct Adam {
+    kind: OptimizerKind,
+    weight_decay: f64,
+    step: i64,
+    /// (name, parameter, first moment, second moment), in name order.
+    params: Vec<(String, Tensor, Tensor, Tensor)>,
+}
+
+impl Adam {
+    pub fn new(vs: &VarStore, kind: OptimizerKind, weight_decay: f64) -> Self {
+        let mut named: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = named
+            .into_iter()
+            .map(|(name, p)| {
+                let (m, v) = (p.zeros_like(), p.zeros_like());
+                (name, p, m, v)
+            })
+            .collect();
+        Adam { kind, weight_decay, step: 0, params }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p, _, _) in &self.params {
+            let mut grad = p.grad();
+            if grad.defined() {
+                let _ = grad.detach_().zero_();
+            }
+        }
+    }
+
+    /// One update with learning rate `lr`; parameters without a gradient are left alone.
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let bias1 = 1.0 - BETA1.powi(self.step as i32);
+        let bias2_sqrt = (1.0 - BETA2.powi(self.step as i32)).sqrt();
+        let wd = self.weight_decay;
+        tch::no_grad(|| {
+            for (_, p, m, v) in &mut self.params {
+                let mut grad = p.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                match self.kind {
+                    OptimizerKind::Adam if wd != 0.0 => grad = &grad + &*p * wd,
+                    OptimizerKind::AdamW if wd != 0.0 => {
+                        let _ = p.g_mul_scalar_(1.0 - lr * wd);
+                    }
+                    _ => {}
+                }
+                let _ = m.g_mul_scalar_(BETA1).g_add_(&(&grad * (1.0 - BETA1)));
+                let _ = v.g_mul_scalar_(BETA2).g_add_(&(grad.square() * (1.0 - BETA2)));
+                let denom = v.sqrt() / bias2_sqrt + EPS;
+                let _ = p.g_sub_(&(&*m / &denom * (lr / bias1)));
+            }
+        });
+    }
+
+    /// The state to save: `step` and `exp_avg.NAME` / `exp_avg_sq.NAME` per parameter.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("step".to_owned(), Tensor::from(self.step))];
+        for (name, _, m, v) in &self.params {
+            out.push((format!("exp_avg.{name}"), m.shallow_clone()));
+            out.push((format!("exp_avg_sq.{name}"), v.shallow_clone()));
+        }
+        out
+    }
+
+    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+        let get = |key: &str| state.get(key).ok_or_else(|| format!("optimizer state '{key}' is missing"));
+        self.step = get("step")?.int64_value(&[]);
+        tch::no_grad(|| {
+            for (name, p, m, v) in &mut self.params {
+                for (key, dst) in [(format!("exp_avg.{name}"), m), (format!("exp_avg_sq.{name}"), v)] {
+                    let src = get(&key)?;
+                    if src.size() != p.size() {
+                        return Err(format!("optimizer state '{key}' has shape {:?}, parameter has {:?}", src.size(), p.size()));
+                    }
+                    dst.copy_(&src.to_kind(Kind::Float));
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The training loop: epochs of shuffled, augmented batches; validation after every epoch;
+//! `last` and `best` checkpoints; a JSON-lines log; exact resumption.
+//!
+//! Reproducibility: the data order of an epoch and every sample's augmentation depend only on
+//! (seed, epoch, sample), and the torch generator is re-seeded from (seed, step) before each
+//! step, so a run resumed from a checkpoint continues exactly as the uninterrupted one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig, epoch_order};
+use changedet_metrics::BinaryMetrics;
+use changedet_models::input::BatchTensors;
+use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
+
+use crate::loss::LossKind;
+use crate::optim::{Adam, OptimizerKind};
+use crate::schedule::Schedule;
+use crate::{Result, TrainError, evaluate, plot};
+
+pub const LAST: &str = "last.safetensors";
+pub const BEST: &str = "best.safetensors";
+pub const LOG: &str = "metrics.jsonl";
+pub const PLOT: &str = "curves.png";
+
+/// Everything that decides the result of a training run besides the model and the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recipe {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Random square crop for training (`None`: whole images, which must then share a size).
+    pub crop: Option<u32>,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub optimizer: OptimizerKind,
+    pub schedule: Schedule,
+    pub loss: LossKind,
+    /// Random flips and 90° rotations.
+    pub augment: bool,
+    pub seed: u64,
+    /// Also save `last` every this many optimiser steps (0: at epoch ends only).
+    pub checkpoint_every: usize,
+    pub eval_batch_size: usize,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            epochs: 50,
+            batch_size: 8,
+            crop: Some(256),
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            optimizer: OptimizerKind::AdamW,
+            schedule: Schedule::Constant,
+            loss: LossKind::CrossEntropy,
+            augment: true,
+            seed: 0,
+            checkpoint_every: 0,
+            eval_batch_size: 4,
+        }
+    }
+}
+
+/// What a checkpoint records about the run that wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingState {
+    pub recipe: Recipe,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Running loss of the unfinished epoch (for checkpoints taken inside an epoch).
+    pub epoch_loss_sum: f64,
+    pub epoch_batches: usize,
+    pub best_f1: Option<f64>,
+    pub best_epoch: Option<usize>,
+    /// Validation metrics after the last completed epoch.
+    pub val_metrics: Option<BinaryMetrics>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub val: BinaryMetrics,
+    pub seconds: f64,
+}
+
+pub struct TrainJob {
+    pub model: ModelSpec,
+    pub recipe: Recipe,
+    pub train: Dataset,
+    pub val: Dataset,
+    pub out_dir: PathBuf,
+    pub device: Device,
+    /// Continue from `out_dir/last.safetensors` with its recipe, weights and optimiser state.
+    pub resume: bool,
+    /// Stop after this many optimiser steps without saving, as a crash would.
+    pub max_steps: Option<usize>,
+    pub progress: bool,
+}
+
+#[derive(Debug)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub epochs: usize,
+    pub best_f1: Option<f64>,
+    pub out_dir: PathBuf,
+    pub plot: Option<PathBuf>,
+}
+
+fn save(path: &Path, model: &LoadedModel, optimizer: Option<&Adam>, state: &TrainingState) -> Result<()> {
+    let training = serde_json::to_value(state).expect("state serialises");
+    let optimizer_state = optimizer.map(Adam::state).unwrap_or_default();
+    Checkpoint::write(path, model, &optimizer_state, Some(&training))?;
+    Ok(())
+}
+
+pub fn train(job: TrainJob) -> Result<TrainSummary> {
+    fs::create_dir_all(&job.out_dir).map_err(|e| TrainError::Io(job.out_dir.clone(), e))?;
+    probe_writable(&job.out_dir)?;
+    if job.train.is_empty() || job.val.is_empty() {
+        return Err(TrainError::Config("the training and validation splits must not be empty".into()));
+    }
+    if !job.train.has_labels() || !job.val.has_labels() {
+        return Err(TrainError::Config("training and validation need labelled splits".into()));
+    }
+    let last_path = job.out_dir.join(LAST);
+    let log_path = job.out_dir.join(LOG);
+
+    let (model, mut optimizer, mut state) = if job.resume {
+        let ckpt = Checkpoint::read(&last_path)?;
+        let state: TrainingState = serde_json::from_value(ckpt.training.clone().ok_or_else(|| {
+            TrainError::Config(format!("{}: no training state to resume from", last_path.display()))
+        })?)
+        .map_err(|e| TrainError::Config(format!("{}: training state unreadable: {e}", last_path.display())))?;
+        if ckpt.spec.name() != job.model.name() {
+            return Err(TrainError::Config(format!(
+                "{} holds a {} model, not {}",
+                last_path.display(),
+                ckpt.spec.name(),
+                job.model.name()
+            )));
+        }
+        let model = ckpt.load_model(&last_path, job.device)?;
+        let mut optimizer = Adam::new(&model.vs, state.recipe.optimizer, state.recipe.weight_decay);
+        optimizer.load_state(&ckpt.optimizer).map_err(|e| TrainError::Config(format!("{}: {e}", last_path.display())))?;
+        keep_log_until(&log_path, state.epoch)?;
+        (model, optimizer, state)
+    } else {
+        tch::manual_seed(job.recipe.seed as i64);
+        let model = LoadedModel::new(job.model.clone(), job.device);
+        let optimizer = Adam::new(&model.vs, job.recipe.optimizer, job.recipe.weight_decay);
+        let _ = fs::remove_file(&log_path);
+        let state = TrainingState {
+            recipe: job.recipe.clone(),
+            step: 0,
+            epoch: 0,
+            epoch_loss_sum: 0.0,
+            epoch_batches: 0,
+            best_f1: None,
+            best_epoch: None,
+            val_metrics: None,
+        };
+        (model, optimizer, state)
+    };
+    let recipe = state.recipe.clone();
+    let batch_size = recipe.batch_size.max(1);
+    let steps_per_epoch = job.train.len().div_ceil(batch_size);
+    let total_steps = steps_per_epoch * recipe.epochs;
+    let augment = if recipe.augment { Augment::train(recipe.crop) } else { Augment { crop: recipe.crop, ..Augment::default() } };
+
+    let bar = if job.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(state.step as u64);
+
+    let mut epoch_start = Instant::now();
+    while state.epoch < recipe.epochs {
+        let epoch = state.epoch;
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, recipe.epochs));
+        let done_in_epoch = state.step - epoch * steps_per_epoch;
+        let order = epoch_order(job.train.len(), recipe.seed, epoch, true);
+        let loader_config = LoaderConfig {
+            batch_size,
+            augment,
+            normalization: model.spec.normalization(),
+            seed: recipe.seed,
+            epoch,
+        };
+        let remaining = order[(done_in_epoch * batch_size).min(order.len())..].to_vec();
+        let mut lr = 0.0;
+        for batch in BatchLoader::new(&job.train, remaining, loader_config) {
+            if job.max_steps.is_some_and(|max| state.step >= max) {
+                bar.abandon();
+                return Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_f1: state.best_f1, out_dir: job.out_dir, plot: None });
+            }
+            let batch = batch?;
+            tch::manual_seed(recipe.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
+            lr = recipe.schedule.lr(recipe.lr, state.step, total_steps, steps_per_epoch);
+            let tensors = BatchTensors::new(&batch, job.device);
+            let output = model.model.forward_t(&tensors.before, &tensors.after, true);
+            let loss = recipe.loss.compute(&output, tensors.label.as_ref().expect("labelled split"));
+            let loss_value = loss.double_value(&[]);
+            if !loss_value.is_finite() {
+                return Err(TrainError::NonFinite(format!(
+                    "loss became {loss_value} at step {} (batch {:?}); check the inputs for NaN and lower the learning rate",
+                    state.step, batch.names
+                )));
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step(lr);
+            state.step += 1;
+            state.epoch_loss_sum += loss_value;
+            state.epoch_batches += 1;
+            bar.set_position(state.step as u64);
+            bar.set_message(format!("loss {:.4}  lr {lr:.2e}", state.epoch_loss_sum / state.epoch_batches as f64));
+            if recipe.checkpoint_every > 0 && state.step % recipe.checkpoint_every == 0 && state.step % steps_per_epoch != 0 {
+                save(&last_path, &model, Some(&optimizer), &state)?;
+            }
+        }
+
+        let confusion = evaluate(&model, &job.val, recipe.eval_batch_size.max(1), job.device)?;
+        let metrics = confusion.metrics();
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            step: state.step,
+            lr,
+            train_loss: state.epoch_loss_sum / state.epoch_batches.max(1) as f64,
+            val: metrics,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        state.epoch += 1;
+        state.epoch_loss_sum = 0.0;
+        state.epoch_batches = 0;
+        state.val_metrics = Some(metrics);
+        let improved = state.best_f1.is_none_or(|best| metrics.f1 > best);
+        if improved {
+            state.best_f1 = Some(metrics.f1);
+            state.best_epoch = Some(state.epoch);
+            save(&job.out_dir.join(BEST), &model, None, &state)?;
+        }
+        save(&last_path, &model, Some(&optimizer), &state)?;
+        append_log(&log_path, &entry)?;
+        let line = format!(
+            "epoch {:>3}/{}  loss {:.4}  val F1 {:.4}  IoU {:.4}  P {:.4}  R {:.4}{}",
+            entry.epoch,
+            recipe.epochs,
+            entry.train_loss,
+            metrics.f1,
+            metrics.iou,
+            metrics.precision,
+            metrics.recall,
+            if improved { "  (best)" } else { "" }
+        );
+        // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
+        bar.suspend(|| eprintln!("{line}"));
+        epoch_start = Instant::now();
+    }
+    bar.finish_and_clear();
+    let plot_path = job.out_dir.join(PLOT);
+    let plot = match plot::plot_curves(&log_path, &plot_path) {
+        Ok(()) => Some(plot_path),
+        Err(e) => {
+            tracing::warn!("no training-curve plot: {e}");
+            None
+        }
+    };
+    Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_f1: state.best_f1, out_dir: job.out_dir, plot })
+}
+
+fn probe_writable(dir: &Path) -> Result<()> {
+    tempfile::tempfile_in(dir).map(drop).map_err(|e| TrainError::Io(dir.to_owned(), e))
+}
+
+fn append_log(path: &Path, entry: &EpochLog) -> Result<()> {
+    let mut file = fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::Io(path.to_owned(), e))?;
+    writeln!(file, "{}", serde_json::to_string(entry).expect("log serialises")).map_err(|e| TrainError::Io(path.to_owned(), e))
+}
+
+pub fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
+    let text = fs::read_to_string(path).map_err(|e| TrainError::Io(path.to_owned(), e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| TrainError::Config(format!("{}: bad log line: {e}", path.display()))))
+        .collect()
+}
+
+/// Drops log lines of epochs after the checkpoint a run resumes from (an interrupted run may
+/// have logged an epoch whose checkpoint it never finished writing).
+fn keep_log_until(path: &Path, epochs: usize) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<EpochLog> = read_log(path)?.into_iter().filter(|e| e.epoch <= epochs).collect();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |e| TrainError::Io(path.to_owned(), e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    for entry in &kept {
+        writeln!(tmp, "{}", serde_json::to_string(entry).expect("log serialises")).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets everything up (idempotent) and runs the whole test suite. Tests read the real sample data
+# and goldens from ../shared beside the repository.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+cargo test --release --workspace --locked "$@"
