@@ -5,4 +5,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-cargo test --release --workspace --locked "$@"
+cargo test --release --workspace --locked --no-fail-fast "$@"

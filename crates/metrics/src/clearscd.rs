@@ -1,0 +1,292 @@
+//! The ClearSCD `test.py` convention (tangkai-RS/ClearSCD, `reference/clearscd.md` §5),
+//! reproduced with its quirks so that Hi-UCD numbers compare with the paper's:
+//!
+//! - SeK uses the IoU of the binary-change *labels* (not of the from-to matrix), and the from-to
+//!   matrix calls a pixel unchanged when both dates have the same class, whatever the BCD label.
+//! - `_mod` variants move every true-positive change pixel whose two predicted classes agree
+//!   from TP to FP.
+//! - mIoU_sc codes a predicted change with equal classes i→i as 9i, which collides with the code
+//!   of i→i+1 (and for i = K−1 with "no change"); its mean divides by (distinct GT codes − 1),
+//!   which assumes the unlabelled code occurs.
+//! - mIoU_nc replaces the IoU of its "changed" class by the BCD IoU and divides likewise.
+//! - Several values are rounded to 5 decimals inside the reference evaluators (mIoU, F1); the
+//!   printed table is ×100 rounded to 2 decimals (half to even), and Overall_Score is computed
+//!   from those rounded values.
+//!
+//! Where the reference divides 0 by 0 (SEG mF1 and BCD F1 when a class never occurs, a mean
+//! over no codes), it returns NaN; changedet returns 0 there instead and reports it in
+//! `guarded`. Every other number is bit-for-bit the reference's.
+
+use std::collections::BTreeSet;
+use std::f64::consts::E;
+
+use serde::{Deserialize, Serialize};
+
+use crate::confusion::Confusion;
+use crate::numpy;
+use crate::{MetricsError, ScdMaps};
+
+/// Accumulates the ClearSCD metrics over any number of pairs (order- and chunk-independent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClearScdAccumulator {
+    classes: usize,
+    seg_pair: Confusion,
+    from_to: Confusion,
+    bcd: Confusion,
+    binary_consistency: Confusion,
+    change_consistency: Confusion,
+    change_codes: BTreeSet<usize>,
+    nochange_consistency: Confusion,
+    nochange_codes: BTreeSet<usize>,
+    invalid_area: u64,
+    right_bcd_area: u64,
+}
+
+/// Everything `test.py` computes, unrounded, and its printed table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClearScdMetrics {
+    pub oa_scd: f64,
+    pub kappa_trad: f64,
+    pub kappa_nuc: f64,
+    pub iou_mean: f64,
+    pub iou_change: f64,
+    pub iou_nochange: f64,
+    pub f1_change: f64,
+    pub sek: f64,
+    pub iou_change_mod: f64,
+    pub f1_change_mod: f64,
+    pub sek_mod: f64,
+    pub seg_pair_iou: f64,
+    pub seg_pair_f1: f64,
+    pub binary_consistency: f64,
+    pub change_consistency: f64,
+    pub nochange_consistency: f64,
+    pub invalid_area_sum: u64,
+    pub right_bcd_area_sum: u64,
+    pub distinct_change_codes: usize,
+    pub distinct_nochange_codes: usize,
+    /// The table test.py prints: ×100, rounded to 2 decimals, in its order and names.
+    pub printed: Vec<(String, f64)>,
+    /// Names of values where the reference would give NaN (0/0) and changedet gives 0.
+    pub guarded: Vec<String>,
+    /// The 2×2 BCD confusion after the `_mod` move (rows GT, columns prediction).
+    pub bcd_confusion_mod: Confusion,
+    pub seg_pair_confusion: Confusion,
+}
+
+/// `t1·K + t2` minus the number of diagonal codes `i·(K+1)` below it (numpy `searchsorted`).
+fn diagonals_below(from_to: usize, k: usize) -> usize {
+    if from_to == 0 { 0 } else { ((from_to - 1) / (k + 1) + 1).min(k) }
+}
+
+fn is_diagonal(from_to: usize, k: usize) -> bool {
+    from_to % (k + 1) == 0 && from_to / (k + 1) < k
+}
+
+/// `cal_change_type`: 0..K(K−1)−1 from-to changes, K(K−1) no change, K(K−1)+1 unlabelled.
+fn change_type(t1: usize, t2: usize, mask: u8, label: u8, k: usize) -> usize {
+    let from_to = t1 * k + t2;
+    let mut code = from_to - diagonals_below(from_to, k);
+    if label == 255 {
+        code = k * (k - 1) + 1;
+    }
+    if mask == 0 {
+        code = k * (k - 1);
+    }
+    code
+}
+
+/// `cal_nochange_type`: 0..K−1 unchanged with that class, K changed, K+1 unlabelled.
+fn nochange_type(t1: usize, t2: usize, mask: u8, label: u8, k: usize) -> usize {
+    let from_to = t1 * k + t2;
+    let mut code = diagonals_below(from_to, k);
+    if !is_diagonal(from_to, k) && mask == 0 {
+        code = k;
+    }
+    if label == 255 {
+        code = k + 1;
+    }
+    if mask == 1 {
+        code = k;
+    }
+    code
+}
+
+impl ClearScdAccumulator {
+    /// `classes` land-cover classes (9 for Hi-UCD); the value `classes` marks unlabelled pixels.
+    pub fn new(classes: usize) -> Self {
+        let k = classes;
+        ClearScdAccumulator {
+            classes: k,
+            seg_pair: Confusion::new(k),
+            from_to: Confusion::new(k * k + 1),
+            bcd: Confusion::new(2),
+            binary_consistency: Confusion::new(2),
+            change_consistency: Confusion::new(k * (k - 1) + 1),
+            change_codes: BTreeSet::new(),
+            nochange_consistency: Confusion::new(k + 1),
+            nochange_codes: BTreeSet::new(),
+            invalid_area: 0,
+            right_bcd_area: 0,
+        }
+    }
+
+    /// Adds one pair. Ground-truth classes are 0..K−1 or K (unlabelled), the ground-truth change
+    /// mask 0/1/255; predicted classes 0..K−1 and predicted change 0/1.
+    pub fn add(&mut self, maps: &ScdMaps) -> Result<(), MetricsError> {
+        let k = self.classes;
+        maps.check(k)?;
+        let unchanged = k * k;
+        for i in 0..maps.len() {
+            let (ya, yb, yc) = (maps.gt_a[i] as usize, maps.gt_b[i] as usize, maps.gt_change[i]);
+            let (pa, pb, pc) = (maps.pred_a[i] as usize, maps.pred_b[i] as usize, maps.pred_change[i]);
+
+            self.seg_pair.add(ya, pa);
+            self.seg_pair.add(yb, pb);
+
+            let gt_code = if ya == k || yb == k {
+                usize::MAX // test.py's 999: outside the matrix
+            } else if ya == yb {
+                unchanged
+            } else {
+                ya * k + yb
+            };
+            let pred_code = if pc == 0 { unchanged } else { pa * k + pb };
+            self.from_to.add(gt_code, pred_code);
+
+            self.bcd.add(yc as usize, pc as usize);
+            self.binary_consistency.add(pc as usize, usize::from(pa != pb));
+
+            let gt_change_type = change_type(ya, yb, yc, yc, k);
+            self.change_codes.insert(gt_change_type);
+            self.change_consistency.add(gt_change_type, change_type(pa, pb, pc, yc, k));
+
+            let gt_nochange_type = nochange_type(ya, yb, yc, yc, k);
+            self.nochange_codes.insert(gt_nochange_type);
+            self.nochange_consistency.add(gt_nochange_type, nochange_type(pa, pb, pc, yc, k));
+
+            if yc == 1 && pc == 1 {
+                self.right_bcd_area += 1;
+                if pa == pb {
+                    self.invalid_area += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn merge(&mut self, other: &ClearScdAccumulator) {
+        assert_eq!(self.classes, other.classes);
+        self.seg_pair.merge(&other.seg_pair);
+        self.from_to.merge(&other.from_to);
+        self.bcd.merge(&other.bcd);
+        self.binary_consistency.merge(&other.binary_consistency);
+        self.change_consistency.merge(&other.change_consistency);
+        self.change_codes.extend(&other.change_codes);
+        self.nochange_consistency.merge(&other.nochange_consistency);
+        self.nochange_codes.extend(&other.nochange_codes);
+        self.invalid_area += other.invalid_area;
+        self.right_bcd_area += other.right_bcd_area;
+    }
+
+    pub fn metrics(&self) -> ClearScdMetrics {
+        let k = self.classes;
+        let mut guarded = Vec::new();
+        let mut guard = |name: &str, num: f64, den: f64| {
+            if den == 0.0 {
+                guarded.push(name.to_owned());
+                0.0
+            } else {
+                num / den
+            }
+        };
+
+        let total = self.from_to.total() as f64;
+        let oa_scd = guard("oa_scd", self.from_to.trace() as f64, total);
+        let kappa_trad = self.from_to.kappa();
+        let mut without_unchanged = self.from_to.clone();
+        without_unchanged.set(k * k, k * k, 0);
+        let kappa_nuc = without_unchanged.kappa();
+
+        let bcd_iou = self.bcd.iou();
+        let iou_mean = numpy::round(numpy::mean(&bcd_iou), 5);
+        let (iou_nochange, iou_change) = (bcd_iou[0], bcd_iou[1]);
+        let (tp, fp, fn_) = self.bcd.class_counts(1);
+        let f1_change = numpy::round(guard("f1_change", 2.0 * tp as f64, (2 * tp + fp + fn_) as f64), 5);
+        let sek = kappa_nuc * iou_change.exp() / E;
+
+        let mut bcd_mod = self.bcd.clone();
+        bcd_mod.set(1, 1, tp - self.invalid_area);
+        bcd_mod.set(0, 1, bcd_mod.get(0, 1) + self.invalid_area);
+        let iou_change_mod = bcd_mod.iou()[1];
+        let (tp_m, fp_m, fn_m) = bcd_mod.class_counts(1);
+        let f1_change_mod = numpy::round(guard("f1_change_mod", 2.0 * tp_m as f64, (2 * tp_m + fp_m + fn_m) as f64), 5);
+        let sek_mod = kappa_nuc * iou_change_mod.exp() / E;
+
+        let seg_pair_iou = numpy::round(numpy::mean(&self.seg_pair.iou()), 5);
+        let seg_f1: Vec<f64> = (0..k)
+            .map(|c| {
+                let (tp, fp, fn_) = self.seg_pair.class_counts(c);
+                numpy::round(guard(&format!("seg_f1[{c}]"), 2.0 * tp as f64, (2 * tp + fp + fn_) as f64), 5)
+            })
+            .collect();
+        let seg_pair_f1 = numpy::mean(&seg_f1);
+
+        let binary_consistency = numpy::round(numpy::mean(&self.binary_consistency.iou()), 5);
+        let change_den = self.change_codes.len().saturating_sub(1) as f64;
+        let change_consistency = numpy::round(guard("change_consistency", numpy::nansum(&self.change_consistency.iou()), change_den), 5);
+        let mut nochange_iou = self.nochange_consistency.iou();
+        nochange_iou[k] = iou_change;
+        let nochange_den = self.nochange_codes.len().saturating_sub(1) as f64;
+        let nochange_consistency = numpy::round(guard("nochange_consistency", numpy::nansum(&nochange_iou), nochange_den), 5);
+
+        let pct = |x: f64| numpy::round(x * 100.0, 2);
+        let (p_iou, p_sek, p_iou_mod, p_sek_mod) = (pct(iou_change), pct(sek), pct(iou_change_mod), pct(sek_mod));
+        let printed = vec![
+            ("BCD_IoU", p_iou),
+            ("BCD_F1", pct(f1_change)),
+            ("BCD_IoU_mod", p_iou_mod),
+            ("BCD_F1_mod", pct(f1_change_mod)),
+            ("SEG_mIoU", pct(seg_pair_iou)),
+            ("SEG_mF1", pct(seg_pair_f1)),
+            ("SCD_Sek", p_sek),
+            ("SCD_Sek_mod", p_sek_mod),
+            ("Kappa", pct(kappa_trad)),
+            ("Overall_Score", numpy::round(0.3 * p_iou + 0.7 * p_sek, 2)),
+            ("Overall_Score_mod", numpy::round(0.3 * p_iou_mod + 0.7 * p_sek_mod, 2)),
+            ("binary_consistency", pct(binary_consistency)),
+            ("change_consistency", pct(change_consistency)),
+            ("nochange_consistency", pct(nochange_consistency)),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+
+        ClearScdMetrics {
+            oa_scd,
+            kappa_trad,
+            kappa_nuc,
+            iou_mean,
+            iou_change,
+            iou_nochange,
+            f1_change,
+            sek,
+            iou_change_mod,
+            f1_change_mod,
+            sek_mod,
+            seg_pair_iou,
+            seg_pair_f1,
+            binary_consistency,
+            change_consistency,
+            nochange_consistency,
+            invalid_area_sum: self.invalid_area,
+            right_bcd_area_sum: self.right_bcd_area,
+            distinct_change_codes: self.change_codes.len(),
+            distinct_nochange_codes: self.nochange_codes.len(),
+            printed,
+            guarded,
+            bcd_confusion_mod: bcd_mod,
+            seg_pair_confusion: self.seg_pair.clone(),
+        }
+    }
+}
