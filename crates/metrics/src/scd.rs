@@ -172,3 +172,174 @@ impl ScdAccumulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClearScdAccumulator;
+    use proptest::prelude::*;
+
+    const GT_A: [u8; 6] = [0, 1, 0, 1, 1, 2];
+    const GT_B: [u8; 6] = [1, 0, 0, 1, 0, 2];
+    const GT_C: [u8; 6] = [1, 1, 0, 0, 1, 255];
+    const PRED_A: [u8; 6] = [0, 0, 1, 1, 1, 0];
+    const PRED_B: [u8; 6] = [1, 1, 1, 0, 0, 1];
+    const PRED_C: [u8; 6] = [1, 1, 0, 1, 1, 0];
+
+    fn maps() -> ScdMaps<'static> {
+        ScdMaps { gt_a: &GT_A, gt_b: &GT_B, gt_change: &GT_C, pred_a: &PRED_A, pred_b: &PRED_B, pred_change: &PRED_C }
+    }
+
+    fn near(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn second_convention_worked_by_hand() {
+        // Per-date maps (0 = no change, 1 + class where changed; pixel 6 unlabelled):
+        // GT A [1,2,0,0,2,-] B [2,1,0,0,1,-]; prediction A [1,1,0,2,2,0] B [2,2,0,1,1,0].
+        // Q (rows GT) = [[2,1,1],[0,2,1],[0,1,2]]: TN 2, FP 2, FN 0, TP 6.
+        let mut acc = ScdAccumulator::new(ScdConvention::Second, 2);
+        acc.add(&maps()).unwrap();
+        let m = acc.metrics();
+        assert_eq!(m.confusion.counts, vec![2, 1, 1, 0, 2, 1, 0, 1, 2]);
+        near(m.iou_unchanged, 0.5);
+        near(m.iou_changed, 0.75);
+        near(m.miou, 0.625);
+        // Q̂: ρ = 4/8, η = (0·2 + 4·3 + 4·3)/64 = 0.375, κ = 0.125/0.625.
+        near(m.kappa_n0, 0.2);
+        near(m.sek, 0.2 * (-0.25f64).exp());
+        near(m.precision_sc, 0.5);
+        near(m.recall_sc, 4.0 / 6.0);
+        near(m.fscd, 4.0 / 7.0);
+        near(m.score, 0.3 * 0.625 + 0.7 * 0.2 * (-0.25f64).exp());
+        near(m.oa, 0.6);
+        near(m.oa_mean_per_map, 0.6);
+        near(m.miou_classes_present, (0.5 + 0.4 + 0.4) / 3.0);
+        // The same numbers as Bi-SRNet's Eval_SCD (numpy), which were computed independently:
+        near(m.sek, 0.155760156614281);
+        near(m.fscd, 0.5714285714285715);
+    }
+
+    #[test]
+    fn from_to_convention_worked_by_hand() {
+        // Codes 1 + a·2 + b: GT [2,3,0,0,3,-], prediction [2,2,0,3,3,0].
+        let mut acc = ScdAccumulator::new(ScdConvention::FromTo, 2);
+        acc.add(&maps()).unwrap();
+        let m = acc.metrics();
+        let mut expected = vec![0u64; 25];
+        for (g, p) in [(2, 2), (3, 2), (0, 0), (0, 3), (3, 3)] {
+            expected[g * 5 + p] += 1;
+        }
+        assert_eq!(m.confusion.counts, expected);
+        near(m.iou_changed, 0.75);
+        near(m.kappa_n0, 0.2);
+        near(m.fscd, 4.0 / 7.0);
+        // Classes present in the GT: 0 (TP 1, FN 1: IoU 1/2), 2 (TP 1, FP 1: 1/2), 3 (TP 1, FP 1, FN 1: 1/3).
+        near(m.miou_classes_present, (0.5 + 0.5 + 1.0 / 3.0) / 3.0);
+        near(m.oa_mean_per_map, 0.6);
+    }
+
+    fn all_finite(m: &ScdMetrics) -> bool {
+        [m.oa, m.oa_mean_per_map, m.iou_unchanged, m.iou_changed, m.miou, m.kappa_n0, m.sek, m.fscd, m.score, m.miou_classes_present]
+            .iter()
+            .all(|v| v.is_finite())
+    }
+
+    #[test]
+    fn absent_class_all_ignored_and_no_change_give_numbers_not_nan() {
+        let zeros = [0u8; 6];
+        let ignored = [255u8; 6];
+        let unlabelled = [3u8; 6];
+        let cases = [
+            // class 2 of 3 never occurs anywhere
+            ScdMaps { gt_a: &GT_A, gt_b: &GT_B, gt_change: &GT_C, pred_a: &PRED_A, pred_b: &PRED_B, pred_change: &PRED_C },
+            // every pixel unlabelled
+            ScdMaps { gt_a: &unlabelled, gt_b: &unlabelled, gt_change: &ignored, pred_a: &PRED_A, pred_b: &PRED_B, pred_change: &PRED_C },
+            // no changed pixel in GT or prediction
+            ScdMaps { gt_a: &zeros, gt_b: &zeros, gt_change: &zeros, pred_a: &zeros, pred_b: &zeros, pred_change: &zeros },
+        ];
+        for maps in &cases {
+            for convention in [ScdConvention::Second, ScdConvention::FromTo] {
+                let mut acc = ScdAccumulator::new(convention, 3);
+                acc.add(maps).unwrap();
+                assert!(all_finite(&acc.metrics()), "{convention:?}");
+            }
+            let mut clear = ClearScdAccumulator::new(3);
+            clear.add(maps).unwrap();
+            let m = clear.metrics();
+            assert!(m.printed.iter().all(|(_, v)| v.is_finite()), "{:?}", m.printed);
+        }
+        // No change at all: binary IoU of the changed class 0, unchanged 1, SeK 0.
+        let mut acc = ScdAccumulator::new(ScdConvention::Second, 3);
+        acc.add(&cases[2]).unwrap();
+        let m = acc.metrics();
+        assert_eq!((m.iou_changed, m.iou_unchanged, m.sek, m.fscd), (0.0, 1.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        let mut acc = ScdAccumulator::new(ScdConvention::Second, 2);
+        let bad = [0u8, 0, 0, 0, 0, 7];
+        let err = acc.add(&ScdMaps { gt_change: &bad, ..maps() }).unwrap_err();
+        assert!(matches!(err, MetricsError::UnexpectedValue { which: "ground-truth change", value: 7, .. }));
+        let err = acc.add(&ScdMaps { pred_a: &[0, 0, 2, 0, 0, 0], ..maps() }).unwrap_err();
+        assert!(matches!(err, MetricsError::UnexpectedValue { which: "predicted before", value: 2, .. }));
+        assert!(matches!(acc.add(&ScdMaps { pred_b: &[0], ..maps() }), Err(MetricsError::SizeMismatch { .. })));
+    }
+
+    type Owned = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn pairs(k: u8) -> impl Strategy<Value = Vec<Owned>> {
+        let pair = (1usize..40).prop_flat_map(move |n| {
+            let v = |s: prop::sample::Select<u8>| prop::collection::vec(s, n);
+            let classes: Vec<u8> = (0..=k).collect();
+            let pred: Vec<u8> = (0..k).collect();
+            (
+                v(prop::sample::select(classes.clone())),
+                v(prop::sample::select(classes)),
+                v(prop::sample::select(vec![0u8, 1, 255])),
+                v(prop::sample::select(pred.clone())),
+                v(prop::sample::select(pred)),
+                v(prop::sample::select(vec![0u8, 1])),
+            )
+        });
+        prop::collection::vec(pair, 1..6)
+    }
+
+    fn view(p: &Owned) -> ScdMaps<'_> {
+        ScdMaps { gt_a: &p.0, gt_b: &p.1, gt_change: &p.2, pred_a: &p.3, pred_b: &p.4, pred_change: &p.5 }
+    }
+
+    proptest! {
+        #[test]
+        fn order_and_chunking_do_not_matter(pairs in pairs(3), split in 0usize..6) {
+            let split = split.min(pairs.len());
+            for convention in [ScdConvention::Second, ScdConvention::FromTo] {
+                let run = |items: &mut dyn Iterator<Item = &Owned>| {
+                    let mut acc = ScdAccumulator::new(convention, 3);
+                    for p in items { acc.add(&view(p)).unwrap(); }
+                    acc
+                };
+                let all = run(&mut pairs.iter()).metrics();
+                let mut halves = run(&mut pairs[..split].iter());
+                halves.merge(&run(&mut pairs[split..].iter()));
+                for other in [halves.metrics(), run(&mut pairs.iter().rev()).metrics()] {
+                    // The per-map mean is a float sum, exact only up to summation order.
+                    prop_assert!((other.oa_mean_per_map - all.oa_mean_per_map).abs() < 1e-12);
+                    prop_assert_eq!(&ScdMetrics { oa_mean_per_map: all.oa_mean_per_map, ..other }, &all);
+                }
+            }
+            let run = |items: &mut dyn Iterator<Item = &Owned>| {
+                let mut acc = ClearScdAccumulator::new(3);
+                for p in items { acc.add(&view(p)).unwrap(); }
+                acc
+            };
+            let all = run(&mut pairs.iter());
+            let mut halves = run(&mut pairs[..split].iter());
+            halves.merge(&run(&mut pairs[split..].iter()));
+            prop_assert_eq!(&all.metrics(), &halves.metrics());
+            prop_assert_eq!(all.metrics(), run(&mut pairs.iter().rev()).metrics());
+        }
+    }
+}
