@@ -5,6 +5,7 @@ mod bench;
 mod device;
 mod eval;
 mod info;
+mod metrics;
 mod predict;
 mod train;
 
@@ -31,7 +32,8 @@ const EXAMPLES: &str = "Examples:
   changedet train --model fc-siam-diff --dataset levir-cd:/data/LEVIR-CD --out runs/levir
   changedet eval --checkpoint runs/levir/best.safetensors --dataset levir-cd:/data/LEVIR-CD --split test
   changedet predict --checkpoint runs/levir/best.safetensors --before t1.png --after t2.png --out maps/
-  changedet info runs/levir/best.safetensors";
+  changedet info runs/levir/best.safetensors
+  changedet metrics --pred maps/ --gt labels/ --convention all --json scores.json";
 
 #[derive(Subcommand)]
 enum Command {
@@ -39,6 +41,7 @@ enum Command {
     Eval(eval::Args),
     Predict(predict::Args),
     Info(info::Args),
+    Metrics(metrics::Args),
     Bench(bench::Args),
 }
 
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Info(args) => info::run(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

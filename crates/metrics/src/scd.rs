@@ -19,6 +19,7 @@ use crate::{MetricsError, ScdMaps, ratio};
 #[serde(rename_all = "kebab-case")]
 pub enum ScdConvention {
     Second,
+    #[serde(rename = "fromto")]
     FromTo,
 }
 
