@@ -129,3 +129,42 @@ fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     let log = std::fs::read_to_string(interrupted.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2, "one log line per epoch, none repeated");
 }
+
+#[test]
+fn predict_raw_outputs_equal_the_model_called_directly() {
+    use changedet_models::{Checkpoint, LoadedModel, ModelSpec, tensor_io};
+    use tch::{Device, Kind, Tensor};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let checkpoint = tmp.path().join("model.safetensors");
+    tch::manual_seed(3);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), Device::Cpu);
+    Checkpoint::write(&checkpoint, &model, &[], None).unwrap();
+
+    let pair = shared_data("levir-cd-1024");
+    let (before, after) = (pair.join("A/test_3.png"), pair.join("B/test_3.png"));
+    let raw = tmp.path().join("raw.safetensors");
+    let out = tmp.path().join("maps");
+    ok(&["predict", "--checkpoint", s(&checkpoint), "--before", s(&before), "--after", s(&after), "--out", s(&out), "--raw", s(&raw), "--device", "cpu"]);
+
+    // The same pair through the model, with the normalisation written out here.
+    let norm = model.spec.normalization();
+    let input = |path: &Path| {
+        let img = image::open(path).unwrap().into_rgb8();
+        let (w, h) = img.dimensions();
+        let chw: Vec<f32> = (0..3)
+            .flat_map(|c| img.pixels().map(move |p| (p[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c]).collect::<Vec<_>>())
+            .collect();
+        Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64])
+    };
+    let expected = tch::no_grad(|| model.model.forward_t(&input(&before), &input(&after), false)).logits;
+    let written = &tensor_io::read(&raw).unwrap().tensors["logits"];
+    assert_eq!(written.size(), [1, 2, 1024, 1024]);
+    let max_diff = (written - &expected).abs().max().double_value(&[]);
+    assert!(max_diff <= 1e-5, "raw logits differ from the model's by {max_diff}");
+
+    let change = image::open(out.join("test_3_change.png")).unwrap().into_luma8();
+    let argmax = Vec::<i64>::try_from(written.argmax(1, false).flatten(0, -1).to_kind(Kind::Int64)).unwrap();
+    let flips = change.pixels().zip(&argmax).filter(|(p, a)| (p[0] == 255) != (**a == 1)).count();
+    assert_eq!(flips, 0, "the change map is the argmax of the raw logits");
+}
