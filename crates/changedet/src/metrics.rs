@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use changedet_data::LabelEncoding;
-use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdMaps};
+use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdPair};
 use changedet_raster::{Raster, read_gray, read_rgb};
 
 /// Score prediction maps against ground-truth maps on disk, in the conventions papers use.
@@ -167,16 +167,6 @@ fn read_second_rgb(path: &Path) -> Result<Raster> {
     Ok(Raster::new(rgb.width, rgb.height, 1, data))
 }
 
-/// One pair's decoded maps.
-struct PairMaps {
-    gt_a: Vec<u8>,
-    gt_b: Vec<u8>,
-    gt_change: Vec<u8>,
-    pred_a: Vec<u8>,
-    pred_b: Vec<u8>,
-    pred_change: Vec<u8>,
-}
-
 struct ScdInputs<'a> {
     pred: &'a Path,
     gt: &'a Path,
@@ -187,7 +177,7 @@ struct ScdInputs<'a> {
 }
 
 impl ScdInputs<'_> {
-    fn load(&self, stem: &str) -> Result<PairMaps> {
+    fn load(&self, stem: &str) -> Result<ScdPair> {
         let k = self.classes;
         let gt_date = |date: &str| -> Result<(Raster, PathBuf)> {
             let path = find(&self.gt.join(date), stem)?;
@@ -221,7 +211,7 @@ impl ScdInputs<'_> {
         let pred_change = read_change(&change_path, self.pred_change, None)?;
         same_size(&gt_a, &gt_a_path, &pred_change, &change_path)?;
         let (pred_a, pred_b) = (pred_date("A")?.data, pred_date("B")?.data);
-        Ok(PairMaps { gt_a: gt_a.data, gt_b: gt_b.data, gt_change, pred_a, pred_b, pred_change: pred_change.data })
+        Ok(ScdPair { gt_a: gt_a.data, gt_b: gt_b.data, gt_change, pred_a, pred_b, pred_change: pred_change.data })
     }
 }
 
@@ -288,14 +278,7 @@ pub fn run(args: Args) -> Result<()> {
             .par_iter()
             .map(|stem| -> Result<Accumulators> {
                 let m = inputs.load(stem)?;
-                let maps = ScdMaps {
-                    gt_a: &m.gt_a,
-                    gt_b: &m.gt_b,
-                    gt_change: &m.gt_change,
-                    pred_a: &m.pred_a,
-                    pred_b: &m.pred_b,
-                    pred_change: &m.pred_change,
-                };
+                let maps = m.maps();
                 let mut acc = Accumulators::new(classes);
                 let named = |e| anyhow::anyhow!("pair '{stem}': {e}");
                 acc.binary.accumulate(&m.pred_change, &m.gt_change, Some(255)).map_err(named)?;

@@ -5,50 +5,28 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdMaps};
+use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdPair};
 
 const SIDE: usize = 1024;
 const MAPS: usize = 4;
 const CLASSES: u8 = 9;
 
-struct Pair {
-    gt_a: Vec<u8>,
-    gt_b: Vec<u8>,
-    gt_change: Vec<u8>,
-    pred_a: Vec<u8>,
-    pred_b: Vec<u8>,
-    pred_change: Vec<u8>,
-}
-
-impl Pair {
-    fn random(rng: &mut ChaCha8Rng) -> Self {
-        let n = SIDE * SIDE;
-        let mut map = |hi: u8| (0..n).map(|_| rng.random_range(0..hi)).collect::<Vec<u8>>();
-        Pair {
-            gt_a: map(CLASSES + 1),
-            gt_b: map(CLASSES + 1),
-            gt_change: map(2),
-            pred_a: map(CLASSES),
-            pred_b: map(CLASSES),
-            pred_change: map(2),
-        }
-    }
-
-    fn maps(&self) -> ScdMaps<'_> {
-        ScdMaps {
-            gt_a: &self.gt_a,
-            gt_b: &self.gt_b,
-            gt_change: &self.gt_change,
-            pred_a: &self.pred_a,
-            pred_b: &self.pred_b,
-            pred_change: &self.pred_change,
-        }
+fn random_pair(rng: &mut ChaCha8Rng) -> ScdPair {
+    let n = SIDE * SIDE;
+    let mut map = |hi: u8| (0..n).map(|_| rng.random_range(0..hi)).collect::<Vec<u8>>();
+    ScdPair {
+        gt_a: map(CLASSES + 1),
+        gt_b: map(CLASSES + 1),
+        gt_change: map(2),
+        pred_a: map(CLASSES),
+        pred_b: map(CLASSES),
+        pred_change: map(2),
     }
 }
 
 fn accumulate(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let pairs: Vec<Pair> = (0..MAPS).map(|_| Pair::random(&mut rng)).collect();
+    let pairs: Vec<ScdPair> = (0..MAPS).map(|_| random_pair(&mut rng)).collect();
     let mut group = c.benchmark_group("accumulate 4 maps of 1024x1024");
     group.throughput(Throughput::Elements((MAPS * SIDE * SIDE) as u64));
     group.sample_size(10);

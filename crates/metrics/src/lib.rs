@@ -42,6 +42,30 @@ pub struct ScdMaps<'a> {
     pub pred_change: &'a [u8],
 }
 
+/// The owned form of [`ScdMaps`], for code that decodes or generates maps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScdPair {
+    pub gt_a: Vec<u8>,
+    pub gt_b: Vec<u8>,
+    pub gt_change: Vec<u8>,
+    pub pred_a: Vec<u8>,
+    pub pred_b: Vec<u8>,
+    pub pred_change: Vec<u8>,
+}
+
+impl ScdPair {
+    pub fn maps(&self) -> ScdMaps<'_> {
+        ScdMaps {
+            gt_a: &self.gt_a,
+            gt_b: &self.gt_b,
+            gt_change: &self.gt_change,
+            pred_a: &self.pred_a,
+            pred_b: &self.pred_b,
+            pred_change: &self.pred_change,
+        }
+    }
+}
+
 impl ScdMaps<'_> {
     pub fn len(&self) -> usize {
         self.gt_a.len()

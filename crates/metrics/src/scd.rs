@@ -177,7 +177,7 @@ impl ScdAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ClearScdAccumulator;
+    use crate::{ClearScdAccumulator, ScdPair};
     use proptest::prelude::*;
 
     const GT_A: [u8; 6] = [0, 1, 0, 1, 1, 2];
@@ -289,9 +289,7 @@ mod tests {
         assert!(matches!(acc.add(&ScdMaps { pred_b: &[0], ..maps() }), Err(MetricsError::SizeMismatch { .. })));
     }
 
-    type Owned = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
-
-    fn pairs(k: u8) -> impl Strategy<Value = Vec<Owned>> {
+    fn pairs(k: u8) -> impl Strategy<Value = Vec<ScdPair>> {
         let pair = (1usize..40).prop_flat_map(move |n| {
             let v = |s: prop::sample::Select<u8>| prop::collection::vec(s, n);
             let classes: Vec<u8> = (0..=k).collect();
@@ -304,12 +302,16 @@ mod tests {
                 v(prop::sample::select(pred)),
                 v(prop::sample::select(vec![0u8, 1])),
             )
+                .prop_map(|(gt_a, gt_b, gt_change, pred_a, pred_b, pred_change)| ScdPair {
+                    gt_a,
+                    gt_b,
+                    gt_change,
+                    pred_a,
+                    pred_b,
+                    pred_change,
+                })
         });
         prop::collection::vec(pair, 1..6)
-    }
-
-    fn view(p: &Owned) -> ScdMaps<'_> {
-        ScdMaps { gt_a: &p.0, gt_b: &p.1, gt_change: &p.2, pred_a: &p.3, pred_b: &p.4, pred_change: &p.5 }
     }
 
     proptest! {
@@ -317,9 +319,9 @@ mod tests {
         fn order_and_chunking_do_not_matter(pairs in pairs(3), split in 0usize..6) {
             let split = split.min(pairs.len());
             for convention in [ScdConvention::Second, ScdConvention::FromTo] {
-                let run = |items: &mut dyn Iterator<Item = &Owned>| {
+                let run = |items: &mut dyn Iterator<Item = &ScdPair>| {
                     let mut acc = ScdAccumulator::new(convention, 3);
-                    for p in items { acc.add(&view(p)).unwrap(); }
+                    for p in items { acc.add(&p.maps()).unwrap(); }
                     acc
                 };
                 let all = run(&mut pairs.iter()).metrics();
@@ -331,9 +333,9 @@ mod tests {
                     prop_assert_eq!(&ScdMetrics { oa_mean_per_map: all.oa_mean_per_map, ..other }, &all);
                 }
             }
-            let run = |items: &mut dyn Iterator<Item = &Owned>| {
+            let run = |items: &mut dyn Iterator<Item = &ScdPair>| {
                 let mut acc = ClearScdAccumulator::new(3);
-                for p in items { acc.add(&view(p)).unwrap(); }
+                for p in items { acc.add(&p.maps()).unwrap(); }
                 acc
             };
             let all = run(&mut pairs.iter());
