@@ -30,6 +30,7 @@ pub struct Args {
     /// Timed repetitions (after one warm-up).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
 }

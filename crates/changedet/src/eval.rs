@@ -13,6 +13,7 @@ use changedet_models::Checkpoint;
 /// unchanged IoU and the two-class mean IoU, computed on whole images.
 #[derive(Parser)]
 pub struct Args {
+    /// changedet checkpoint (written by `train`).
     #[arg(long)]
     checkpoint: PathBuf,
     /// Dataset as NAME:PATH or a bare PATH.
@@ -21,6 +22,7 @@ pub struct Args {
     /// Split: a name (test: folder test/ or list/test.txt), `all`, or a .txt list of pair names.
     #[arg(long, default_value = "test")]
     split: String,
+    /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
     /// Raw label value of unlabelled pixels.
@@ -29,6 +31,7 @@ pub struct Args {
     /// Also write the metrics as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
 }

@@ -16,6 +16,7 @@ use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
 /// after image; with a label: true positives white, false positives red, false negatives blue).
 #[derive(Parser)]
 pub struct Args {
+    /// changedet checkpoint (written by `train`).
     #[arg(long)]
     checkpoint: PathBuf,
     /// Before-date image (with --after).
@@ -33,16 +34,20 @@ pub struct Args {
     /// Split of --dataset: a name, `all`, or a .txt list of pair names.
     #[arg(long, default_value = "test")]
     split: String,
+    /// Output folder for the maps (created if needed).
     #[arg(long)]
     out: PathBuf,
     /// Also write the model's raw full-resolution outputs for the pair (--before/--after) to
     /// this safetensors file: `logits` [1, 2, H, W].
     #[arg(long, requires = "before")]
     raw: Option<PathBuf>,
+    /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
+    /// Raw label value of unlabelled pixels (for the error overlay).
     #[arg(long)]
     ignore_value: Option<u8>,
+    /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
 }
