@@ -80,7 +80,7 @@ fn diagonals_below(from_to: usize, k: usize) -> usize {
 }
 
 fn is_diagonal(from_to: usize, k: usize) -> bool {
-    from_to % (k + 1) == 0 && from_to / (k + 1) < k
+    from_to.is_multiple_of(k + 1) && from_to / (k + 1) < k
 }
 
 /// `cal_change_type`: 0..K(K−1)−1 from-to changes, K(K−1) no change, K(K−1)+1 unlabelled.

@@ -48,8 +48,8 @@ pub fn read_rgb(path: &Path) -> Result<Raster, RasterError> {
 }
 
 /// Decodes a single-band label or map. An RGB file whose three channels are equal (a grey label
-/// saved as RGB) is accepted as grey; a truly coloured file keeps its first channel only when
-/// the caller decodes palettes itself, so this refuses it.
+/// saved as RGB) is accepted as grey; a truly coloured file is refused (palette labels are
+/// decoded by their own readers).
 pub fn read_gray(path: &Path) -> Result<Raster, RasterError> {
     let img = open(path)?;
     let (w, h) = (img.width(), img.height());

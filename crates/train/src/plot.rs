@@ -66,24 +66,25 @@ pub fn plot_curves(log: &Path, out: &Path) -> Result<()> {
         let (left, right) = root.split_horizontally(500);
         let last_epoch = entries.last().map_or(1, |e| e.epoch) as f64;
         let max_loss = entries.iter().map(|e| e.train_loss).fold(0.0f64, f64::max).max(1e-6);
-        let series: [(&Area, &str, f64, Vec<(f64, f64)>); 2] = [
-            (&left, "training loss", max_loss * 1.05, entries.iter().map(|e| (e.epoch as f64, e.train_loss)).collect()),
-            (&right, "validation F1 (changed class)", 1.0, entries.iter().map(|e| (e.epoch as f64, e.val.f1)).collect()),
-        ];
-        for (area, title, y_max, points) in series {
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 20))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(52)
-                .build_cartesian_2d(0.0..last_epoch.max(1.0), 0.0..y_max)
-                .map_err(s)?;
-            chart.configure_mesh().x_desc("epoch").draw().map_err(s)?;
-            chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2))).map_err(s)?;
-            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, BLUE.filled()))).map_err(s)?;
-        }
-        Ok(())
+        let loss = entries.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
+        let f1 = entries.iter().map(|e| (e.epoch as f64, e.val.f1)).collect();
+        draw_curve(&left, "training loss", last_epoch, max_loss * 1.05, loss)?;
+        draw_curve(&right, "validation F1 (changed class)", last_epoch, 1.0, f1)
     })
+}
+
+fn draw_curve(area: &Area, title: &str, last_epoch: f64, y_max: f64, points: Vec<(f64, f64)>) -> std::result::Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..last_epoch.max(1.0), 0.0..y_max)
+        .map_err(s)?;
+    chart.configure_mesh().x_desc("epoch").draw().map_err(s)?;
+    chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2))).map_err(s)?;
+    chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, BLUE.filled()))).map_err(s)?;
+    Ok(())
 }
 
 /// A confusion matrix as a heat map, each row normalised by its total, with the counts written in.
