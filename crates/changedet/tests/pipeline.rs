@@ -147,13 +147,13 @@ fn predict_raw_outputs_equal_the_model_called_directly() {
     let out = tmp.path().join("maps");
     ok(&["predict", "--checkpoint", s(&checkpoint), "--before", s(&before), "--after", s(&after), "--out", s(&out), "--raw", s(&raw), "--device", "cpu"]);
 
-    // The same pair through the model, with the normalisation written out here.
+    // The same pair through the model, with the image read and laid out here.
     let norm = model.spec.normalization();
     let input = |path: &Path| {
         let img = image::open(path).unwrap().into_rgb8();
         let (w, h) = img.dimensions();
         let chw: Vec<f32> = (0..3)
-            .flat_map(|c| img.pixels().map(move |p| (p[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c]).collect::<Vec<_>>())
+            .flat_map(|c| img.pixels().map(move |p| norm.apply(p[c], c)).collect::<Vec<_>>())
             .collect();
         Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64])
     };

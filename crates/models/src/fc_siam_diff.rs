@@ -133,7 +133,7 @@ impl ChangeModel for FcSiamDiff {
             let upsampled = pad_to(&x.apply(up), &diff);
             x = run(stage, &Tensor::cat(&[upsampled, diff], 1), train);
         }
-        ChangeOutput { logits: x.apply(&self.classifier) } // [n,classes,h,w]
+        ChangeOutput { logits: x.apply(&self.classifier), semantic: None } // [n,classes,h,w]
     }
 }
 

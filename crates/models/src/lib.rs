@@ -7,8 +7,13 @@
 //! [`registry`].
 
 pub mod checkpoint;
+pub mod clearscd;
+pub mod decoders;
+pub mod encoders;
 pub mod fc_siam_diff;
+pub mod import;
 pub mod input;
+pub mod pth;
 pub mod registry;
 pub mod tensor_io;
 
@@ -24,6 +29,8 @@ use tch::Tensor;
 pub struct ChangeOutput {
     /// Unchanged/changed scores, `[n, 2, h, w]` at input resolution.
     pub logits: Tensor,
+    /// Class scores `[n, K, h, w]` of each date, from semantic change models.
+    pub semantic: Option<[Tensor; 2]>,
 }
 
 impl ChangeOutput {

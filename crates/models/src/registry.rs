@@ -6,9 +6,9 @@ use tch::{Device, nn};
 
 use changedet_data::Normalization;
 
-use crate::{ChangeModel, ModelError, Result, fc_siam_diff};
+use crate::{ChangeModel, ModelError, Result, clearscd, fc_siam_diff};
 
-pub const MODEL_NAMES: &[&str] = &["fc-siam-diff"];
+pub const MODEL_NAMES: &[&str] = &["fc-siam-diff", "clearscd"];
 
 /// A model and its full configuration (every field, defaults filled in). Serialised as
 /// `{"model": NAME, "config": {...}}`, which is what checkpoints store.
@@ -16,6 +16,8 @@ pub const MODEL_NAMES: &[&str] = &["fc-siam-diff"];
 #[serde(tag = "model", content = "config", rename_all = "kebab-case")]
 pub enum ModelSpec {
     FcSiamDiff(fc_siam_diff::Config),
+    #[serde(rename = "clearscd")]
+    ClearScd(clearscd::Config),
 }
 
 impl ModelSpec {
@@ -33,6 +35,7 @@ impl ModelSpec {
     pub fn name(&self) -> &'static str {
         match self {
             ModelSpec::FcSiamDiff(_) => "fc-siam-diff",
+            ModelSpec::ClearScd(_) => "clearscd",
         }
     }
 
@@ -43,12 +46,14 @@ impl ModelSpec {
     pub fn normalization(&self) -> Normalization {
         match self {
             ModelSpec::FcSiamDiff(c) => c.normalization,
+            ModelSpec::ClearScd(c) => c.normalization,
         }
     }
 
     pub fn build(&self, vs: &nn::Path) -> Box<dyn ChangeModel> {
         match self {
             ModelSpec::FcSiamDiff(c) => Box::new(fc_siam_diff::FcSiamDiff::new(vs, c)),
+            ModelSpec::ClearScd(c) => Box::new(clearscd::ClearScd::new(vs, c)),
         }
     }
 }

@@ -1,0 +1,428 @@
+//! Reads PyTorch checkpoints (`torch.save` zip archives: `*/data.pkl` + `*/data/<key>` storages)
+//! without executing anything. The pickle is interpreted by a small stack machine that knows
+//! only containers, scalars and the handful of globals tensor reconstruction needs; any other
+//! global is refused before it could be called, which is the whole point: a `.pth` from the
+//! internet can otherwise run arbitrary code when loaded with `torch.load(weights_only=False)`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use crate::{ModelError, Result};
+
+/// A value of the unpickled object graph. Tensors stay references into the archive until
+/// [`PthFile::tensor`] materialises them.
+#[derive(Debug, Clone)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    /// Insertion-ordered, as Python dicts are.
+    Dict(Vec<(Value, Value)>),
+    Tensor(TensorRef),
+    Global(Global),
+    Storage { kind: Kind, key: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Global {
+    OrderedDict,
+    RebuildTensor,
+    RebuildParameter,
+    Storage(Kind),
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorRef {
+    pub kind: Kind,
+    storage: String,
+    offset: i64,
+    pub size: Vec<i64>,
+    stride: Vec<i64>,
+}
+
+impl Value {
+    /// The entries of a dict whose keys are strings.
+    fn str_dict(&self) -> Option<Vec<(&str, &Value)>> {
+        match self {
+            Value::Dict(items) => items.iter().map(|(k, v)| if let Value::Str(k) = k { Some((k.as_str(), v)) } else { None }).collect(),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.str_dict()?.into_iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+fn global(module: &str, name: &str) -> Option<Global> {
+    let storage = |kind| Some(Global::Storage(kind));
+    match (module, name) {
+        ("collections", "OrderedDict") => Some(Global::OrderedDict),
+        ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensor),
+        ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
+        ("torch", "FloatStorage") => storage(Kind::Float),
+        ("torch", "DoubleStorage") => storage(Kind::Double),
+        ("torch", "HalfStorage") => storage(Kind::Half),
+        ("torch", "BFloat16Storage") => storage(Kind::BFloat16),
+        ("torch", "LongStorage") => storage(Kind::Int64),
+        ("torch", "IntStorage") => storage(Kind::Int),
+        ("torch", "ShortStorage") => storage(Kind::Int16),
+        ("torch", "CharStorage") => storage(Kind::Int8),
+        ("torch", "ByteStorage") => storage(Kind::Uint8),
+        ("torch", "BoolStorage") => storage(Kind::Bool),
+        _ => None,
+    }
+}
+
+/// An opened checkpoint: its object graph and the archive its storages live in.
+pub struct PthFile {
+    pub root: Value,
+    storages: HashMap<String, Vec<u8>>,
+    path: std::path::PathBuf,
+}
+
+fn error(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Checkpoint { path: path.to_owned(), message: message.into() }
+}
+
+impl PthFile {
+    pub fn open(path: &Path) -> Result<PthFile> {
+        let file = std::fs::File::open(path).map_err(|e| error(path, format!("cannot open: {e}")))?;
+        let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+            .map_err(|e| error(path, format!("not a PyTorch zip checkpoint (legacy pre-1.6 files: re-save with a recent torch.save): {e}")))?;
+        let pickle_name = archive
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+            .ok_or_else(|| error(path, "no */data.pkl in the archive: not a torch.save checkpoint"))?;
+        let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
+        let mut read = |name: &str| -> Result<Vec<u8>> {
+            let mut entry = archive.by_name(name).map_err(|e| error(path, format!("archive entry '{name}': {e}")))?;
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes).map_err(|e| error(path, format!("archive entry '{name}' is unreadable (truncated file?): {e}")))?;
+            Ok(bytes)
+        };
+        if let Ok(order) = read(&format!("{prefix}byteorder"))
+            && order != b"little"
+        {
+            return Err(error(path, "big-endian checkpoints are not supported"));
+        }
+        let pickle = read(&pickle_name)?;
+        let root = Unpickler::default().run(&pickle).map_err(|m| error(path, format!("{pickle_name}: {m}")))?;
+        let mut storages = HashMap::new();
+        let mut keys = Vec::new();
+        collect_storage_keys(&root, &mut keys);
+        for key in keys {
+            if !storages.contains_key(&key) {
+                let bytes = read(&format!("{prefix}data/{key}"))?;
+                storages.insert(key, bytes);
+            }
+        }
+        Ok(PthFile { root, storages, path: path.to_owned() })
+    }
+
+    /// Builds the tensor a reference points to (a copy, contiguous, on the CPU).
+    pub fn tensor(&self, t: &TensorRef) -> Result<Tensor> {
+        let bytes = &self.storages[&t.storage];
+        let element = t.kind.elt_size_in_bytes();
+        let storage = Tensor::f_from_data_size(bytes, &[(bytes.len() / element) as i64], t.kind)?;
+        let last = t.offset + t.size.iter().zip(&t.stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>();
+        if t.size.iter().all(|&s| s > 0) && last >= storage.size()[0] {
+            return Err(error(&self.path, format!("tensor of shape {:?} reaches past its storage '{}'", t.size, t.storage)));
+        }
+        Ok(storage.f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.offset)?.contiguous())
+    }
+
+    /// The state dict: the top-level dict of tensors, or the one under `state_dict`, `model` or
+    /// `module` (the wrappers training scripts use). Keys keep the file's order.
+    pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        let candidates = [Some(&self.root), self.root.get("state_dict"), self.root.get("model"), self.root.get("module")];
+        let dict = candidates
+            .into_iter()
+            .flatten()
+            .filter_map(Value::str_dict)
+            .find(|d| !d.is_empty() && d.iter().all(|(_, v)| matches!(v, Value::Tensor(_))))
+            .ok_or_else(|| error(&self.path, "no state dict found (expected a dict of tensors, possibly under 'state_dict')"))?;
+        dict.into_iter()
+            .map(|(k, v)| match v {
+                Value::Tensor(t) => Ok((k.to_owned(), self.tensor(t)?)),
+                _ => unreachable!("filtered above"),
+            })
+            .collect()
+    }
+}
+
+fn collect_storage_keys(value: &Value, keys: &mut Vec<String>) {
+    match value {
+        Value::Tensor(t) => keys.push(t.storage.clone()),
+        Value::Tuple(v) | Value::List(v) => v.iter().for_each(|v| collect_storage_keys(v, keys)),
+        Value::Dict(items) => items.iter().for_each(|(k, v)| {
+            collect_storage_keys(k, keys);
+            collect_storage_keys(v, keys)
+        }),
+        _ => {}
+    }
+}
+
+#[derive(Default)]
+struct Unpickler {
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: BTreeMap<u32, Value>,
+}
+
+type Step<T> = std::result::Result<T, String>;
+
+impl Unpickler {
+    fn pop(&mut self) -> Step<Value> {
+        self.stack.pop().ok_or_else(|| "stack underflow".to_owned())
+    }
+
+    fn pop_mark(&mut self) -> Step<Vec<Value>> {
+        let mark = self.marks.pop().ok_or("MARK missing")?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn top(&mut self) -> Step<&mut Value> {
+        self.stack.last_mut().ok_or_else(|| "stack underflow".to_owned())
+    }
+
+    fn run(mut self, data: &[u8]) -> Step<Value> {
+        let mut input = Input { data, pos: 0 };
+        let mut take = |n: usize| input.take(n);
+        macro_rules! le {
+            ($t:ty) => {
+                <$t>::from_le_bytes(take(std::mem::size_of::<$t>())?.try_into().unwrap())
+            };
+        }
+        loop {
+            let op = take(1)?[0];
+            match op {
+                0x80 => drop(take(1)?),  // PROTO
+                0x95 => drop(take(8)?),  // FRAME
+                b'.' => return self.pop(), // STOP
+                b'(' => self.marks.push(self.stack.len()),
+                b'0' => drop(self.pop()?),
+                b'1' => drop(self.pop_mark()?),
+                b'2' => {
+                    let top = self.top()?.clone();
+                    self.stack.push(top)
+                }
+                b'N' => self.stack.push(Value::None),
+                0x88 => self.stack.push(Value::Bool(true)),
+                0x89 => self.stack.push(Value::Bool(false)),
+                b'J' => self.stack.push(Value::Int(le!(i32) as i64)),
+                b'K' => self.stack.push(Value::Int(take(1)?[0] as i64)),
+                b'M' => self.stack.push(Value::Int(le!(u16) as i64)),
+                0x8a => {
+                    let n = take(1)?[0] as usize;
+                    let bytes = take(n)?;
+                    if n > 8 {
+                        return Err("integer wider than 64 bits".into());
+                    }
+                    let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
+                    buf[..n].copy_from_slice(bytes);
+                    self.stack.push(Value::Int(i64::from_le_bytes(buf)))
+                }
+                b'G' => self.stack.push(Value::Float(f64::from_be_bytes(take(8)?.try_into().unwrap()))),
+                b'X' | 0x8c | 0x8d => {
+                    let n = match op {
+                        b'X' => le!(u32) as usize,
+                        0x8c => take(1)?[0] as usize,
+                        _ => le!(u64) as usize,
+                    };
+                    let s = std::str::from_utf8(take(n)?).map_err(|_| "invalid UTF-8 string")?;
+                    self.stack.push(Value::Str(s.to_owned()))
+                }
+                b'U' | b'T' | b'C' | b'B' => {
+                    let n = if matches!(op, b'U' | b'C') { take(1)?[0] as usize } else { le!(u32) as usize };
+                    let bytes = take(n)?.to_vec();
+                    self.stack.push(if matches!(op, b'U' | b'T') {
+                        Value::Str(String::from_utf8_lossy(&bytes).into_owned())
+                    } else {
+                        Value::Bytes(bytes)
+                    })
+                }
+                b')' => self.stack.push(Value::Tuple(vec![])),
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::Tuple(items))
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    if self.stack.len() < n {
+                        return Err("stack underflow".into());
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    self.stack.push(Value::Tuple(items))
+                }
+                b']' => self.stack.push(Value::List(vec![])),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::List(items))
+                }
+                b'a' | b'e' => {
+                    let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                    match self.top()? {
+                        Value::List(list) => list.extend(items),
+                        other => return Err(format!("APPEND on a non-list {other:?}")),
+                    }
+                }
+                b'}' => self.stack.push(Value::Dict(vec![])),
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::Dict(pairs(items)?))
+                }
+                b's' | b'u' => {
+                    let items = if op == b's' {
+                        let v = self.pop()?;
+                        vec![self.pop()?, v]
+                    } else {
+                        self.pop_mark()?
+                    };
+                    match self.top()? {
+                        Value::Dict(dict) => dict.extend(pairs(items)?),
+                        other => return Err(format!("SETITEM on a non-dict {other:?}")),
+                    }
+                }
+                b'c' => {
+                    let module = line(&mut take)?;
+                    let name = line(&mut take)?;
+                    self.stack.push(Value::Global(allowed(&module, &name)?))
+                }
+                0x93 => {
+                    let (Value::Str(name), Value::Str(module)) = (self.pop()?, self.pop()?) else {
+                        return Err("STACK_GLOBAL with non-string operands".into());
+                    };
+                    self.stack.push(Value::Global(allowed(&module, &name)?))
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    let result = reduce(callable, args)?;
+                    self.stack.push(result)
+                }
+                b'b' => {
+                    // BUILD sets attributes (an OrderedDict's `_metadata`); they carry no tensors.
+                    self.pop()?;
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    self.stack.push(persistent_load(pid)?)
+                }
+                b'q' => {
+                    let key = take(1)?[0] as u32;
+                    let value = self.top()?.clone();
+                    self.memo.insert(key, value);
+                }
+                b'r' => {
+                    let key = le!(u32);
+                    let value = self.top()?.clone();
+                    self.memo.insert(key, value);
+                }
+                0x94 => {
+                    let key = self.memo.len() as u32;
+                    let value = self.top()?.clone();
+                    self.memo.insert(key, value);
+                }
+                b'h' | b'j' => {
+                    let key = if op == b'h' { take(1)?[0] as u32 } else { le!(u32) };
+                    let value = self.memo.get(&key).ok_or_else(|| format!("memo key {key} unset"))?.clone();
+                    self.stack.push(value)
+                }
+                other => return Err(format!("pickle opcode 0x{other:02x} is not supported (only plain containers and tensors are)")),
+            }
+        }
+    }
+}
+
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    fn take(&mut self, n: usize) -> Step<&'a [u8]> {
+        let bytes = self.data.get(self.pos..self.pos + n).ok_or("pickle ends early (truncated file?)")?;
+        self.pos += n;
+        Ok(bytes)
+    }
+}
+
+fn line<'a>(take: &mut impl FnMut(usize) -> Step<&'a [u8]>) -> Step<String> {
+    let mut out = Vec::new();
+    loop {
+        match take(1)?[0] {
+            b'\n' => return String::from_utf8(out).map_err(|_| "invalid UTF-8 in GLOBAL".into()),
+            b => out.push(b),
+        }
+    }
+}
+
+fn allowed(module: &str, name: &str) -> Step<Global> {
+    global(module, name).ok_or_else(|| {
+        format!("refused: the pickle calls '{module}.{name}', which is not tensor reconstruction; such a file could run arbitrary code and is not loaded")
+    })
+}
+
+fn pairs(items: Vec<Value>) -> Step<Vec<(Value, Value)>> {
+    if items.len() % 2 != 0 {
+        return Err("odd number of dict items".into());
+    }
+    let mut it = items.into_iter();
+    Ok(std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect())
+}
+
+fn int_list(value: &Value) -> Step<Vec<i64>> {
+    match value {
+        Value::Tuple(v) | Value::List(v) => v.iter().map(|v| if let Value::Int(i) = v { Ok(*i) } else { Err(format!("expected an integer, got {v:?}")) }).collect(),
+        other => Err(format!("expected a tuple of integers, got {other:?}")),
+    }
+}
+
+fn reduce(callable: Value, args: Value) -> Step<Value> {
+    let Value::Tuple(args) = args else { return Err("REDUCE arguments are not a tuple".into()) };
+    match callable {
+        Value::Global(Global::OrderedDict) => Ok(Value::Dict(vec![])),
+        Value::Global(Global::RebuildTensor) => match args.as_slice() {
+            [Value::Storage { kind, key }, Value::Int(offset), size, stride, ..] => Ok(Value::Tensor(TensorRef {
+                kind: *kind,
+                storage: key.clone(),
+                offset: *offset,
+                size: int_list(size)?,
+                stride: int_list(stride)?,
+            })),
+            _ => Err("malformed _rebuild_tensor_v2 arguments".into()),
+        },
+        Value::Global(Global::RebuildParameter) => match args.into_iter().next() {
+            Some(t @ Value::Tensor(_)) => Ok(t),
+            _ => Err("malformed _rebuild_parameter arguments".into()),
+        },
+        other => Err(format!("cannot call {other:?}")),
+    }
+}
+
+fn persistent_load(pid: Value) -> Step<Value> {
+    match pid {
+        Value::Tuple(items) => match items.as_slice() {
+            [Value::Str(tag), Value::Global(Global::Storage(kind)), key, ..] if tag == "storage" => {
+                let key = match key {
+                    Value::Str(s) => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    _ => return Err("storage key is neither a string nor an integer".into()),
+                };
+                Ok(Value::Storage { kind: *kind, key })
+            }
+            _ => Err(format!("unknown persistent id {items:?}")),
+        },
+        other => Err(format!("unknown persistent id {other:?}")),
+    }
+}
