@@ -121,9 +121,9 @@ impl PthFile {
         let mut keys = Vec::new();
         collect_storage_keys(&root, &mut keys);
         for key in keys {
-            if !storages.contains_key(&key) {
-                let bytes = read(&format!("{prefix}data/{key}"))?;
-                storages.insert(key, bytes);
+            if let std::collections::hash_map::Entry::Vacant(slot) = storages.entry(key) {
+                let bytes = read(&format!("{prefix}data/{}", slot.key()))?;
+                slot.insert(bytes);
             }
         }
         Ok(PthFile { root, storages, path: path.to_owned() })
@@ -374,7 +374,7 @@ fn allowed(module: &str, name: &str) -> Step<Global> {
 }
 
 fn pairs(items: Vec<Value>) -> Step<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("odd number of dict items".into());
     }
     let mut it = items.into_iter();

@@ -1,6 +1,7 @@
 //! Training and running change-detection models: losses, optimisers, learning-rate schedules,
 //! the training loop with checkpoints and resumption, and whole-split inference and evaluation.
 
+pub mod clearscd_loss;
 pub mod inference;
 pub mod loss;
 pub mod optim;

@@ -52,10 +52,15 @@ fn labelled(target: &Tensor) -> Tensor {
 
 /// Cross-entropy over class scores `[n, c, h, w]`, ignoring [`IGNORE`].
 pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
-    if labelled(target).sum(Kind::Int64).int64_value(&[]) == 0 {
+    cross_entropy_ignoring(logits, target, IGNORE)
+}
+
+/// Cross-entropy, mean over the pixels whose target is not `ignore`.
+pub fn cross_entropy_ignoring(logits: &Tensor, target: &Tensor, ignore: i64) -> Tensor {
+    if target.ne(ignore).sum(Kind::Int64).int64_value(&[]) == 0 {
         return zero_like_graph(logits);
     }
-    logits.cross_entropy_loss::<Tensor>(target, None, Reduction::Mean, IGNORE, 0.0)
+    logits.cross_entropy_loss::<Tensor>(target, None, Reduction::Mean, ignore, 0.0)
 }
 
 /// Binary cross-entropy with logits `[n, h, w]`, mean over labelled pixels.
