@@ -4,6 +4,7 @@
 mod bench;
 mod device;
 mod eval;
+mod import;
 mod info;
 mod metrics;
 mod predict;
@@ -33,6 +34,7 @@ const EXAMPLES: &str = "Examples:
   changedet eval --checkpoint runs/levir/best.safetensors --dataset levir-cd:/data/LEVIR-CD --split test
   changedet predict --checkpoint runs/levir/best.safetensors --before t1.png --after t2.png --out maps/
   changedet info runs/levir/best.safetensors
+  changedet import checkpoint.pth.tar --model clearscd --out clearscd-hiucd.safetensors
   changedet metrics --pred maps/ --gt labels/ --convention all --json scores.json";
 
 #[derive(Subcommand)]
@@ -41,6 +43,7 @@ enum Command {
     Eval(eval::Args),
     Predict(predict::Args),
     Info(info::Args),
+    Import(import::Args),
     Metrics(metrics::Args),
     Bench(bench::Args),
 }
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Info(args) => info::run(args),
+        Command::Import(args) => import::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
+use changedet_data::palette::{colourise, default_palette};
 use changedet_data::{Dataset, DatasetSpec, PairPaths};
 use changedet_models::{Checkpoint, tensor_io};
 use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
@@ -14,6 +15,9 @@ use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
 /// For every pair NAME it writes to --out: NAME_change.png (0 unchanged / 255 changed),
 /// NAME_probability.png (change probability × 255) and NAME_overlay.png (changes in red on the
 /// after image; with a label: true positives white, false positives red, false negatives blue).
+/// Semantic change models (clearscd) also write NAME_before_classes.png and
+/// NAME_after_classes.png (each date's land cover in the class palette: Hi-UCD's for 9 classes,
+/// SECOND's for 6) and NAME_fromto.png (0 where unchanged, else 1 + K·from + to).
 #[derive(Parser)]
 pub struct Args {
     /// changedet checkpoint (written by `train`).
@@ -38,7 +42,8 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Also write the model's raw full-resolution outputs for the pair (--before/--after) to
-    /// this safetensors file: `logits` [1, 2, H, W].
+    /// this safetensors file: `logits` [1, 2, H, W]; semantic change models write `seg_A`,
+    /// `seg_B` [1, K, H, W] (class scores of each date) and `BCD` [1, 1, H, W] (change log-odds).
     #[arg(long, requires = "before")]
     raw: Option<PathBuf>,
     /// Pairs per forward pass (they must share a size).
@@ -59,6 +64,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.write_all(bytes)?;
     tmp.persist(path)?;
     Ok(())
+}
+
+/// The from→to map: 0 where unchanged, 1 + K·from + to where changed.
+fn from_to(before: &[u8], after: &[u8], change: &[u8], classes: u8) -> Result<Vec<u8>> {
+    if classes as usize * classes as usize + 1 > 255 {
+        bail!("a from→to PNG holds at most 15 classes; this model has {classes}");
+    }
+    Ok(before.iter().zip(after).zip(change).map(|((&a, &b), &c)| if c == 0 { 0 } else { 1 + classes * a + b }).collect())
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -93,10 +106,25 @@ pub fn run(args: Args) -> Result<()> {
         write_gray_png(&out("change"), w, h, &change)?;
         write_gray_png(&out("probability"), w, h, &probability)?;
         write_rgb_png(&out("overlay"), w, h, &overlay)?;
+        if let Some([before, after]) = &p.semantic {
+            let classes = before.logits.size()[0];
+            let palette = default_palette(classes as usize);
+            write_rgb_png(&out("before_classes"), w, h, &colourise(&before.classes, &palette))?;
+            write_rgb_png(&out("after_classes"), w, h, &colourise(&after.classes, &palette))?;
+            write_gray_png(&out("fromto"), w, h, &from_to(&before.classes, &after.classes, &p.change, classes as u8)?)?;
+        }
         if let Some(raw) = &args.raw {
             let logits = p.logits.unsqueeze(0);
+            let tensors = match &p.semantic {
+                Some([before, after]) => vec![
+                    ("seg_A".to_owned(), before.logits.unsqueeze(0)),
+                    ("seg_B".to_owned(), after.logits.unsqueeze(0)),
+                    ("BCD".to_owned(), (logits.narrow(1, 1, 1) - logits.narrow(1, 0, 1))),
+                ],
+                None => vec![("logits".to_owned(), logits)],
+            };
             let metadata = HashMap::from([("model".to_owned(), model.spec.name().to_owned())]);
-            tensor_io::write(raw, [("logits".to_owned(), &logits)], metadata)?;
+            tensor_io::write(raw, tensors.iter().map(|(k, t)| (k.clone(), t)), metadata)?;
         }
         written += 1;
         Ok(())

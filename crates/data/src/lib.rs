@@ -7,6 +7,7 @@ mod dataset;
 mod label;
 mod loader;
 mod normalization;
+pub mod palette;
 
 pub use augment::{Augment, PairSample};
 pub use dataset::{Dataset, DatasetSpec, PairPaths, Preset};

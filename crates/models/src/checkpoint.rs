@@ -83,24 +83,22 @@ impl Checkpoint {
 }
 
 /// Copies `tensors` into the variables of `vs`, requiring exactly the same names and shapes.
+/// Missing and mis-shaped variables are reported before surplus entries: a checkpoint for
+/// another configuration is best explained by the first shape that differs.
 pub fn copy_into(vs: &mut tch::nn::VarStore, tensors: &BTreeMap<String, Tensor>, path: &Path, model: &str) -> Result<()> {
     let variables = vs.variables();
-    for key in tensors.keys() {
-        if !variables.contains_key(key) {
-            return Err(ModelError::UnexpectedKey { path: path.to_owned(), key: key.clone(), model: model.to_owned() });
-        }
-    }
     let mut names: Vec<&String> = variables.keys().collect();
     names.sort();
-    tch::no_grad(|| {
-        for name in names {
-            let var = &variables[name];
-            let src = tensors.get(name).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: name.clone() })?;
-            if src.size() != var.size() {
-                return Err(ModelError::ShapeMismatch { path: path.to_owned(), key: name.clone(), expected: var.size(), found: src.size() });
-            }
-            var.shallow_clone().f_copy_(src)?;
+    for &name in &names {
+        let var = &variables[name];
+        let src = tensors.get(name).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: name.clone() })?;
+        if src.size() != var.size() {
+            return Err(ModelError::ShapeMismatch { path: path.to_owned(), key: name.clone(), expected: var.size(), found: src.size() });
         }
-        Ok(())
-    })
+    }
+    if let Some(key) = tensors.keys().find(|k| !variables.contains_key(*k)) {
+        return Err(ModelError::UnexpectedKey { path: path.to_owned(), key: key.clone(), model: model.to_owned() });
+    }
+    tch::no_grad(|| names.iter().try_for_each(|&name| variables[name].shallow_clone().f_copy_(&tensors[name])))?;
+    Ok(())
 }

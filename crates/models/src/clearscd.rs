@@ -198,5 +198,9 @@ impl ChangeModel for ClearScd {
         let logits = Tensor::cat(&[out.change.zeros_like(), out.change.shallow_clone()], 1);
         ChangeOutput { logits, semantic: Some(out.semantic) }
     }
+
+    fn size_multiple(&self) -> usize {
+        32
+    }
 }
 

@@ -48,6 +48,11 @@ impl ChangeOutput {
 /// A bi-temporal network. `train` switches dropout and batch statistics on.
 pub trait ChangeModel: Send {
     fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput;
+
+    /// Image sides must be multiples of this (pyramid decoders add maps of matching sizes).
+    fn size_multiple(&self) -> usize {
+        1
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

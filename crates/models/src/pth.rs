@@ -426,3 +426,48 @@ fn persistent_load(pid: Value) -> Step<Value> {
         other => Err(format!("unknown persistent id {other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A `torch.save`-shaped archive: `pickle` as its data.pkl, `storage` as storage '0'.
+    fn archive(pickle: &[u8], storage: &[u8]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("archive/data.pkl", stored).unwrap();
+        zip.write_all(pickle).unwrap();
+        zip.start_file("archive/data/0", stored).unwrap();
+        zip.write_all(storage).unwrap();
+        zip.finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn refuses_a_pickle_that_would_call_anything_else() {
+        // protocol 2: os.system("echo pwned") — what a malicious checkpoint does on torch.load.
+        let pickle = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+        let file = archive(pickle, &[]);
+        let err = PthFile::open(file.path()).err().expect("refused").to_string();
+        assert!(err.contains("refused") && err.contains("os.system"), "{err}");
+        // The same refusal through STACK_GLOBAL (protocol 4).
+        let pickle = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93X\x01\x00\x00\x001\x85R.";
+        let err = PthFile::open(archive(pickle, &[]).path()).err().expect("refused").to_string();
+        assert!(err.contains("builtins.eval"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_tensor_view_with_offset_and_stride() {
+        // {'w': _rebuild_tensor_v2(FloatStorage '0', offset 1, size (2,), stride (2,), False, OrderedDict())}
+        let pickle = b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x01K\x02\x85K\x02\x85\x89ccollections\nOrderedDict\n)RtRs.";
+        let storage: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let file = archive(pickle, &storage);
+        let state = PthFile::open(file.path()).unwrap().state_dict().unwrap();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].0, "w");
+        assert_eq!(Vec::<f32>::try_from(&state[0].1).unwrap(), [2.0, 4.0]);
+    }
+}

@@ -23,6 +23,14 @@ pub struct PairPrediction {
     pub label: Option<Vec<u8>>,
     /// The model's raw output for this pair, `[2, h, w]` on the CPU.
     pub logits: Tensor,
+    /// Semantic change models: each date's class map (argmax), and the class scores
+    /// `[K, h, w]` on the CPU.
+    pub semantic: Option<[SemanticPrediction; 2]>,
+}
+
+pub struct SemanticPrediction {
+    pub classes: Vec<u8>,
+    pub logits: Tensor,
 }
 
 /// Predicts every pair of `dataset` in order, `batch_size` pairs at a time, calling `visit` on each.
@@ -41,8 +49,16 @@ pub fn predict_dataset<E: From<TrainError>>(
         seed: 0,
         epoch: 0,
     };
+    let multiple = model.model.size_multiple();
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;
+        if batch.width % multiple != 0 || batch.height % multiple != 0 {
+            let message = format!(
+                "pair {} is {}×{} pixels, but {} needs sides that are multiples of {multiple}: crop or pad the images, or predict whole scenes by tiles",
+                batch.names[0], batch.width, batch.height, model.spec.name()
+            );
+            return Err(TrainError::Config(message).into());
+        }
         let tensors = BatchTensors::new(&batch, device);
         let out = tch::no_grad(|| model.model.forward_t(&tensors.before, &tensors.after, false));
         let logits = out.logits.to_device(Device::Cpu);
@@ -55,6 +71,17 @@ pub fn predict_dataset<E: From<TrainError>>(
             return Err(TrainError::NonFinite(message).into());
         }
         let change = Vec::<u8>::try_from(change.flatten(0, -1)).map_err(TrainError::from)?;
+        let semantic = match &out.semantic {
+            Some(dates) => {
+                let per_date = |t: &Tensor| -> Result<(Tensor, Vec<u8>)> {
+                    let logits = t.to_device(Device::Cpu);
+                    let classes = Vec::<u8>::try_from(logits.argmax(1, false).to_kind(Kind::Uint8).flatten(0, -1))?;
+                    Ok((logits, classes))
+                };
+                Some([per_date(&dates[0])?, per_date(&dates[1])?])
+            }
+            None => None,
+        };
         for (i, name) in batch.names.iter().enumerate() {
             visit(PairPrediction {
                 name: name.clone(),
@@ -64,6 +91,12 @@ pub fn predict_dataset<E: From<TrainError>>(
                 change: change[i * plane..(i + 1) * plane].to_vec(),
                 label: batch.label.as_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec()),
                 logits: logits.get(i as i64),
+                semantic: semantic.as_ref().map(|dates| {
+                    dates.each_ref().map(|(logits, classes)| SemanticPrediction {
+                        classes: classes[i * plane..(i + 1) * plane].to_vec(),
+                        logits: logits.get(i as i64),
+                    })
+                }),
             })?;
         }
     }

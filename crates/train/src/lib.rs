@@ -9,7 +9,7 @@ pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
-pub use inference::{PairPrediction, evaluate, predict_dataset};
+pub use inference::{PairPrediction, SemanticPrediction, evaluate, predict_dataset};
 pub use trainer::{Recipe, TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;

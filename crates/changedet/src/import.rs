@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::{Value, json};
+use tch::Device;
+
+use changedet_models::import::{import, read_state_dict};
+use changedet_models::{Checkpoint, ModelSpec};
+
+/// Convert a reference implementation's PyTorch checkpoint into a changedet checkpoint.
+///
+/// Reads `torch.save` files (.pth, .pth.tar, .pt; a state dict, possibly under `state_dict`)
+/// without running any of their pickled code (a file that would call anything but tensor
+/// reconstruction is refused), or safetensors files. Sizes the reference lets vary (number of
+/// classes, queue length) are taken from the tensor shapes; --config overrides the rest. Every
+/// model variable must be present with its shape; entries the reference stores but never uses
+/// are listed.
+#[derive(Parser)]
+pub struct Args {
+    /// The PyTorch checkpoint.
+    src: PathBuf,
+    /// Model the checkpoint belongs to (clearscd).
+    #[arg(long)]
+    model: String,
+    /// Configuration overrides as a JSON object (e.g. '{"num_classes": 6}').
+    #[arg(long)]
+    config: Option<String>,
+    /// The changedet checkpoint to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Configuration fields that can be read off a state dict's shapes.
+fn inferred_config(model: &str, state_dict: &std::collections::BTreeMap<String, tch::Tensor>) -> Value {
+    match model {
+        "clearscd" => {
+            let mut config = serde_json::Map::new();
+            if let Some(head) = state_dict.get("head_seg.0.weight") {
+                config.insert("num_classes".into(), json!(head.size()[0]));
+            }
+            if let Some(queue) = state_dict.get("queue_A0") {
+                config.insert("queue_len".into(), json!(queue.size()[1]));
+            }
+            Value::Object(config)
+        }
+        _ => json!({}),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let state_dict = read_state_dict(&args.src)?;
+    let mut config = inferred_config(&args.model, &state_dict);
+    if let Some(text) = &args.config {
+        let overrides: Value = serde_json::from_str(text).context("--config is not a JSON object")?;
+        let Value::Object(overrides) = overrides else { anyhow::bail!("--config must be a JSON object") };
+        config.as_object_mut().expect("object").extend(overrides);
+    }
+    let spec = ModelSpec::new(&args.model, Some(config))?;
+    let (model, report) = import(spec, state_dict, &args.src, Device::Cpu)?;
+    Checkpoint::write(&args.out, &model, &[], None).with_context(|| format!("{}: cannot write the checkpoint", args.out.display()))?;
+    println!("{} imported from {}: {} variables ({} parameters)", model.spec.name(), args.src.display(), model.vs.variables().len(), model.parameter_count());
+    if !report.skipped.is_empty() {
+        println!("{} entries not imported:", report.skipped.len());
+        let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (key, why) in &report.skipped {
+            by_reason.entry(why).or_default().push(key);
+        }
+        for (why, keys) in by_reason {
+            println!("  {} × {why} (e.g. {})", keys.len(), keys[0]);
+        }
+    }
+    println!("written to {}", args.out.display());
+    Ok(())
+}
