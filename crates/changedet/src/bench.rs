@@ -5,14 +5,17 @@ use anyhow::Result;
 use clap::Parser;
 use tch::{Device, Kind, Tensor};
 
+use changedet_models::clearscd::ClearScd;
 use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
+use changedet_train::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
 use changedet_train::loss::LossKind;
 use changedet_train::optim::{Adam, OptimizerKind};
 
 /// Time a model: median inference time per pair and median training-step time per batch.
 ///
-/// Inputs are random tensors of the given size; a training step is forward, cross-entropy,
-/// backward and an AdamW update. Peak memory is the process's peak resident set (CPU).
+/// Inputs are random tensors of the given size; a training step is forward, the model's loss
+/// (cross-entropy; ClearSCD's full objective for clearscd), backward and an Adam update. Peak
+/// memory is the process's peak resident set (CPU).
 #[derive(Parser)]
 pub struct Args {
     /// Model to build with its default configuration.
@@ -24,6 +27,9 @@ pub struct Args {
     /// Input side in pixels.
     #[arg(long, default_value_t = 256)]
     size: i64,
+    /// Input side of the training step, if different from --size.
+    #[arg(long)]
+    train_size: Option<i64>,
     /// Batch size of the training step.
     #[arg(long, default_value_t = 4)]
     batch_size: i64,
@@ -80,12 +86,22 @@ pub fn run(args: Args) -> Result<()> {
     });
 
     let n = args.batch_size;
+    let s = args.train_size.unwrap_or(s);
     let (a, b) = (Tensor::randn([n, 3, s, s], opts), Tensor::randn([n, 3, s, s], opts));
     let target = Tensor::randint(2, [n, s, s], (Kind::Int64, device));
     let mut optimizer = Adam::new(&model.vs, OptimizerKind::AdamW, 1e-4);
+    let clearscd = model.model.as_any().downcast_ref::<ClearScd>();
+    let semantic = clearscd.map(|m| [0, 1].map(|_| Tensor::randint(m.num_classes, [n, s, s], (Kind::Int64, device))));
     let train = time(args.iters, device, || {
-        let out = model.model.forward_t(&a, &b, true);
-        let loss = LossKind::CrossEntropy.compute(&out, &target);
+        let loss = match (clearscd, &semantic) {
+            // ClearSCD trains with its own objective, SACL and BSCC included.
+            (Some(m), Some([sem_a, sem_b])) => {
+                let out = m.forward_scd(&a, &b, true);
+                let labels = ScdLabels { semantic: [sem_a, sem_b], change: &target };
+                clearscd_losses(m, &out, &labels, &clearscd_loss::Config::default(), false, true, &mut RandomPermutations).total()
+            }
+            _ => LossKind::CrossEntropy.compute(&model.model.forward_t(&a, &b, true), &target),
+        };
         optimizer.zero_grad();
         loss.backward();
         optimizer.step(1e-4);
@@ -93,7 +109,7 @@ pub fn run(args: Args) -> Result<()> {
 
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());
-    println!("input            {s}×{s} pair; training batch {n}; {} timed runs after 1 warm-up", args.iters);
+    println!("input            {0}×{0} pair; training batch {n} × {s}×{s}; {1} timed runs after 1 warm-up", args.size, args.iters);
     println!("inference        {:.1} ms per pair (median)", median(infer) * 1e3);
     println!("training step    {:.1} ms per batch of {n} (median)", median(train) * 1e3);
     if let Some(mib) = peak_rss_mib() {

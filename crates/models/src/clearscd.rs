@@ -202,5 +202,9 @@ impl ChangeModel for ClearScd {
     fn size_multiple(&self) -> usize {
         32
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 

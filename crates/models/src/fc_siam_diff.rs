@@ -135,6 +135,10 @@ impl ChangeModel for FcSiamDiff {
         }
         ChangeOutput { logits: x.apply(&self.classifier), semantic: None } // [n,classes,h,w]
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -46,8 +46,11 @@ impl ChangeOutput {
 }
 
 /// A bi-temporal network. `train` switches dropout and batch statistics on.
-pub trait ChangeModel: Send {
+pub trait ChangeModel: Send + std::any::Any {
     fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput;
+
+    /// For the code that needs a model's own API (ClearSCD's losses use its queues).
+    fn as_any(&self) -> &dyn std::any::Any;
 
     /// Image sides must be multiples of this (pyramid decoders add maps of matching sizes).
     fn size_multiple(&self) -> usize {
