@@ -1,16 +1,21 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_models::Checkpoint;
+use changedet_metrics::ScdMaps;
+use changedet_models::{Checkpoint, LoadedModel};
+
+use crate::metrics::{Accumulators, print_report};
 
 /// Evaluate a checkpoint on a labelled split: one global confusion matrix over all pairs.
 ///
 /// Metrics are those of the changed class (precision, recall, F1, IoU, OA, kappa) plus the
-/// unchanged IoU and the two-class mean IoU, computed on whole images.
+/// unchanged IoU and the two-class mean IoU, computed on whole images. A semantic change model
+/// on a semantic change dataset (hiucd:, second:) is scored in every convention of
+/// `changedet metrics` (binary, second, fromto, clearscd).
 #[derive(Parser)]
 pub struct Args {
     /// changedet checkpoint (written by `train`).
@@ -41,6 +46,9 @@ pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
+    if let Some(classes) = dataset.semantic_classes {
+        return evaluate_semantic(&args, &model, &dataset, classes, device);
+    }
     let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device)?;
     let metrics = confusion.metrics();
 
@@ -60,6 +68,35 @@ pub fn run(args: Args) -> Result<()> {
             "split": args.split,
             "pairs": dataset.len(),
             "metrics": metrics,
+        });
+        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
+        println!("metrics written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
+    let mut acc = Accumulators::new(classes);
+    changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, |p| {
+        let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
+            bail!("{} is not a semantic change model; evaluate it on a binary change dataset", model.spec.name());
+        };
+        let maps = ScdMaps { gt_a, gt_b, gt_change, pred_a: &pred_a.classes, pred_b: &pred_b.classes, pred_change: &p.change };
+        acc.add(&maps).map_err(|e| anyhow::anyhow!("pair '{}': {e}", p.name))
+    })?;
+    println!("{} on {} ({} pairs, split '{}', whole images)", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split);
+    let results = print_report(&acc, |_| true, true)?;
+    if let Some(path) = &args.json {
+        let report = json!({
+            "protocol": "whole-image",
+            "model": model.spec.name(),
+            "checkpoint": args.checkpoint,
+            "dataset": args.dataset.root,
+            "split": args.split,
+            "pairs": dataset.len(),
+            "classes": classes,
+            "conventions": Value::Object(results),
         });
         crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;

@@ -6,8 +6,9 @@ use clap::{Parser, ValueEnum};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
+use changedet_data::semantic::second_class;
 use changedet_data::LabelEncoding;
-use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdPair};
+use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdMaps, ScdPair};
 use changedet_raster::{Raster, read_gray, read_rgb};
 
 /// Score prediction maps against ground-truth maps on disk, in the conventions papers use.
@@ -48,7 +49,7 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Convention {
+pub enum Convention {
     Binary,
     Second,
     Fromto,
@@ -62,10 +63,6 @@ enum GtEncoding {
     Second,
 }
 
-/// SECOND's label palette: white = no change, then water, ground, low vegetation, tree,
-/// building, playground (Bi-SRNet's `ST_COLORMAP`).
-const SECOND_PALETTE: [[u8; 3]; 7] =
-    [[255, 255, 255], [0, 0, 255], [128, 128, 128], [0, 128, 0], [0, 255, 0], [128, 0, 0], [255, 0, 0]];
 
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "tif", "tiff", "jpg", "bmp"];
 
@@ -151,9 +148,8 @@ fn read_second_rgb(path: &Path) -> Result<Raster> {
     let data = rgb
         .data
         .chunks_exact(3)
-        .map(|px| match SECOND_PALETTE.iter().position(|c| c == px) {
-            Some(0) => 6,
-            Some(i) => (i - 1) as u8,
+        .map(|px| match second_class([px[0], px[1], px[2]]) {
+            Some(class) => class,
             None => {
                 unknown.insert([px[0], px[1], px[2]]);
                 0
@@ -215,8 +211,9 @@ impl ScdInputs<'_> {
     }
 }
 
+/// Every convention's accumulator, fed the same maps.
 #[derive(Clone)]
-struct Accumulators {
+pub struct Accumulators {
     binary: BinaryConfusion,
     second: ScdAccumulator,
     fromto: ScdAccumulator,
@@ -224,13 +221,21 @@ struct Accumulators {
 }
 
 impl Accumulators {
-    fn new(classes: usize) -> Self {
+    pub fn new(classes: usize) -> Self {
         Accumulators {
             binary: BinaryConfusion::default(),
             second: ScdAccumulator::new(ScdConvention::Second, classes),
             fromto: ScdAccumulator::new(ScdConvention::FromTo, classes),
             clearscd: ClearScdAccumulator::new(classes),
         }
+    }
+
+    /// One pair's semantic-change maps, into every convention.
+    pub fn add(&mut self, maps: &ScdMaps) -> std::result::Result<(), changedet_metrics::MetricsError> {
+        self.binary.accumulate(maps.pred_change, maps.gt_change, Some(255))?;
+        self.second.add(maps)?;
+        self.fromto.add(maps)?;
+        self.clearscd.add(maps)
     }
 
     fn merge(mut self, other: Accumulators) -> Self {
@@ -278,13 +283,8 @@ pub fn run(args: Args) -> Result<()> {
             .par_iter()
             .map(|stem| -> Result<Accumulators> {
                 let m = inputs.load(stem)?;
-                let maps = m.maps();
                 let mut acc = Accumulators::new(classes);
-                let named = |e| anyhow::anyhow!("pair '{stem}': {e}");
-                acc.binary.accumulate(&m.pred_change, &m.gt_change, Some(255)).map_err(named)?;
-                acc.second.add(&maps).map_err(named)?;
-                acc.fromto.add(&maps).map_err(named)?;
-                acc.clearscd.add(&maps).map_err(named)?;
+                acc.add(&m.maps()).map_err(|e| anyhow::anyhow!("pair '{stem}': {e}"))?;
                 Ok(acc)
             })
             .try_reduce(|| Accumulators::new(classes), |a, b| Ok(a.merge(b)))?;
@@ -310,8 +310,36 @@ pub fn run(args: Args) -> Result<()> {
         (stems, Accumulators { binary, ..Accumulators::new(classes) })
     };
 
-    let mut results = serde_json::Map::new();
     println!("{} pairs: predictions {} against ground truth {}", stems.len(), args.pred.display(), args.gt.display());
+    let results = print_report(&report, wants, semantic)?;
+    if let Some(path) = &args.json {
+        let report = json!({ "pairs": stems.len(), "classes": classes, "conventions": Value::Object(results.clone()) });
+        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
+        println!("metrics written to {}", path.display());
+    }
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the plot folder", dir.display()))?;
+        if semantic {
+            let q = report.second.metrics().confusion;
+            let labels: Vec<String> = std::iter::once("no change".to_owned()).chain((0..classes).map(|c| format!("class {c}"))).collect();
+            changedet_train::plot::plot_confusion(&q, &labels, "SECOND convention confusion (rows: ground truth)", &dir.join("confusion.png"))?;
+            changedet_train::plot::plot_bars(&labels, &q.iou(), "per-class IoU (SECOND convention)", &dir.join("iou.png"))?;
+        } else {
+            let c = report.binary;
+            let q = changedet_metrics::Confusion { n: 2, counts: vec![c.tn, c.fp, c.fn_, c.tp] };
+            let labels = ["unchanged".to_owned(), "changed".to_owned()];
+            changedet_train::plot::plot_confusion(&q, &labels, "binary confusion (rows: ground truth)", &dir.join("confusion.png"))?;
+            changedet_train::plot::plot_bars(&labels, &q.iou(), "per-class IoU", &dir.join("iou.png"))?;
+        }
+        println!("charts written to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Prints the tables of the wanted conventions and returns them as JSON, by convention name.
+pub fn print_report(report: &Accumulators, wants: impl Fn(Convention) -> bool, semantic: bool) -> Result<serde_json::Map<String, Value>> {
+    let mut results = serde_json::Map::new();
     if wants(Convention::Binary) {
         let m = report.binary.metrics();
         print_table("binary (changed class; anchors §3.1)", m.rows().iter().map(|(k, v)| (k.to_string(), *v)));
@@ -347,29 +375,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         results.insert("clearscd".into(), serde_json::to_value(&m)?);
     }
-    if let Some(path) = &args.json {
-        let report = json!({ "pairs": stems.len(), "classes": classes, "conventions": Value::Object(results.clone()) });
-        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
-            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
-        println!("metrics written to {}", path.display());
-    }
-    if let Some(dir) = &args.plot {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the plot folder", dir.display()))?;
-        if semantic {
-            let q = report.second.metrics().confusion;
-            let labels: Vec<String> = std::iter::once("no change".to_owned()).chain((0..classes).map(|c| format!("class {c}"))).collect();
-            changedet_train::plot::plot_confusion(&q, &labels, "SECOND convention confusion (rows: ground truth)", &dir.join("confusion.png"))?;
-            changedet_train::plot::plot_bars(&labels, &q.iou(), "per-class IoU (SECOND convention)", &dir.join("iou.png"))?;
-        } else {
-            let c = report.binary;
-            let q = changedet_metrics::Confusion { n: 2, counts: vec![c.tn, c.fp, c.fn_, c.tp] };
-            let labels = ["unchanged".to_owned(), "changed".to_owned()];
-            changedet_train::plot::plot_confusion(&q, &labels, "binary confusion (rows: ground truth)", &dir.join("confusion.png"))?;
-            changedet_train::plot::plot_bars(&labels, &q.iou(), "per-class IoU", &dir.join("iou.png"))?;
-        }
-        println!("charts written to {}", dir.display());
-    }
-    Ok(())
+    Ok(results)
 }
 
 fn print_table(title: &str, rows: impl Iterator<Item = (String, f64)>) {

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = match (&args.before, &args.after, &args.dataset) {
         (Some(before), Some(after), _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
-            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone() };
+            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None };
             Dataset::from_pairs(vec![pair], None, args.ignore_value)?
         }
         (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,

@@ -2,13 +2,15 @@ use rand::Rng;
 
 use changedet_raster::Raster;
 
-/// One decoded pair: both dates (RGB) and the decoded label (0/1/[`crate::IGNORE`]).
+/// One decoded pair: both dates (RGB), the decoded change label (0/1/[`crate::IGNORE`]) and,
+/// for semantic change datasets, each date's class map (0..K, K = unlabeled).
 #[derive(Debug, Clone)]
 pub struct PairSample {
     pub name: String,
     pub before: Raster,
     pub after: Raster,
     pub label: Option<Raster>,
+    pub semantic: Option<[Raster; 2]>,
 }
 
 /// Geometric augmentations, applied identically to both dates and the label so that they stay
@@ -59,6 +61,9 @@ fn for_each(sample: &mut PairSample, f: impl Fn(&Raster) -> Raster) {
     sample.after = f(&sample.after);
     if let Some(label) = sample.label.as_mut() {
         *label = f(label);
+    }
+    for map in sample.semantic.iter_mut().flatten() {
+        *map = f(map);
     }
 }
 
@@ -118,12 +123,13 @@ mod tests {
     #[test]
     fn dates_and_label_stay_registered() {
         let rgb = |w, h| Raster::new(w, h, 3, (0..w * h).flat_map(|i| [i as u8, i as u8, i as u8]).collect());
-        let mut s = PairSample { name: "x".into(), before: rgb(8, 8), after: rgb(8, 8), label: Some(grid(8, 8)) };
+        let mut s = PairSample { name: "x".into(), before: rgb(8, 8), after: rgb(8, 8), label: Some(grid(8, 8)), semantic: Some([grid(8, 8), grid(8, 8)]) };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..10 {
             Augment::train(Some(5)).apply(&mut s, &mut rng);
             let first: Vec<u8> = s.before.data.iter().step_by(3).copied().collect();
             assert_eq!(first, s.label.as_ref().unwrap().data);
+            assert!(s.semantic.iter().flatten().all(|m| m.data == first));
             assert_eq!(s.before, s.after);
         }
         assert_eq!(s.before.size(), (5, 5));

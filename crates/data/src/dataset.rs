@@ -6,6 +6,7 @@ use std::str::FromStr;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::semantic::SemanticLabels;
 use crate::{DataError, LabelEncoding, Result};
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
@@ -25,10 +26,25 @@ pub enum Preset {
     Cdd,
     /// Any of the layouts above, found by looking at the folder names.
     Generic,
+    /// Hi-UCD (mini) as ClearSCD's preparation (or `changedet prepare hiucd`) leaves it:
+    /// `SPLIT/YEAR1_512/ SPLIT/YEAR2_512/ SPLIT/mask_512/`, RGB masks packing both dates' classes
+    /// (0..8, 9 = unlabeled) and the change (0/1, 255 = unlabeled).
+    Hiucd,
+    /// SECOND: `SPLIT/im1/ im2/ label1/ label2/` with RGB palette labels (6 classes, white = no change).
+    Second,
 }
 
 impl Preset {
-    pub const NAMES: &'static str = "levir-cd, levir-cd-plus, whu-cd, dsifn-cd, sysu-cd, cdd, generic";
+    pub const NAMES: &'static str = "levir-cd, levir-cd-plus, whu-cd, dsifn-cd, sysu-cd, cdd, generic, hiucd, second";
+
+    /// Land-cover classes of a semantic change dataset; `None` for binary change datasets.
+    pub fn semantic_classes(self) -> Option<usize> {
+        match self {
+            Preset::Hiucd => Some(9),
+            Preset::Second => Some(6),
+            _ => None,
+        }
+    }
 
     /// (before, after, label) folder names this preset accepts, in the order they are tried.
     fn layouts(self) -> &'static [[&'static str; 3]] {
@@ -40,6 +56,7 @@ impl Preset {
             Preset::SysuCd => &[TIME],
             Preset::Cdd => &[OUT],
             Preset::Generic => &[ABL, TIME, OUT],
+            Preset::Hiucd | Preset::Second => &[],
         }
     }
 
@@ -63,6 +80,8 @@ impl FromStr for Preset {
             "sysu-cd" | "sysu" => Preset::SysuCd,
             "cdd" | "svcd" => Preset::Cdd,
             "generic" => Preset::Generic,
+            "hiucd" | "hi-ucd" | "hiucd-mini" => Preset::Hiucd,
+            "second" => Preset::Second,
             other => return Err(format!("unknown dataset preset '{other}' (known: {})", Preset::NAMES)),
         })
     }
@@ -87,13 +106,15 @@ impl FromStr for DatasetSpec {
     }
 }
 
-/// The three files of one pair. `label` is `None` for unlabelled data (prediction only).
+/// The files of one pair. `label` (binary change) and `semantic` are `None` for unlabelled
+/// data (prediction only); semantic change datasets have `semantic`, which holds the change too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairPaths {
     pub name: String,
     pub before: PathBuf,
     pub after: PathBuf,
     pub label: Option<PathBuf>,
+    pub semantic: Option<SemanticLabels>,
 }
 
 /// The pairs of one split, validated: every file exists, the dates have the same size and the
@@ -104,6 +125,8 @@ pub struct Dataset {
     pub encoding: LabelEncoding,
     /// Raw label value that marks unlabelled pixels, if the dataset has one.
     pub ignore_value: Option<u8>,
+    /// Land-cover classes, for semantic change datasets.
+    pub semantic_classes: Option<usize>,
 }
 
 fn is_image(path: &Path) -> bool {
@@ -137,20 +160,14 @@ impl Dataset {
         if !root.is_dir() {
             return Err(layout_error(root, "dataset folder not found"));
         }
+        if let Some(classes) = spec.preset.semantic_classes() {
+            return open_semantic(spec.preset, root, split, classes);
+        }
         let (base, names) = resolve_split(root, split)?;
         let [before_dir, after_dir, label_dir] = find_layout(spec.preset, &base)?;
         let names = match names {
             Some(names) => names,
-            None => {
-                let mut names: Vec<String> = fs::read_dir(&before_dir)
-                    .map_err(|e| layout_error(&before_dir, e.to_string()))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && is_image(p))
-                    .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-                    .collect();
-                names.sort();
-                names
-            }
+            None => image_names(&before_dir)?,
         };
         if names.is_empty() {
             return Err(layout_error(&before_dir, format!("no image pairs found for split '{split}'")));
@@ -172,6 +189,7 @@ impl Dataset {
                     } else {
                         None
                     },
+                    semantic: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -198,7 +216,7 @@ impl Dataset {
             }
             None => LabelEncoding::ZeroMax,
         };
-        Ok(Dataset { pairs, encoding, ignore_value })
+        Ok(Dataset { pairs, encoding, ignore_value, semantic_classes: None })
     }
 
     pub fn len(&self) -> usize {
@@ -210,13 +228,82 @@ impl Dataset {
     }
 
     pub fn has_labels(&self) -> bool {
-        self.pairs.first().is_some_and(|p| p.label.is_some())
+        self.pairs.first().is_some_and(|p| p.label.is_some() || p.semantic.is_some())
     }
+}
+
+/// Image files of a folder, by file name, sorted.
+fn image_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| layout_error(dir, e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A split of a semantic change dataset (see [`Preset::Hiucd`], [`Preset::Second`]).
+fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Result<Dataset> {
+    let base = if split == "all" { root.to_owned() } else { root.join(split) };
+    if !base.is_dir() {
+        return Err(layout_error(&base, format!("no split '{split}': expected the folder {split}/ (or 'all' for a root holding the layout itself)")));
+    }
+    let (before_dir, after_dir, label_dirs) = match preset {
+        Preset::Hiucd => {
+            let mut years: Vec<PathBuf> = fs::read_dir(&base)
+                .map_err(|e| layout_error(&base, e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("_512") && n != "mask_512"))
+                .collect();
+            years.sort();
+            if years.len() != 2 {
+                return Err(layout_error(&base, "expected two image folders YEAR_512/ (earlier year = before) and mask_512/, as ClearSCD's preparation and `changedet prepare hiucd` write them"));
+            }
+            (years[0].clone(), years[1].clone(), vec![base.join("mask_512")])
+        }
+        Preset::Second => (base.join("im1"), base.join("im2"), vec![base.join("label1"), base.join("label2")]),
+        _ => unreachable!("only semantic presets"),
+    };
+    let has_labels = label_dirs.iter().all(|d| d.is_dir());
+    let labels = |name: &str| match label_dirs.as_slice() {
+        [packed] => SemanticLabels::Packed(packed.join(name)),
+        [first, second] => SemanticLabels::Palette([first.join(name), second.join(name)]),
+        _ => unreachable!("one or two label folders"),
+    };
+    if !before_dir.is_dir() || !after_dir.is_dir() {
+        return Err(layout_error(&base, format!("expected the image folders {} and {}", before_dir.display(), after_dir.display())));
+    }
+    let names = image_names(&before_dir)?;
+    if names.is_empty() {
+        return Err(layout_error(&before_dir, format!("no image pairs found for split '{split}'")));
+    }
+    let pairs = names
+        .iter()
+        .map(|name| {
+            let pair = PairPaths {
+                name: Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or(name).to_owned(),
+                before: before_dir.join(name),
+                after: after_dir.join(name),
+                label: None,
+                semantic: has_labels.then(|| labels(name)),
+            };
+            let files = [&pair.before, &pair.after].into_iter().chain(pair.semantic.iter().flat_map(SemanticLabels::paths));
+            if let Some(missing) = files.into_iter().find(|p| !p.is_file()) {
+                return Err(DataError::MissingFile { path: missing.clone(), role: "pair", name: name.clone() });
+            }
+            Ok(pair)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    pairs.par_iter().try_for_each(check_sizes)?;
+    Ok(Dataset { pairs, encoding: LabelEncoding::ZeroOne, ignore_value: None, semantic_classes: Some(classes) })
 }
 
 fn check_sizes(pair: &PairPaths) -> Result<()> {
     let (bw, bh) = changedet_raster::dimensions(&pair.before)?;
-    for other in [Some(&pair.after), pair.label.as_ref()].into_iter().flatten() {
+    let semantic = pair.semantic.iter().flat_map(SemanticLabels::paths);
+    for other in [Some(&pair.after), pair.label.as_ref()].into_iter().flatten().chain(semantic) {
         let (ow, oh) = changedet_raster::dimensions(other)?;
         if (ow, oh) != (bw, bh) {
             return Err(DataError::SizeMismatch {

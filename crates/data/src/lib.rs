@@ -8,9 +8,11 @@ mod label;
 mod loader;
 mod normalization;
 pub mod palette;
+pub mod semantic;
 
 pub use augment::{Augment, PairSample};
 pub use dataset::{Dataset, DatasetSpec, PairPaths, Preset};
+pub use semantic::SemanticLabels;
 pub use label::{IGNORE, LabelEncoding};
 pub use loader::{Batch, BatchLoader, LoaderConfig, epoch_order, load_pair};
 pub use normalization::Normalization;

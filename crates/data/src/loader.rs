@@ -21,6 +21,8 @@ pub struct Batch {
     pub before: Vec<f32>,
     pub after: Vec<f32>,
     pub label: Option<Vec<u8>>,
+    /// Semantic change datasets: each date's class maps `[n, h, w]` (0..K, K = unlabeled).
+    pub semantic: Option<[Vec<u8>; 2]>,
 }
 
 impl Batch {
@@ -101,20 +103,25 @@ impl Drop for BatchLoader {
     }
 }
 
-/// Decodes one pair of the dataset, with the label decoded to 0/1/ignore.
+/// Decodes one pair of the dataset, with the label decoded to 0/1/ignore (and, for semantic
+/// change datasets, the class maps).
 pub fn load_pair(dataset: &Dataset, index: usize) -> Result<PairSample> {
     let paths = &dataset.pairs[index];
     let before = changedet_raster::read_rgb(&paths.before)?;
     let after = changedet_raster::read_rgb(&paths.after)?;
-    let label = match &paths.label {
-        Some(path) => {
+    let (label, semantic) = match (&paths.label, &paths.semantic, dataset.semantic_classes) {
+        (_, Some(labels), Some(classes)) => {
+            let decoded = crate::semantic::decode(labels, classes)?;
+            (Some(decoded.change), Some(decoded.classes))
+        }
+        (Some(path), _, _) => {
             let mut label = changedet_raster::read_gray(path)?;
             dataset.encoding.decode(path, &mut label.data, dataset.ignore_value)?;
-            Some(label)
+            (Some(label), None)
         }
-        None => None,
+        _ => (None, None),
     };
-    Ok(PairSample { name: paths.name.clone(), before, after, label })
+    Ok(PairSample { name: paths.name.clone(), before, after, label, semantic })
 }
 
 fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Result<Batch> {
@@ -148,6 +155,9 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
     } else {
         None
     };
+    let semantic = samples.iter().all(|s| s.semantic.is_some()).then(|| {
+        [0, 1].map(|date| samples.iter().flat_map(|s| s.semantic.as_ref().expect("checked")[date].data.iter().copied()).collect())
+    });
     Ok(Batch {
         names: samples.into_iter().map(|s| s.name).collect(),
         height: height as usize,
@@ -155,6 +165,7 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
         before,
         after,
         label,
+        semantic,
     })
 }
 

@@ -16,9 +16,10 @@ pub const HIUCD: [Rgb; 9] = [
     [0, 255, 0],
 ];
 
-/// SECOND's six land-cover classes in the order ClearSCD's SECOND loader uses (sports field,
-/// low vegetation, ground, water, building, tree), with the colours of SECOND's label files.
-pub const SECOND: [Rgb; 6] = [[255, 0, 0], [0, 128, 0], [128, 128, 128], [0, 0, 255], [128, 0, 0], [0, 255, 0]];
+/// SECOND's six land-cover classes as its label files colour them, in the dataset's own order
+/// (Bi-SRNet's `ST_COLORMAP` without white, which means "no change"): water, ground, low
+/// vegetation, tree, building, playground. Class i of a changedet SECOND model is colour i.
+pub const SECOND: [Rgb; 6] = [[0, 0, 255], [128, 128, 128], [0, 128, 0], [0, 255, 0], [128, 0, 0], [255, 0, 0]];
 
 /// A palette for `classes` classes: Hi-UCD's for 9, SECOND's for 6, otherwise evenly spaced hues.
 pub fn default_palette(classes: usize) -> Vec<Rgb> {

@@ -21,6 +21,8 @@ pub struct PairPrediction {
     pub change: Vec<u8>,
     /// The decoded label (0/1/255), when the dataset has labels.
     pub label: Option<Vec<u8>>,
+    /// Semantic change datasets: each date's ground-truth classes (0..K, K = unlabeled).
+    pub semantic_label: Option<[Vec<u8>; 2]>,
     /// The model's raw output for this pair, `[2, h, w]` on the CPU.
     pub logits: Tensor,
     /// Semantic change models: each date's class map (argmax), and the class scores
@@ -90,6 +92,7 @@ pub fn predict_dataset<E: From<TrainError>>(
                 probability: probability[i * plane..(i + 1) * plane].to_vec(),
                 change: change[i * plane..(i + 1) * plane].to_vec(),
                 label: batch.label.as_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec()),
+                semantic_label: batch.semantic.as_ref().map(|dates| dates.each_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec())),
                 logits: logits.get(i as i64),
                 semantic: semantic.as_ref().map(|dates| {
                     dates.each_ref().map(|(logits, classes)| SemanticPrediction {

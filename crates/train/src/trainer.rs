@@ -16,9 +16,12 @@ use tch::Device;
 
 use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig, epoch_order};
 use changedet_metrics::BinaryMetrics;
+use changedet_models::clearscd::ClearScd;
 use changedet_models::input::BatchTensors;
 use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
+use tch::Tensor;
 
+use crate::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
 use crate::loss::LossKind;
 use crate::optim::{Adam, OptimizerKind};
 use crate::schedule::Schedule;
@@ -48,6 +51,8 @@ pub struct Recipe {
     /// Also save `last` every this many optimiser steps (0: at epoch ends only).
     pub checkpoint_every: usize,
     pub eval_batch_size: usize,
+    /// ClearSCD's objective (SACL, BSCC); used when the model is clearscd.
+    pub clearscd: clearscd_loss::Config,
 }
 
 impl Default for Recipe {
@@ -65,6 +70,27 @@ impl Default for Recipe {
             seed: 0,
             checkpoint_every: 0,
             eval_batch_size: 4,
+            clearscd: clearscd_loss::Config::default(),
+        }
+    }
+}
+
+impl Recipe {
+    /// The training recipe of `model`'s reference implementation.
+    pub fn for_model(model: &str) -> Recipe {
+        match model {
+            // ClearSCD's main.py and configs/hiucd_mini/ours.json.
+            "clearscd" => Recipe {
+                epochs: 100,
+                batch_size: 8,
+                crop: Some(512),
+                lr: 2.5e-4,
+                weight_decay: 5e-4,
+                optimizer: OptimizerKind::Adam,
+                schedule: Schedule::Step { epochs: 10, gamma: 0.9 },
+                ..Recipe::default()
+            },
+            _ => Recipe::default(),
         }
     }
 }
@@ -175,6 +201,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
         };
         (model, optimizer, state)
     };
+    check_labels_fit(&model, &job.train)?;
     let recipe = state.recipe.clone();
     let batch_size = recipe.batch_size.max(1);
     let steps_per_epoch = job.train.len().div_ceil(batch_size);
@@ -213,8 +240,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             tch::manual_seed(recipe.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
             lr = recipe.schedule.lr(recipe.lr, state.step, total_steps, steps_per_epoch);
             let tensors = BatchTensors::new(&batch, job.device);
-            let output = model.model.forward_t(&tensors.before, &tensors.after, true);
-            let loss = recipe.loss.compute(&output, tensors.label.as_ref().expect("labelled split"));
+            let loss = step_loss(&model, &tensors, &recipe, epoch)?;
             let loss_value = loss.double_value(&[]);
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFinite(format!(
@@ -282,6 +308,39 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
         }
     };
     Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_f1: state.best_f1, out_dir: job.out_dir, plot })
+}
+
+/// The model's training objective on one batch (forward included).
+fn step_loss(model: &LoadedModel, batch: &BatchTensors, recipe: &Recipe, epoch: usize) -> Result<Tensor> {
+    let change = batch.label.as_ref().expect("labelled split");
+    match model.model.as_any().downcast_ref::<ClearScd>() {
+        Some(net) => {
+            let [a, b] = batch.semantic.as_ref().expect("checked by check_labels_fit");
+            let out = net.forward_scd(&batch.before, &batch.after, true);
+            let labels = ScdLabels { semantic: [a, b], change };
+            // The reference's epochs are 1-based: epoch ≤ warmup_epoch is warm-up.
+            let warmup = epoch < recipe.clearscd.warmup_epochs;
+            Ok(clearscd_losses(net, &out, &labels, &recipe.clearscd, warmup, true, &mut RandomPermutations).total())
+        }
+        None => Ok(recipe.loss.compute(&model.model.forward_t(&batch.before, &batch.after, true), change)),
+    }
+}
+
+/// Semantic change models need semantic labels with their number of classes (a larger class
+/// value would index past the class scores).
+fn check_labels_fit(model: &LoadedModel, data: &Dataset) -> Result<()> {
+    let Some(net) = model.model.as_any().downcast_ref::<ClearScd>() else { return Ok(()) };
+    match data.semantic_classes {
+        Some(k) if k as i64 == net.num_classes => Ok(()),
+        Some(k) => Err(TrainError::Config(format!(
+            "the dataset has {k} land-cover classes but the model has {}: set --model-config '{{\"num_classes\": {k}}}'",
+            net.num_classes
+        ))),
+        None => Err(TrainError::Config(format!(
+            "{} learns from semantic change labels: train it on a semantic change dataset (hiucd:PATH, second:PATH)",
+            model.spec.name()
+        ))),
+    }
 }
 
 fn probe_writable(dir: &Path) -> Result<()> {
