@@ -8,6 +8,7 @@ mod import;
 mod info;
 mod metrics;
 mod predict;
+mod prepare;
 mod train;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ const EXAMPLES: &str = "Examples:
   changedet predict --checkpoint runs/levir/best.safetensors --before t1.png --after t2.png --out maps/
   changedet info runs/levir/best.safetensors
   changedet import checkpoint.pth.tar --model clearscd --out clearscd-hiucd.safetensors
+  changedet prepare hiucd /data/Hi-UCD-mini --out /data/hiucd-prepared
   changedet metrics --pred maps/ --gt labels/ --convention all --json scores.json";
 
 #[derive(Subcommand)]
@@ -44,6 +46,7 @@ enum Command {
     Predict(predict::Args),
     Info(info::Args),
     Import(import::Args),
+    Prepare(prepare::Args),
     Metrics(metrics::Args),
     Bench(bench::Args),
 }
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Info(args) => info::run(args),
         Command::Import(args) => import::run(args),
+        Command::Prepare(args) => prepare::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
     };

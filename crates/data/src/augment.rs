@@ -80,7 +80,7 @@ fn remap(r: &Raster, width: u32, height: u32, source: impl Fn(usize, usize) -> (
     Raster::new(width, height, c, data)
 }
 
-fn crop(r: &Raster, x0: u32, y0: u32, w: u32, h: u32) -> Raster {
+pub(crate) fn crop(r: &Raster, x0: u32, y0: u32, w: u32, h: u32) -> Raster {
     remap(r, w, h, |x, y| (x + x0 as usize, y + y0 as usize))
 }
 

@@ -8,6 +8,7 @@ mod label;
 mod loader;
 mod normalization;
 pub mod palette;
+pub mod prepare;
 pub mod semantic;
 
 pub use augment::{Augment, PairSample};
