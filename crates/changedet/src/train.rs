@@ -59,7 +59,7 @@ pub struct Args {
     /// ce (two-class cross-entropy) or bce-dice.
     #[arg(long, default_value = "ce")]
     loss: LossKind,
-    /// Disable the random flips and 90° rotations.
+    /// Disable the random flips and rotations (90° steps; also up to ±30° for clearscd).
     #[arg(long)]
     no_augment: bool,
     #[arg(long, default_value_t = 0)]

@@ -13,9 +13,9 @@ pub struct PairSample {
     pub semantic: Option<[Raster; 2]>,
 }
 
-/// Geometric augmentations, applied identically to both dates and the label so that they stay
+/// Geometric augmentations, applied identically to both dates and the labels so that they stay
 /// registered. Photometric changes are per-model (see the model configs) and not done here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Augment {
     /// Random square crop of this side (no crop when the image is not larger).
     pub crop: Option<u32>,
@@ -23,12 +23,19 @@ pub struct Augment {
     pub vflip: bool,
     /// Random rotation by a multiple of 90°.
     pub rot90: bool,
+    /// With probability ½, a rotation by an angle uniform in ± this many degrees onto a canvas
+    /// that holds the whole rotated image, resized back to the original size (ClearSCD's
+    /// transform: it also shrinks the content). Images are interpolated bilinearly with black
+    /// corners; labels take the nearest pixel, with corners unlabeled.
+    pub rotate_degrees: Option<f32>,
+    /// Value of unlabeled pixels in semantic class maps (the class count K), for rotated corners.
+    pub unlabeled_class: u8,
 }
 
 impl Augment {
     /// The training default: flips and 90° rotations, with an optional crop.
     pub fn train(crop: Option<u32>) -> Self {
-        Augment { crop, hflip: true, vflip: true, rot90: true }
+        Augment { crop, hflip: true, vflip: true, rot90: true, ..Augment::default() }
     }
 
     pub fn apply(&self, sample: &mut PairSample, rng: &mut impl Rng) {
@@ -53,7 +60,76 @@ impl Augment {
                 for_each(sample, rotate90);
             }
         }
+        if let Some(max) = self.rotate_degrees.filter(|_| rng.random_bool(0.5)) {
+            let degrees = rng.random_range(-max..=max);
+            let (w, h) = sample.before.size();
+            let image = |r: &Raster| resize(&rotate_expand(r, degrees, 0, true), w, h, true);
+            let label = |r: &Raster, fill| resize(&rotate_expand(r, degrees, fill, false), w, h, false);
+            sample.before = image(&sample.before);
+            sample.after = image(&sample.after);
+            if let Some(change) = sample.label.as_mut() {
+                *change = label(change, crate::IGNORE);
+            }
+            for map in sample.semantic.iter_mut().flatten() {
+                *map = label(map, self.unlabeled_class);
+            }
+        }
     }
+}
+
+/// Value of `r` at real position (x, y) (pixel centres at integers), bilinear or nearest,
+/// `fill` outside.
+fn sample_at(r: &Raster, x: f32, y: f32, c: usize, fill: u8, bilinear: bool) -> u8 {
+    let (w, h) = (r.width as i64, r.height as i64);
+    let at = |xi: i64, yi: i64| -> f32 {
+        if xi < 0 || yi < 0 || xi >= w || yi >= h { fill as f32 } else { r.data[(yi * w + xi) as usize * r.channels + c] as f32 }
+    };
+    if !bilinear {
+        return at(x.round() as i64, y.round() as i64) as u8;
+    }
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (xi, yi) = (x0 as i64, y0 as i64);
+    let top = at(xi, yi) * (1.0 - fx) + at(xi + 1, yi) * fx;
+    let bottom = at(xi, yi + 1) * (1.0 - fx) + at(xi + 1, yi + 1) * fx;
+    (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
+}
+
+/// Counter-clockwise rotation by `degrees` onto a canvas that holds the whole image (PIL's
+/// `rotate(expand=True)`).
+fn rotate_expand(r: &Raster, degrees: f32, fill: u8, bilinear: bool) -> Raster {
+    let (w, h) = (r.width as f32, r.height as f32);
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    // The small margin keeps 90° from growing a pixel through rounding in sin/cos.
+    let nw = (w * cos.abs() + h * sin.abs() - 1e-3).ceil().max(1.0) as u32;
+    let nh = (w * sin.abs() + h * cos.abs() - 1e-3).ceil().max(1.0) as u32;
+    let (cx, cy, ncx, ncy) = (w / 2.0, h / 2.0, nw as f32 / 2.0, nh as f32 / 2.0);
+    let mut data = Vec::with_capacity(nw as usize * nh as usize * r.channels);
+    for y in 0..nh {
+        for x in 0..nw {
+            let (dx, dy) = (x as f32 + 0.5 - ncx, y as f32 + 0.5 - ncy);
+            let (sx, sy) = (dx * cos - dy * sin + cx - 0.5, dx * sin + dy * cos + cy - 0.5);
+            data.extend((0..r.channels).map(|c| sample_at(r, sx, sy, c, fill, bilinear)));
+        }
+    }
+    Raster::new(nw, nh, r.channels, data)
+}
+
+/// Resize to `width` × `height`, aligning pixel areas (PIL's and OpenCV's convention).
+fn resize(r: &Raster, width: u32, height: u32, bilinear: bool) -> Raster {
+    if r.size() == (width, height) {
+        return r.clone();
+    }
+    let (sx, sy) = (r.width as f32 / width as f32, r.height as f32 / height as f32);
+    let mut data = Vec::with_capacity(width as usize * height as usize * r.channels);
+    for y in 0..height {
+        for x in 0..width {
+            let (u, v) = ((x as f32 + 0.5) * sx - 0.5, (y as f32 + 0.5) * sy - 0.5);
+            let (u, v) = if bilinear { (u, v) } else { (u.max(0.0), v.max(0.0)) };
+            data.extend((0..r.channels).map(|c| sample_at(r, u, v, c, 0, bilinear)));
+        }
+    }
+    Raster::new(width, height, r.channels, data)
 }
 
 fn for_each(sample: &mut PairSample, f: impl Fn(&Raster) -> Raster) {
@@ -118,6 +194,19 @@ mod tests {
         assert_eq!((rot.width, rot.height), (2, 3));
         assert_eq!(rot.data, [2, 5, 1, 4, 0, 3]);
         assert_eq!(crop(&r, 1, 1, 2, 1).data, [4, 5]);
+    }
+
+    #[test]
+    fn arbitrary_rotation_agrees_with_the_exact_ones() {
+        let r = grid(5, 3);
+        assert_eq!(rotate_expand(&r, 0.0, 9, false), r);
+        assert_eq!(rotate_expand(&r, 90.0, 9, false), rotate90(&r));
+        assert_eq!(rotate_expand(&r, 0.0, 0, true), r);
+        // 45°: the canvas grows to hold the corners, which are filled.
+        let turned = rotate_expand(&grid(4, 4), 45.0, 200, false);
+        assert_eq!(turned.size(), (6, 6));
+        assert_eq!(turned.data[0], 200);
+        assert_eq!(resize(&turned, 4, 4, false).size(), (4, 4));
     }
 
     #[test]

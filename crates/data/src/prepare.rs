@@ -39,7 +39,7 @@ fn sorted_images(dir: &Path) -> Result<Vec<String>> {
 /// the border when the side is not a multiple.
 fn tile_origins(side: u32, tile: u32) -> Vec<u32> {
     let mut origins: Vec<u32> = (0..).map(|i| i * tile).take_while(|o| o + tile <= side).collect();
-    if side % tile != 0 && side > tile {
+    if !side.is_multiple_of(tile) && side > tile {
         origins.push(side - tile);
     }
     origins

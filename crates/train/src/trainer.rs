@@ -47,6 +47,8 @@ pub struct Recipe {
     pub loss: LossKind,
     /// Random flips and 90° rotations.
     pub augment: bool,
+    /// With `augment`: also rotate by up to ± this many degrees (see `Augment::rotate_degrees`).
+    pub rotate_degrees: Option<f32>,
     pub seed: u64,
     /// Also save `last` every this many optimiser steps (0: at epoch ends only).
     pub checkpoint_every: usize,
@@ -67,6 +69,7 @@ impl Default for Recipe {
             schedule: Schedule::Constant,
             loss: LossKind::CrossEntropy,
             augment: true,
+            rotate_degrees: None,
             seed: 0,
             checkpoint_every: 0,
             eval_batch_size: 4,
@@ -88,6 +91,7 @@ impl Recipe {
                 weight_decay: 5e-4,
                 optimizer: OptimizerKind::Adam,
                 schedule: Schedule::Step { epochs: 10, gamma: 0.9 },
+                rotate_degrees: Some(30.0),
                 ..Recipe::default()
             },
             _ => Recipe::default(),
@@ -206,7 +210,14 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
     let batch_size = recipe.batch_size.max(1);
     let steps_per_epoch = job.train.len().div_ceil(batch_size);
     let total_steps = steps_per_epoch * recipe.epochs;
-    let augment = if recipe.augment { Augment::train(recipe.crop) } else { Augment { crop: recipe.crop, ..Augment::default() } };
+    let augment = match recipe.augment {
+        true => Augment {
+            rotate_degrees: recipe.rotate_degrees,
+            unlabeled_class: job.train.semantic_classes.map_or(changedet_data::IGNORE, |k| k as u8),
+            ..Augment::train(recipe.crop)
+        },
+        false => Augment { crop: recipe.crop, ..Augment::default() },
+    };
 
     let bar = if job.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
