@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
-    if let Some(classes) = dataset.semantic_classes {
+    if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         return evaluate_semantic(&args, &model, &dataset, classes, device);
     }
     let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device)?;
@@ -58,21 +58,24 @@ pub fn run(args: Args) -> Result<()> {
         println!("{name:<15} {:>8.4}", value);
     }
     println!("confusion: TP {}  FP {}  FN {}  TN {}", confusion.tp, confusion.fp, confusion.fn_, confusion.tn);
-    if let Some(path) = &args.json {
-        let report = json!({
-            "convention": "binary",
-            "protocol": "whole-image",
-            "model": model.spec.name(),
-            "checkpoint": args.checkpoint,
-            "dataset": args.dataset.root,
-            "split": args.split,
-            "pairs": dataset.len(),
-            "metrics": metrics,
-        });
-        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
-            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
-        println!("metrics written to {}", path.display());
-    }
+    write_json(&args, &model, &dataset, json!({ "convention": "binary", "metrics": metrics }))
+}
+
+/// Writes `--json`: what was evaluated, on what, and `results`.
+fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Value) -> Result<()> {
+    let Some(path) = &args.json else { return Ok(()) };
+    let mut report = json!({
+        "protocol": "whole-image",
+        "model": model.spec.name(),
+        "checkpoint": args.checkpoint,
+        "dataset": args.dataset.root,
+        "split": args.split,
+        "pairs": dataset.len(),
+    });
+    report.as_object_mut().expect("object").extend(results.as_object().cloned().unwrap_or_default());
+    crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+        .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
+    println!("metrics written to {}", path.display());
     Ok(())
 }
 
@@ -80,27 +83,12 @@ fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classe
     let mut acc = Accumulators::new(classes);
     changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, |p| {
         let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
-            bail!("{} is not a semantic change model; evaluate it on a binary change dataset", model.spec.name());
+            bail!("pair '{}': no semantic prediction or label", p.name);
         };
         let maps = ScdMaps { gt_a, gt_b, gt_change, pred_a: &pred_a.classes, pred_b: &pred_b.classes, pred_change: &p.change };
         acc.add(&maps).map_err(|e| anyhow::anyhow!("pair '{}': {e}", p.name))
     })?;
     println!("{} on {} ({} pairs, split '{}', whole images)", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split);
     let results = print_report(&acc, |_| true, true)?;
-    if let Some(path) = &args.json {
-        let report = json!({
-            "protocol": "whole-image",
-            "model": model.spec.name(),
-            "checkpoint": args.checkpoint,
-            "dataset": args.dataset.root,
-            "split": args.split,
-            "pairs": dataset.len(),
-            "classes": classes,
-            "conventions": Value::Object(results),
-        });
-        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
-            .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
-        println!("metrics written to {}", path.display());
-    }
-    Ok(())
+    write_json(args, model, dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

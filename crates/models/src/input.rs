@@ -2,7 +2,19 @@
 
 use tch::{Device, Kind, Tensor};
 
-use changedet_data::Batch;
+use changedet_data::{Batch, Normalization};
+
+/// `[n, h, w, 3]` uint8 RGB pixels → the model input `[n, 3, h, w]` under `norm`.
+pub fn normalise_pixels(pixels: &Tensor, norm: &Normalization) -> Tensor {
+    let size = pixels.size();
+    let bytes = Vec::<u8>::try_from(pixels.to_device(Device::Cpu).contiguous().flatten(0, -1)).expect("uint8 pixels");
+    let plane = (size[1] * size[2] * 3) as usize;
+    let mut out = vec![0f32; bytes.len()];
+    for (src, dst) in bytes.chunks(plane).zip(out.chunks_mut(plane)) {
+        norm.write_chw(src, dst);
+    }
+    Tensor::from_slice(&out).view([size[0], 3, size[1], size[2]]).to_device(pixels.device())
+}
 
 /// Before and after images `[n, 3, h, w]` (float), change labels `[n, h, w]` (int64, 255 =
 /// ignore) and, for semantic change data, each date's class maps `[n, h, w]` (int64, K = unlabeled).

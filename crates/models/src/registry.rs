@@ -39,6 +39,11 @@ impl ModelSpec {
         }
     }
 
+    /// Whether the model also segments each date (semantic change detection).
+    pub fn is_semantic(&self) -> bool {
+        matches!(self, ModelSpec::ClearScd(_))
+    }
+
     pub fn config_json(&self) -> Value {
         serde_json::to_value(self).expect("configs serialise")["config"].clone()
     }

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use changedet_data::Normalization;
 use changedet_models::clearscd::{ClearScd, Config};
 use changedet_models::encoders::Encoder;
+use changedet_models::input::normalise_pixels;
 use tch::nn::VarStore;
 use changedet_models::{ModelSpec, import, tensor_io};
 use tch::{Device, Kind, Tensor};
@@ -28,17 +28,6 @@ fn assert_close(name: &str, ours: &Tensor, theirs: &Tensor, atol: f64, rtol: f64
     assert!(excess <= 0.0, "{name}: outside atol {atol:e} + rtol {rtol:e} by {excess:e}");
 }
 
-/// `[n, h, w, 3]` uint8 pixels → `[n, 3, h, w]` model input.
-fn normalise(pixels: &Tensor, norm: &Normalization) -> Tensor {
-    let size = pixels.size();
-    let bytes = Vec::<u8>::try_from(pixels.flatten(0, -1)).unwrap();
-    let plane = (size[1] * size[2] * 3) as usize;
-    let mut out = vec![0f32; bytes.len()];
-    for (src, dst) in bytes.chunks(plane).zip(out.chunks_mut(plane)) {
-        norm.write_chw(src, dst);
-    }
-    Tensor::from_slice(&out).view([size[0], 3, size[1], size[2]])
-}
 
 struct Fixture {
     tensors: BTreeMap<String, Tensor>,
@@ -74,8 +63,8 @@ fn official_checkpoint_reproduces_every_stored_tensor() {
 
     let fixture = Fixture { tensors: tensor_io::read(&golden("forward.safetensors")).unwrap().tensors };
     let norm = Config::default().normalization;
-    let before = normalise(fixture.get("input.imgs_A_u8"), &norm);
-    let after = normalise(fixture.get("input.imgs_B_u8"), &norm);
+    let before = normalise_pixels(fixture.get("input.imgs_A_u8"), &norm);
+    let after = normalise_pixels(fixture.get("input.imgs_B_u8"), &norm);
     assert_close("input.imgs_A", &before, fixture.get("input.imgs_A"), 1e-6, 0.0);
     assert_close("input.imgs_B", &after, fixture.get("input.imgs_B"), 1e-6, 0.0);
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use changedet_data::Normalization;
 use changedet_models::clearscd::{ClearScd, Config};
+use changedet_models::input::normalise_pixels;
 use changedet_models::{ModelSpec, import, tensor_io};
 use changedet_train::clearscd_loss::{self, Permutations, ScdLabels, clearscd_losses, downsample_labels};
 use tch::nn::VarStore;
@@ -36,16 +37,6 @@ fn load(cfg: &Config) -> (VarStore, ClearScd) {
     (vs, model)
 }
 
-fn normalise(pixels: &Tensor) -> Tensor {
-    let size = pixels.size();
-    let bytes = Vec::<u8>::try_from(pixels.flatten(0, -1)).unwrap();
-    let plane = (size[1] * size[2] * 3) as usize;
-    let mut out = vec![0f32; bytes.len()];
-    for (src, dst) in bytes.chunks(plane).zip(out.chunks_mut(plane)) {
-        Normalization::IMAGENET.write_chw(src, dst);
-    }
-    Tensor::from_slice(&out).view([size[0], 3, size[1], size[2]])
-}
 
 fn check_mode(mode: &str, train: bool, golden_tensors: &BTreeMap<String, Tensor>, inputs: &(Tensor, Tensor)) {
     let get = |name: &str| golden_tensors.get(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -135,7 +126,8 @@ fn losses_and_gradients_equal_the_reference() {
     tch::set_num_threads(2);
     let golden_tensors = tensor_io::read(&golden("losses.safetensors")).unwrap().tensors;
     let forward = tensor_io::read(&golden("forward.safetensors")).unwrap().tensors;
-    let inputs = (normalise(&forward["input.imgs_A_u8"]), normalise(&forward["input.imgs_B_u8"]));
+    let norm = Normalization::IMAGENET;
+    let inputs = (normalise_pixels(&forward["input.imgs_A_u8"], &norm), normalise_pixels(&forward["input.imgs_B_u8"], &norm));
     check_mode("eval", false, &golden_tensors, &inputs);
     check_mode("train", true, &golden_tensors, &inputs);
 }
