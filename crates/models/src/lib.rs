@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod clearscd;
+pub mod clip;
 pub mod decoders;
 pub mod encoders;
 pub mod fc_siam_diff;
