@@ -3,6 +3,11 @@
 //! only containers, scalars and the handful of globals tensor reconstruction needs; any other
 //! global is refused before it could be called, which is the whole point: a `.pth` from the
 //! internet can otherwise run arbitrary code when loaded with `torch.load(weights_only=False)`.
+//!
+//! TorchScript archives (`torch.jit.save`, e.g. OpenAI's `RN50.pt`) keep their tensors the same
+//! way; their `data.pkl` is a tree of module objects (`__torch__.*` classes). Those become inert
+//! [`Value::Object`]s holding their attributes: no method of them exists here, let alone runs,
+//! and the TorchScript code in the archive is never read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -27,16 +32,22 @@ pub enum Value {
     /// Insertion-ordered, as Python dicts are.
     Dict(Vec<(Value, Value)>),
     Tensor(TensorRef),
+    /// A TorchScript module or class instance: its qualified class name and attributes.
+    Object { class: String, attributes: Vec<(Value, Value)> },
     Global(Global),
     Storage { kind: Kind, key: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Global {
     OrderedDict,
     RebuildTensor,
     RebuildParameter,
     Storage(Kind),
+    /// TorchScript's typed-container helpers (`torch.jit._pickle`): they return their argument.
+    TypedContainer,
+    /// A `__torch__.*` class, instantiated only as an inert [`Value::Object`].
+    ScriptClass(String),
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +89,8 @@ fn global(module: &str, name: &str) -> Option<Global> {
         ("torch", "CharStorage") => storage(Kind::Int8),
         ("torch", "ByteStorage") => storage(Kind::Uint8),
         ("torch", "BoolStorage") => storage(Kind::Bool),
+        ("torch.jit._pickle", "restore_type_tag" | "build_intlist" | "build_doublelist" | "build_boollist" | "build_tensorlist") => Some(Global::TypedContainer),
+        (m, _) if m == "__torch__" || m.starts_with("__torch__.") => Some(Global::ScriptClass(format!("{module}.{name}"))),
         _ => None,
     }
 }
@@ -142,8 +155,17 @@ impl PthFile {
     }
 
     /// The state dict: the top-level dict of tensors, or the one under `state_dict`, `model` or
-    /// `module` (the wrappers training scripts use). Keys keep the file's order.
+    /// `module` (the wrappers training scripts use), or for a TorchScript archive every tensor
+    /// attribute of the module tree under its dotted path. Keys keep the file's order.
     pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
+        if let Value::Object { .. } = &self.root {
+            let mut tensors = Vec::new();
+            collect_module_tensors(&self.root, "", &mut tensors);
+            if tensors.is_empty() {
+                return Err(error(&self.path, "the TorchScript module holds no tensors"));
+            }
+            return tensors.into_iter().map(|(k, t)| Ok((k, self.tensor(t)?))).collect();
+        }
         let candidates = [Some(&self.root), self.root.get("state_dict"), self.root.get("model"), self.root.get("module")];
         let dict = candidates
             .into_iter()
@@ -160,11 +182,25 @@ impl PthFile {
     }
 }
 
+/// Tensor attributes of a TorchScript module tree, named as `state_dict()` names them.
+fn collect_module_tensors<'a>(value: &'a Value, prefix: &str, out: &mut Vec<(String, &'a TensorRef)>) {
+    let Value::Object { attributes, .. } = value else { return };
+    for (name, attribute) in attributes {
+        let Value::Str(name) = name else { continue };
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        match attribute {
+            Value::Tensor(t) => out.push((path, t)),
+            Value::Object { .. } => collect_module_tensors(attribute, &path, out),
+            _ => {}
+        }
+    }
+}
+
 fn collect_storage_keys(value: &Value, keys: &mut Vec<String>) {
     match value {
         Value::Tensor(t) => keys.push(t.storage.clone()),
         Value::Tuple(v) | Value::List(v) => v.iter().for_each(|v| collect_storage_keys(v, keys)),
-        Value::Dict(items) => items.iter().for_each(|(k, v)| {
+        Value::Dict(items) | Value::Object { attributes: items, .. } => items.iter().for_each(|(k, v)| {
             collect_storage_keys(k, keys);
             collect_storage_keys(v, keys)
         }),
@@ -310,9 +346,21 @@ impl Unpickler {
                     let result = reduce(callable, args)?;
                     self.stack.push(result)
                 }
+                0x81 => {
+                    // NEWOBJ: only TorchScript classes, as attribute holders.
+                    let _args = self.pop()?;
+                    match self.pop()? {
+                        Value::Global(Global::ScriptClass(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
+                        other => return Err(format!("NEWOBJ of {other:?}")),
+                    }
+                }
                 b'b' => {
-                    // BUILD sets attributes (an OrderedDict's `_metadata`); they carry no tensors.
-                    self.pop()?;
+                    // BUILD: a TorchScript object's attributes; elsewhere (an OrderedDict's
+                    // `_metadata`) they carry no tensors.
+                    let state = self.pop()?;
+                    if let (Value::Object { attributes, .. }, Value::Dict(items)) = (self.top()?, state) {
+                        *attributes = items;
+                    }
                 }
                 b'Q' => {
                     let pid = self.pop()?;
@@ -402,6 +450,7 @@ fn reduce(callable: Value, args: Value) -> Step<Value> {
             })),
             _ => Err("malformed _rebuild_tensor_v2 arguments".into()),
         },
+        Value::Global(Global::TypedContainer) => args.into_iter().next().ok_or_else(|| "typed container without a value".to_owned()),
         Value::Global(Global::RebuildParameter) => match args.into_iter().next() {
             Some(t @ Value::Tensor(_)) => Ok(t),
             _ => Err("malformed _rebuild_parameter arguments".into()),

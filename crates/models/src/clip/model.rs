@@ -16,15 +16,15 @@ use crate::{ModelError, Result};
 /// Either CLIP image tower.
 #[derive(Debug)]
 pub enum ImageEncoder {
-    ResNet(ModifiedResNet),
-    Vit(VisionTransformer),
+    ResNet(Box<ModifiedResNet>),
+    Vit(Box<VisionTransformer>),
 }
 
 impl ImageEncoder {
     pub fn new(vs: nn::Path, config: &VisionConfig) -> Self {
         match config {
-            VisionConfig::ResNet(c) => Self::ResNet(ModifiedResNet::new(vs, c)),
-            VisionConfig::Vit(c) => Self::Vit(VisionTransformer::new(vs, c)),
+            VisionConfig::ResNet(c) => Self::ResNet(Box::new(ModifiedResNet::new(vs, c))),
+            VisionConfig::Vit(c) => Self::Vit(Box::new(VisionTransformer::new(vs, c))),
         }
     }
 

@@ -178,11 +178,14 @@ impl ClipStateDict {
     }
 }
 
+/// A key pattern for errors (`{}` = q, k or v) and the pieces of one packed projection seen so far.
+type PendingQkv = (String, [Option<Tensor>; 3]);
+
 /// Hugging Face `CLIPModel` names → OpenAI names.
 fn from_hugging_face(tensors: BTreeMap<String, Tensor>, path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     // q/k/v pieces wait here until all three are present, then become OpenAI's packed projection.
-    let mut pending_qkv: BTreeMap<(String, &'static str), (String, [Option<Tensor>; 3])> = BTreeMap::new();
+    let mut pending_qkv: BTreeMap<(String, &'static str), PendingQkv> = BTreeMap::new();
     for (key, t) in tensors {
         let renamed = match key.as_str() {
             "logit_scale" => Some("logit_scale".to_owned()),
