@@ -2,6 +2,8 @@
 //! arguments to the library crates.
 
 mod bench;
+mod clip_classes;
+mod clip_score;
 mod device;
 mod eval;
 mod import;
@@ -37,7 +39,9 @@ const EXAMPLES: &str = "Examples:
   changedet info runs/levir/best.safetensors
   changedet import checkpoint.pth.tar --model clearscd --out clearscd-hiucd.safetensors
   changedet prepare hiucd /data/Hi-UCD-mini --out /data/hiucd-prepared
-  changedet metrics --pred maps/ --gt labels/ --convention all --json scores.json";
+  changedet metrics --pred maps/ --gt labels/ --convention all --json scores.json
+  changedet clip-classes --clip ViT-B-16.pt --dataset levir-cd:/data/LEVIR-CD
+  changedet clip-score --clip ViT-B-16.pt scene.png --text \"a building\" --text \"farmland\"";
 
 #[derive(Subcommand)]
 enum Command {
@@ -49,6 +53,8 @@ enum Command {
     Prepare(prepare::Args),
     Metrics(metrics::Args),
     Bench(bench::Args),
+    ClipClasses(clip_classes::Args),
+    ClipScore(clip_score::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::Prepare(args) => prepare::run(args),
         Command::Metrics(args) => metrics::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::ClipClasses(args) => clip_classes::run(args),
+        Command::ClipScore(args) => clip_score::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! loading). Nothing here depends on a deep-learning framework: batches are plain `f32` buffers.
 
 mod augment;
+pub mod class_lists;
 mod dataset;
 mod label;
 mod loader;

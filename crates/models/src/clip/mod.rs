@@ -10,6 +10,7 @@ pub mod tokenizer;
 pub mod transformer;
 pub mod vision_transformer;
 pub mod weights;
+pub mod zero_shot;
 
 pub use context_decoder::{ContextDecoder, ContextDecoderConfig};
 pub use model::{Clip, ImageEncoder};
@@ -18,6 +19,7 @@ pub use text_encoder::{TextConfig, TextEncoder};
 pub use tokenizer::{Tokenizer, TokenizerError};
 pub use vision_transformer::{VisionTransformer, VitConfig};
 pub use weights::{ClipStateDict, Layout, VisionConfig};
+pub use zero_shot::{REMOTE_SENSING_CLASSES, ZeroShot};
 
 use tch::Tensor;
 

@@ -84,6 +84,14 @@ impl Clip {
         Ok((clip, state.skipped))
     }
 
+    /// Side of the square images the image tower was trained on (its positional grid's).
+    pub fn input_resolution(&self) -> i64 {
+        match &self.vision_config {
+            VisionConfig::ResNet(c) => c.positional_grid * 32,
+            VisionConfig::Vit(c) => c.positional_grid * c.patch_size,
+        }
+    }
+
     /// L2-normalised image embeddings `[n, d]` of CLIP-preprocessed images.
     pub fn encode_images(&self, images: &Tensor) -> Tensor {
         normalise(&self.visual.forward_t(images, false).global)
