@@ -41,10 +41,14 @@ if [ ! -s "$vocab" ]; then
   tmp="$(mktemp -d)"
   .venv/bin/python -m pip download -q --no-deps -d "$tmp" "open_clip_torch==$OPEN_CLIP_VERSION"
   .venv/bin/python - "$tmp" "$vocab" <<'PY'
-import glob, sys, zipfile, os
+import glob, hashlib, sys, zipfile, os
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
 with zipfile.ZipFile(wheel) as z:
     data = z.read("open_clip/bpe_simple_vocab_16e6.txt.gz")
+# OpenAI's file, byte for byte (the same in ChangeCLIP's repository).
+expected = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+if hashlib.sha256(data).hexdigest() != expected:
+    sys.exit("setup: the vocabulary in the open_clip_torch wheel is not CLIP's (sha256 differs)")
 tmp = sys.argv[2] + ".part"
 open(tmp, "wb").write(data)
 os.replace(tmp, sys.argv[2])
