@@ -7,6 +7,7 @@
 //! [`registry`].
 
 pub mod checkpoint;
+pub mod changeclip;
 pub mod clearscd;
 pub mod clip;
 pub mod decoders;

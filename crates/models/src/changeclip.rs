@@ -1,0 +1,226 @@
+//! ChangeCLIP (Dong et al., ISPRS 2024; `dyzy41/ChangeCLIP`, `segmentors/ChangeCLIPCD.py`):
+//! a weight-shared CLIP image encoder on both dates, per-image text prompts through CLIP's text
+//! encoder with learned context, DenseCLIP's context decoder, pixel-text score maps joined to one
+//! pyramid level, an FPN over the concatenated dates, differential feature compensation (DFC),
+//! and the text-guided Swin decoder. Variable names are the mmseg checkpoint's.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+use tch::nn;
+
+use changedet_data::Normalization;
+
+use crate::clip::weights::VisionConfig;
+use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, VitConfig};
+use crate::decoders::fpn_neck::FpnNeck;
+use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
+
+/// The prompt every image gets for its background.
+pub const BACKGROUND_PROMPT: &str = "remote sensing image background objects";
+/// The foreground prompt, followed by `, ` and the image's class names.
+pub const FOREGROUND_PROMPT: &str = "remote sensing image foreground objects";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub vision: VisionConfig,
+    pub text: TextConfig,
+    pub context_decoder: ContextDecoderConfig,
+    /// Tokens of a prompt; the text encoder's remaining positions are learned context.
+    pub prompt_length: i64,
+    /// Pyramid level that gets the two score maps (RN50: 3, ViT: 2).
+    pub score_concat_index: usize,
+    /// Width of the FPN, DFC and decoder.
+    pub width: i64,
+    /// At inference the reference builds the after image's prompt from the *before* image's
+    /// class list (training uses the after list). `true` reproduces the published numbers.
+    pub after_prompt_from_before_at_inference: bool,
+    pub normalization: Normalization,
+}
+
+impl Default for Config {
+    /// The RN50 variant (`configs/0cd_ce/changeclip_*.py`).
+    fn default() -> Self {
+        Self {
+            vision: VisionConfig::ResNet(ResNetConfig::default()),
+            text: TextConfig::default(),
+            context_decoder: ContextDecoderConfig::default(),
+            prompt_length: 64,
+            score_concat_index: 3,
+            width: 256,
+            after_prompt_from_before_at_inference: true,
+            normalization: Normalization::IMAGENET,
+        }
+    }
+}
+
+impl Config {
+    /// The ViT-B/16 variant (`changeclip_*_vit.py`).
+    pub fn vit_b16() -> Self {
+        Self {
+            vision: VisionConfig::Vit(VitConfig::default()),
+            text: TextConfig { embed_dim: 512, ..TextConfig::default() },
+            context_decoder: ContextDecoderConfig { visual_dim: 512, ..ContextDecoderConfig::default() },
+            score_concat_index: 2,
+            ..Self::default()
+        }
+    }
+
+    /// Channels of one date's pyramid levels, score maps included.
+    pub fn level_channels(&self) -> Vec<i64> {
+        let mut channels = match &self.vision {
+            VisionConfig::ResNet(c) => c.stage_channels().to_vec(),
+            VisionConfig::Vit(c) => vec![c.width; 4],
+        };
+        channels[self.score_concat_index] += 2;
+        channels
+    }
+}
+
+/// Squeeze-and-excitation gate over `[P·w, minus, P]`, then a 1×1 conv to the decoder width
+/// (mmseg `SELayer_v2`; HSigmoid is `clamp((x + 3)/6, 0, 1)`).
+#[derive(Debug)]
+struct ChannelAttention {
+    squeeze: nn::Conv2D,
+    excite: nn::Conv2D,
+    out: nn::Conv2D,
+}
+
+impl ChannelAttention {
+    fn new(vs: nn::Path, channels: i64, out_channels: i64) -> Self {
+        let hidden = make_divisible(channels / 16, 8);
+        let conv = |p: nn::Path, i, o| nn::conv2d(&p / "conv", i, o, 1, Default::default());
+        Self { squeeze: conv(&vs / "conv1", channels, hidden), excite: conv(&vs / "conv2", hidden, channels), out: conv(&vs / "conv_last", channels, out_channels) }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let gate = x.adaptive_avg_pool2d([1, 1]).apply(&self.squeeze).relu().apply(&self.excite);
+        let gate = ((gate + 3.0) / 6.0).clamp(0.0, 1.0);
+        (x * gate).apply(&self.out).relu()
+    }
+}
+
+/// One date's features after the text branch.
+pub struct DateFeatures {
+    pub image: ImageFeatures,
+    /// Text encoder output `[n, 2, e]`, context decoder update, and `raw + γ·update`.
+    pub text_raw: Tensor,
+    pub text_diff: Tensor,
+    pub text: Tensor,
+    /// Cosine of the L2-normalised dense embeddings and texts, `[n, 2, h, w]`.
+    pub score_map: Tensor,
+    /// The pyramid with the score maps joined at `score_concat_index`.
+    pub levels: Vec<Tensor>,
+}
+
+/// Every intermediate of a forward pass, in the order of the paper's figure.
+pub struct ChangeClipForward {
+    pub before: DateFeatures,
+    pub after: DateFeatures,
+    /// FPN outputs over the concatenated dates.
+    pub fpn: Vec<Tensor>,
+    /// DFC: `sigmoid(1 − cos(A, B))`, `ReLU(conv|A − B|)`, and the channel-attention outputs.
+    pub dfc_weights: Vec<Tensor>,
+    pub minus: Vec<Tensor>,
+    pub dfc: Vec<Tensor>,
+    pub decoder: SwinTextOutput,
+    /// Change logits `[n, 2, h, w]` at input resolution.
+    pub logits: Tensor,
+}
+
+#[derive(Debug)]
+pub struct ChangeClip {
+    backbone: ImageEncoder,
+    text_encoder: TextEncoder,
+    context_decoder: ContextDecoder,
+    contexts: Tensor,
+    gamma: Tensor,
+    minus_conv: Vec<nn::Conv2D>,
+    channel_att: Vec<ChannelAttention>,
+    neck: FpnNeck,
+    decode_head: SwinTextDecoder,
+    pub config: Config,
+}
+
+impl ChangeClip {
+    pub fn new(vs: &nn::Path, config: &Config) -> Self {
+        let levels = config.level_channels();
+        let context_tokens = config.text.context_length - config.prompt_length;
+        let text_dim = config.text.embed_dim;
+        let truncated = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
+        Self {
+            backbone: ImageEncoder::new(vs / "backbone", &config.vision),
+            text_encoder: TextEncoder::new(vs / "text_encoder", &config.text),
+            context_decoder: ContextDecoder::new(vs / "context_decoder", &config.context_decoder),
+            contexts: vs.var("contexts2", &[1, 1, context_tokens, config.text.width], truncated),
+            gamma: vs.var("gamma", &[text_dim], nn::Init::Const(1e-4)),
+            minus_conv: levels.iter().enumerate().map(|(i, &c)| nn::conv2d(vs / "minus_conv" / i / "conv", c, config.width, 1, Default::default())).collect(),
+            channel_att: (0..4).map(|i| ChannelAttention::new(vs / "channel_att" / i, 3 * config.width, config.width)).collect(),
+            neck: FpnNeck::new(vs / "neck", &levels.iter().map(|c| 2 * c).collect::<Vec<_>>(), config.width),
+            decode_head: SwinTextDecoder::new(vs / "decode_head", config.width, text_dim, 2),
+            config: config.clone(),
+        }
+    }
+
+    /// Token rows `[n, 2, prompt_length]` of each image's [background, foreground] prompts.
+    pub fn prompt_tokens(&self, tokenizer: &Tokenizer, class_lists: &[Vec<String>]) -> Tensor {
+        let prompts: Vec<String> = class_lists.iter().flat_map(|classes| [BACKGROUND_PROMPT.to_owned(), foreground_prompt(classes)]).collect();
+        tokenizer.tokenize_batch(&prompts, self.config.prompt_length as usize).view([class_lists.len() as i64, 2, -1])
+    }
+
+    /// Image features, text embeddings refined by the image, score maps (`after_extract_feat_clip`).
+    fn date_features_t(&self, image: &Tensor, tokens: &Tensor, train: bool) -> DateFeatures {
+        let features = self.backbone.forward_t(image, train);
+        let (n, e, h, w) = features.dense.size4().expect("[n, e, h, w]");
+        let visual_context = Tensor::cat(&[features.global.unsqueeze(1), features.dense.reshape([n, e, h * w]).transpose(1, 2)], 1); // [n, 1 + hw, e]
+        let contexts = self.contexts.expand([n, 1, -1, -1], false);
+        let text_raw = self.text_encoder.forward_with_context_t(&tokens.to_device(image.device()), &contexts, train); // [n, 2, e]
+        let text_diff = self.context_decoder.forward_t(&text_raw, &visual_context, train);
+        let text = &text_raw + &self.gamma * &text_diff;
+        let score_map = Tensor::einsum("bchw,bkc->bkhw", &[l2_normalise(&features.dense, 1), l2_normalise(&text, 2)], None::<i64>); // [n, 2, h, w]
+        let mut levels: Vec<Tensor> = features.levels.iter().map(Tensor::shallow_clone).collect();
+        let i = self.config.score_concat_index;
+        levels[i] = Tensor::cat(&[&levels[i], &score_map], 1);
+        DateFeatures { image: features, text_raw, text_diff, text, score_map, levels }
+    }
+
+    /// The whole network on normalised images `[n, 3, h, w]` (multiples of 32) and each date's
+    /// prompt tokens `[n, 2, prompt_length]`.
+    pub fn forward_detailed_t(&self, before: &Tensor, after: &Tensor, tokens_before: &Tensor, tokens_after: &Tensor, train: bool) -> ChangeClipForward {
+        let a = self.date_features_t(before, tokens_before, train);
+        let b = self.date_features_t(after, tokens_after, train);
+        let joined: Vec<Tensor> = a.levels.iter().zip(&b.levels).map(|(x, y)| Tensor::cat(&[x, y], 1)).collect();
+        let fpn = self.neck.forward(&joined); // 4 × [n, 256, h/4 … h/32]
+        let mut dfc_weights = Vec::with_capacity(4);
+        let mut minus = Vec::with_capacity(4);
+        let mut dfc = Vec::with_capacity(4);
+        for (i, p) in fpn.iter().enumerate() {
+            let (x, y) = (&a.levels[i], &b.levels[i]);
+            let weight = (Tensor::cosine_similarity(x, y, 1, 1e-8).neg() + 1.0).sigmoid().unsqueeze(1); // [n, 1, h, w]
+            let difference = (x - y).abs().apply(&self.minus_conv[i]).relu(); // [n, 256, h, w]
+            dfc.push(self.channel_att[i].forward(&Tensor::cat(&[p * &weight, difference.shallow_clone(), p.shallow_clone()], 1)));
+            dfc_weights.push(weight);
+            minus.push(difference);
+        }
+        let decoder = self.decode_head.forward_t(&dfc, &a.text, &b.text, train);
+        let (h, w) = (before.size()[2], before.size()[3]);
+        let logits = decoder.logits.upsample_bilinear2d([h, w], false, None, None);
+        ChangeClipForward { before: a, after: b, fpn, dfc_weights, minus, dfc, decoder, logits }
+    }
+}
+
+/// mmcv's `make_divisible`: the nearest multiple of `divisor`, never 10% below `value`.
+fn make_divisible(value: i64, divisor: i64) -> i64 {
+    let rounded = ((value + divisor / 2) / divisor * divisor).max(divisor);
+    if (rounded as f64) < 0.9 * value as f64 { rounded + divisor } else { rounded }
+}
+
+/// `"remote sensing image foreground objects, c₁, c₂, …"` (just the prefix without classes).
+pub fn foreground_prompt(classes: &[String]) -> String {
+    std::iter::once(FOREGROUND_PROMPT.to_owned()).chain(classes.iter().cloned()).collect::<Vec<_>>().join(", ")
+}
+
+/// `x / max(‖x‖, 1e-12)` along `dim` (F.normalize).
+fn l2_normalise(x: &Tensor, dim: i64) -> Tensor {
+    x / x.norm_scalaropt_dim(2.0, [dim], true).clamp_min(1e-12)
+}

@@ -1,0 +1,109 @@
+//! ChangeCLIP equals the reference: the tiny golden checkpoint (`../shared/golden/clip/
+//! changeclip_tiny.safetensors`: mmseg key names, real module structure, random weights) on the
+//! stored real LEVIR pair reproduces every stored intermediate within the golden README's
+//! tolerances: 1e-4 · max(1, max|golden|) for maps, 1e-5 absolute for score maps and logits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use changedet_models::changeclip::{ChangeClip, Config};
+use changedet_models::checkpoint::copy_into;
+use changedet_models::clip::{ContextDecoderConfig, ResNetConfig, TextConfig, Tokenizer, VisionConfig};
+use changedet_models::tensor_io;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/clip").join(name)
+}
+
+/// The e2e config of the golden's manifest.
+fn tiny_config() -> Config {
+    Config {
+        vision: VisionConfig::ResNet(ResNetConfig { layers: [1, 1, 1, 1], width: 8, output_dim: 64, heads: 32, positional_grid: 16 }),
+        text: TextConfig { context_length: 77, vocab_size: 49408, width: 32, heads: 2, layers: 2, embed_dim: 64 },
+        context_decoder: ContextDecoderConfig { width: 64, heads: 4, layers: 3, visual_dim: 64, dropout: 0.1 },
+        ..Config::default()
+    }
+}
+
+enum Tolerance {
+    /// 1e-4 · max(1, max|golden|).
+    Relative,
+    Absolute(f64),
+}
+
+fn check(name: &str, ours: &Tensor, golden: &Tensor, tolerance: Tolerance) {
+    // `*_crop` goldens are the top-right 16×16 corner of the map.
+    let ours = if name.ends_with("_crop") {
+        let w = ours.size()[3];
+        ours.narrow(2, 0, 16).narrow(3, w - 16, 16)
+    } else {
+        ours.shallow_clone()
+    };
+    assert_eq!(ours.size(), golden.size(), "{name}: shape");
+    let (ours, golden) = (ours.to_kind(Kind::Double), golden.to_kind(Kind::Double));
+    let allowed = match tolerance {
+        Tolerance::Relative => 1e-4 * golden.abs().max().double_value(&[]).max(1.0),
+        Tolerance::Absolute(a) => a,
+    };
+    let error = (&ours - &golden).abs().max().double_value(&[]);
+    eprintln!("{name}: max abs error {error:.2e} (allowed {allowed:.1e})");
+    assert!(error <= allowed, "{name}: max abs error {error:e} > {allowed:e}");
+}
+
+#[test]
+fn tiny_changeclip_matches_the_reference_forward() {
+    let path = golden("changeclip_tiny.safetensors");
+    let mut state = tensor_io::read(&path).unwrap().tensors;
+    assert_eq!(state.len(), 448);
+    state.retain(|k, _| !k.ends_with("num_batches_tracked"));
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = ChangeClip::new(&vs.root(), &tiny_config());
+    copy_into(&mut vs, &state, &path, "changeclip").unwrap();
+
+    let io: BTreeMap<String, Tensor> = tensor_io::read(&golden("changeclip_tiny_io.safetensors")).unwrap().tensors;
+    let g = |name: &str| io.get(name).unwrap_or_else(|| panic!("golden {name} missing"));
+
+    // The prompts: A's class list for both dates (the reference's inference path).
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden("manifest.json")).unwrap()).unwrap();
+    let class_list = |prompt: &str| -> Vec<String> { prompt.split(", ").skip(1).map(String::from).collect() };
+    let a_prompts = manifest["e2e_prompts"]["A"].as_array().unwrap();
+    let classes_a = class_list(a_prompts[1].as_str().unwrap());
+    assert_eq!(classes_a.len(), 9);
+    let tokenizer = Tokenizer::from_file(&golden("bpe_simple_vocab_16e6.txt.gz")).unwrap();
+    let tokens = model.prompt_tokens(&tokenizer, &[classes_a]);
+    assert!(tokens.equal(g("tokensA")) && tokens.equal(g("tokensB")));
+
+    let input = g("input");
+    let (before, after) = (input.narrow(1, 0, 3), input.narrow(1, 3, 3));
+    let out = tch::no_grad(|| model.forward_detailed_t(&before, &after, &tokens, &tokens, false));
+
+    use Tolerance::{Absolute, Relative};
+    for (date, features) in [("A", &out.before), ("B", &out.after)] {
+        for (i, level) in features.image.levels.iter().enumerate() {
+            check(&format!("backbone{date}_layer{}", i + 1), level, g(&format!("backbone{date}_layer{}", i + 1)), Relative);
+        }
+        check(&format!("backbone{date}_global"), &features.image.global, g(&format!("backbone{date}_global")), Relative);
+        check(&format!("backbone{date}_dense"), &features.image.dense, g(&format!("backbone{date}_dense")), Relative);
+        check(&format!("text_raw{date}"), &features.text_raw, g(&format!("text_raw{date}")), Relative);
+        check(&format!("text_diff{date}"), &features.text_diff, g(&format!("text_diff{date}")), Relative);
+        check(&format!("text_emb{date}"), &features.text, g(&format!("text_emb{date}")), Relative);
+        check(&format!("score_map{date}"), &features.score_map, g(&format!("score_map{date}")), Absolute(1e-5));
+    }
+    for i in 0..4 {
+        let crop = |name: &str| if io.contains_key(&format!("{name}{i}")) { format!("{name}{i}") } else { format!("{name}{i}_crop") };
+        check(&crop("fpn_out"), &out.fpn[i], g(&crop("fpn_out")), Relative);
+        check(&format!("dfc_weight{i}"), &out.dfc_weights[i], g(&format!("dfc_weight{i}")), Relative);
+        check(&crop("minus_out"), &out.minus[i], g(&crop("minus_out")), Relative);
+        check(&crop("dfc_out"), &out.dfc[i], g(&crop("dfc_out")), Relative);
+    }
+    check("dec_text_tokens", &out.decoder.text_tokens, g("dec_text_tokens"), Relative);
+    for (i, (stage, swin)) in out.decoder.stages.iter().zip(&out.decoder.swin).enumerate() {
+        let suffix = if i == 2 { "_crop" } else { "" };
+        check(&format!("dec{}_out{suffix}", i + 1), stage, g(&format!("dec{}_out{suffix}", i + 1)), Relative);
+        check(&format!("dec{}_swin_out{suffix}", i + 1), swin, g(&format!("dec{}_swin_out{suffix}", i + 1)), Relative);
+    }
+    check("head_logits", &out.decoder.logits, g("head_logits"), Absolute(1e-5));
+    check("seg_logits", &out.logits, g("seg_logits"), Absolute(1e-5));
+}
