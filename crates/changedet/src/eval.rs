@@ -46,6 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
+    crate::train::check_text_inputs(&model.spec, &dataset)?;
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         return evaluate_semantic(&args, &model, &dataset, classes, device);
     }

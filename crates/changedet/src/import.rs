@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use tch::Device;
 
 use changedet_models::import::{import, read_state_dict};
+use changedet_models::registry::merge;
 use changedet_models::{Checkpoint, ModelSpec};
 
 /// Convert a reference implementation's PyTorch checkpoint into a changedet checkpoint.
@@ -18,12 +19,14 @@ use changedet_models::{Checkpoint, ModelSpec};
 /// are listed.
 #[derive(Parser)]
 pub struct Args {
-    /// The PyTorch checkpoint.
+    /// The PyTorch checkpoint (for ChangeCLIP an mmseg checkpoint, weights under `state_dict`).
     src: PathBuf,
-    /// Model the checkpoint belongs to (clearscd).
+    /// Model the checkpoint belongs to (clearscd, changeclip-rn50, changeclip-vit).
     #[arg(long)]
     model: String,
-    /// Configuration overrides as a JSON object (e.g. '{"num_classes": 6}').
+    /// Configuration overrides as a JSON object, merged field by field (e.g. '{"num_classes": 6}',
+    /// or for a ChangeCLIP whose text tower's head width is not CLIP's 64:
+    /// '{"text": {"heads": 2}}').
     #[arg(long)]
     config: Option<String>,
     /// The changedet checkpoint to write.
@@ -32,8 +35,8 @@ pub struct Args {
 }
 
 /// Configuration fields that can be read off a state dict's shapes.
-fn inferred_config(model: &str, state_dict: &std::collections::BTreeMap<String, tch::Tensor>) -> Value {
-    match model {
+fn inferred_config(model: &str, state_dict: &std::collections::BTreeMap<String, tch::Tensor>, path: &std::path::Path) -> Result<Value> {
+    Ok(match model {
         "clearscd" => {
             let mut config = serde_json::Map::new();
             if let Some(head) = state_dict.get("head_seg.0.weight") {
@@ -44,17 +47,21 @@ fn inferred_config(model: &str, state_dict: &std::collections::BTreeMap<String, 
             }
             Value::Object(config)
         }
+        "changeclip-rn50" | "changeclip-vit" => {
+            let config = changedet_models::changeclip::Config::from_state_dict(state_dict, path, model == "changeclip-vit")?;
+            serde_json::to_value(config)?
+        }
         _ => json!({}),
-    }
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
     let state_dict = read_state_dict(&args.src)?;
-    let mut config = inferred_config(&args.model, &state_dict);
+    let mut config = inferred_config(&args.model, &state_dict, &args.src)?;
     if let Some(text) = &args.config {
         let overrides: Value = serde_json::from_str(text).context("--config is not a JSON object")?;
         let Value::Object(overrides) = overrides else { anyhow::bail!("--config must be a JSON object") };
-        config.as_object_mut().expect("object").extend(overrides);
+        merge(&mut config, Value::Object(overrides));
     }
     let spec = ModelSpec::new(&args.model, Some(config))?;
     let (model, report) = import(spec, state_dict, &args.src, Device::Cpu)?;

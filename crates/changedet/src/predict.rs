@@ -46,6 +46,14 @@ pub struct Args {
     /// `seg_B` [1, K, H, W] (class scores of each date) and `BCD` [1, 1, H, W] (change log-odds).
     #[arg(long, requires = "before")]
     raw: Option<PathBuf>,
+    /// ChangeCLIP: class names of the before image, comma-separated, for its prompt [default:
+    /// the class-list file beside the image's folder, see `clip-classes`].
+    #[arg(long, value_delimiter = ',', requires = "before")]
+    classes_before: Vec<String>,
+    /// ChangeCLIP: class names of the after image (by default the reference's inference uses
+    /// the before image's; see the model's `after_prompt_from_before_at_inference`).
+    #[arg(long, value_delimiter = ',', requires = "before")]
+    classes_after: Vec<String>,
     /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
@@ -81,12 +89,20 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = match (&args.before, &args.after, &args.dataset) {
         (Some(before), Some(after), _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
-            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None };
-            Dataset::from_pairs(vec![pair], None, args.ignore_value)?
+            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, classes: Default::default() };
+            let mut dataset = Dataset::from_pairs(vec![pair], None, args.ignore_value)?;
+            dataset.attach_class_lists()?;
+            for (date, given) in [&args.classes_before, &args.classes_after].into_iter().enumerate() {
+                if !given.is_empty() {
+                    dataset.pairs[0].classes[date] = given.iter().map(|c| c.trim().to_owned()).collect();
+                }
+            }
+            dataset
         }
         (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,
         _ => bail!("give either --before and --after, or --dataset"),
     };
+    crate::train::check_text_inputs(&model.spec, &dataset)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let paths: HashMap<String, PathBuf> = dataset.pairs.iter().map(|p| (p.name.clone(), p.after.clone())).collect();
 

@@ -95,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = ModelSpec::new(&args.model, overrides)?;
     let train = Dataset::open(&args.dataset, &args.train_split, true, args.ignore_value)?;
     let val = Dataset::open(&args.dataset, &args.val_split, true, args.ignore_value)?;
+    check_text_inputs(&model, &train)?;
     tracing::info!(
         "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {:?}",
         args.dataset.root.display(),
@@ -146,6 +147,21 @@ pub fn run(args: Args) -> Result<()> {
     println!("metrics log: {}", summary.out_dir.join(changedet_train::trainer::LOG).display());
     if let Some(plot) = summary.plot {
         println!("curves:      {}", plot.display());
+    }
+    Ok(())
+}
+
+/// Vision-language models need CLIP's vocabulary, and class lists for their prompts: without
+/// them the prompts fall back to the bare prefix, as the reference does, which is worth a warning.
+pub fn check_text_inputs(model: &ModelSpec, dataset: &Dataset) -> Result<()> {
+    if !matches!(model, ModelSpec::ChangeClipRn50(_) | ModelSpec::ChangeClipVit(_)) {
+        return Ok(());
+    }
+    changedet_models::changeclip::require_vocabulary()?;
+    if !dataset.has_class_lists() {
+        tracing::warn!(
+            "no class lists for these images (FOLDER_clipcls_56_vit16.json beside the image folders; `changedet clip-classes` writes them): ChangeCLIP's prompts fall back to the bare prefix"
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::class_lists::{self, ClassLists};
 use crate::semantic::SemanticLabels;
 use crate::{DataError, LabelEncoding, Result};
 
@@ -115,6 +116,9 @@ pub struct PairPaths {
     pub after: PathBuf,
     pub label: Option<PathBuf>,
     pub semantic: Option<SemanticLabels>,
+    /// Class names of each date's image, most likely first (ChangeCLIP's prompts; empty when
+    /// the dataset has no class-list files, see [`crate::class_lists`]).
+    pub classes: [Vec<String>; 2],
 }
 
 /// The pairs of one split, validated: every file exists, the dates have the same size and the
@@ -190,11 +194,14 @@ impl Dataset {
                         None
                     },
                     semantic: None,
+                    classes: Default::default(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
 
-        Dataset::from_pairs(pairs, spec.preset.encoding(), ignore_value)
+        let mut dataset = Dataset::from_pairs(pairs, spec.preset.encoding(), ignore_value)?;
+        dataset.attach_class_lists()?;
+        Ok(dataset)
     }
 
     /// A dataset of explicitly given pairs, validated like a folder: sizes must agree, and the
@@ -229,6 +236,33 @@ impl Dataset {
 
     pub fn has_labels(&self) -> bool {
         self.pairs.first().is_some_and(|p| p.label.is_some() || p.semantic.is_some())
+    }
+
+    /// Whether any pair has class lists (from `*_clipcls_*.json` files beside its folders).
+    pub fn has_class_lists(&self) -> bool {
+        self.pairs.iter().any(|p| p.classes.iter().any(|c| !c.is_empty()))
+    }
+
+    /// Fills each pair's `classes` with the top classes of ChangeCLIP's class-list file beside
+    /// its image folders (`<folder>_clipcls_56_vit16.json`), where one exists.
+    pub fn attach_class_lists(&mut self) -> Result<()> {
+        let mut lists: std::collections::HashMap<PathBuf, Option<ClassLists>> = Default::default();
+        for pair in &mut self.pairs {
+            for (date, image) in [&pair.before, &pair.after].into_iter().enumerate() {
+                let Some(folder) = image.parent() else { continue };
+                let list = match lists.entry(folder.to_owned()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let file = class_lists::json_path(folder, class_lists::DEFAULT_TAG);
+                        e.insert(if file.is_file() { Some(ClassLists::read(&file)?) } else { None })
+                    }
+                };
+                if let Some(top) = list.as_ref().and_then(|l| l.top(image, class_lists::PROMPT_CLASSES)) {
+                    pair.classes[date] = top.to_vec();
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -288,6 +322,7 @@ fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Re
                 after: after_dir.join(name),
                 label: None,
                 semantic: has_labels.then(|| labels(name)),
+                classes: Default::default(),
             };
             let files = [&pair.before, &pair.after].into_iter().chain(pair.semantic.iter().flat_map(SemanticLabels::paths));
             if let Some(missing) = files.into_iter().find(|p| !p.is_file()) {

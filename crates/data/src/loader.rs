@@ -23,6 +23,8 @@ pub struct Batch {
     pub label: Option<Vec<u8>>,
     /// Semantic change datasets: each date's class maps `[n, h, w]` (0..K, K = unlabeled).
     pub semantic: Option<[Vec<u8>; 2]>,
+    /// Each pair's class names per date (ChangeCLIP's prompts), possibly empty.
+    pub classes: Vec<[Vec<String>; 2]>,
 }
 
 impl Batch {
@@ -159,6 +161,7 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
         [0, 1].map(|date| samples.iter().flat_map(|s| s.semantic.as_ref().expect("checked")[date].data.iter().copied()).collect())
     });
     Ok(Batch {
+        classes: indices.iter().map(|&i| dataset.pairs[i].classes.clone()).collect(),
         names: samples.into_iter().map(|s| s.name).collect(),
         height: height as usize,
         width: width as usize,

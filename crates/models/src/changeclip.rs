@@ -10,10 +10,15 @@ use tch::nn;
 
 use changedet_data::Normalization;
 
-use crate::clip::weights::VisionConfig;
-use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, VitConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clip::weights::{ClipStateDict, VisionConfig};
+use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, TokenizerError, VitConfig};
 use crate::decoders::fpn_neck::FpnNeck;
 use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
+use crate::{ChangeModel, ChangeOutput, ModelError, Result};
 
 /// The prompt every image gets for its background.
 pub const BACKGROUND_PROMPT: &str = "remote sensing image background objects";
@@ -139,6 +144,9 @@ pub struct ChangeClip {
     channel_att: Vec<ChannelAttention>,
     neck: FpnNeck,
     decode_head: SwinTextDecoder,
+    /// CLIP's tokenizer for the prompts (the shared default vocabulary; `None` if it is missing,
+    /// which [`ChangeClip::forward_with_classes_t`] reports).
+    tokenizer: Option<Arc<Tokenizer>>,
     pub config: Config,
 }
 
@@ -158,6 +166,7 @@ impl ChangeClip {
             channel_att: (0..4).map(|i| ChannelAttention::new(vs / "channel_att" / i, 3 * config.width, config.width)).collect(),
             neck: FpnNeck::new(vs / "neck", &levels.iter().map(|c| 2 * c).collect::<Vec<_>>(), config.width),
             decode_head: SwinTextDecoder::new(vs / "decode_head", config.width, text_dim, 2),
+            tokenizer: Tokenizer::shared().ok(),
             config: config.clone(),
         }
     }
@@ -206,6 +215,84 @@ impl ChangeClip {
         let (h, w) = (before.size()[2], before.size()[3]);
         let logits = decoder.logits.upsample_bilinear2d([h, w], false, None, None);
         ChangeClipForward { before: a, after: b, fpn, dfc_weights, minus, dfc, decoder, logits }
+    }
+}
+
+impl ChangeModel for ChangeClip {
+    /// With no class lists the prompts are the bare prefixes, as the reference does when an
+    /// image has no class-list entry.
+    fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput {
+        self.forward_with_classes_t(before, after, &[], train)
+    }
+
+    fn forward_with_classes_t(&self, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]], train: bool) -> ChangeOutput {
+        let n = before.size()[0] as usize;
+        let tokenizer = self.tokenizer.as_ref().unwrap_or_else(|| panic!("{}", Tokenizer::shared().err().expect("tokenizer failed to load")));
+        let none = vec![Default::default(); n];
+        let classes = if classes.is_empty() { &none[..] } else { classes };
+        assert_eq!(classes.len(), n, "one pair of class lists per image pair");
+        let before_lists: Vec<Vec<String>> = classes.iter().map(|[b, _]| b.clone()).collect();
+        let after_lists: Vec<Vec<String>> = if !train && self.config.after_prompt_from_before_at_inference {
+            before_lists.clone()
+        } else {
+            classes.iter().map(|[_, a]| a.clone()).collect()
+        };
+        let tokens_before = self.prompt_tokens(tokenizer, &before_lists);
+        let tokens_after = self.prompt_tokens(tokenizer, &after_lists);
+        let logits = self.forward_detailed_t(before, after, &tokens_before, &tokens_after, train).logits;
+        ChangeOutput { logits, semantic: None }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    /// Four pyramid levels down to stride 32, each decoder stage doubling the previous.
+    fn size_multiple(&self) -> usize {
+        32
+    }
+}
+
+/// Fails early, with the message that says how to get it, when CLIP's vocabulary is missing.
+pub fn require_vocabulary() -> Result<(), TokenizerError> {
+    Tokenizer::shared().map(|_| ())
+}
+
+impl Config {
+    /// The configuration of a ChangeCLIP state dict (mmseg names), read off its tensor shapes:
+    /// the CLIP towers as [`ClipStateDict`] reads them, the context decoder's width and depth,
+    /// the number of learned context tokens, and the level the score maps join. Head counts
+    /// are not stored: CLIP's rule (64-wide heads) and the reference's 4 decoder heads apply.
+    pub fn from_state_dict(tensors: &BTreeMap<String, Tensor>, path: &Path, vit: bool) -> Result<Config> {
+        let shape = |key: &str| tensors.get(key).map(Tensor::size).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: key.to_owned() });
+        let clip = ClipStateDict::new(tensors.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect(), path)?;
+        let vision = clip.vision_config(path)?;
+        if matches!(vision, VisionConfig::Vit(_)) != vit {
+            let found = if vit { "a ResNet" } else { "a ViT" };
+            return Err(ModelError::Checkpoint { path: path.to_owned(), message: format!("backbone.* holds {found} image encoder; use the other changeclip variant") });
+        }
+        let text = clip.text_config(path)?;
+        let text_proj = shape("context_decoder.text_proj.1.weight")?;
+        let layers = (0..).take_while(|i| tensors.contains_key(&format!("context_decoder.decoder.{i}.norm1.weight"))).count() as i64;
+        let base = if vit { Config::vit_b16() } else { Config::default() };
+        let mut config = Config {
+            context_decoder: ContextDecoderConfig { width: text_proj[0], visual_dim: text_proj[1], layers, ..base.context_decoder.clone() },
+            prompt_length: text.context_length - shape("contexts2")?[2],
+            width: shape("neck.fpn_convs.0.conv.weight")?[0],
+            vision,
+            text,
+            ..base
+        };
+        let plain = match &config.vision {
+            VisionConfig::ResNet(c) => c.stage_channels().to_vec(),
+            VisionConfig::Vit(c) => vec![c.width; 4],
+        };
+        let minus: Vec<i64> = (0..4).map(|i| shape(&format!("minus_conv.{i}.conv.weight")).map(|s| s[1])).collect::<Result<_>>()?;
+        config.score_concat_index = (0..4).find(|&i| minus[i] == plain[i] + 2).ok_or_else(|| ModelError::Checkpoint {
+            path: path.to_owned(),
+            message: format!("minus_conv input channels {minus:?} do not fit the backbone's levels {plain:?} plus 2 score maps"),
+        })?;
+        Ok(config)
     }
 }
 

@@ -23,6 +23,8 @@ pub struct BatchTensors {
     pub after: Tensor,
     pub label: Option<Tensor>,
     pub semantic: Option<[Tensor; 2]>,
+    /// Each pair's class names per date, for vision-language models.
+    pub classes: Vec<[Vec<String>; 2]>,
 }
 
 impl BatchTensors {
@@ -35,6 +37,7 @@ impl BatchTensors {
             after: image(&batch.after),
             label: batch.label.as_deref().map(labels),
             semantic: batch.semantic.as_ref().map(|[a, b]| [labels(a), labels(b)]),
+            classes: batch.classes.clone(),
         }
     }
 }

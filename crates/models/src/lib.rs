@@ -51,6 +51,13 @@ impl ChangeOutput {
 pub trait ChangeModel: Send + std::any::Any {
     fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput;
 
+    /// The same with each pair's class names per date (`[before, after]`, most likely first),
+    /// which vision-language models turn into prompts; the others ignore them.
+    fn forward_with_classes_t(&self, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]], train: bool) -> ChangeOutput {
+        let _ = classes;
+        self.forward_t(before, after, train)
+    }
+
     /// For the code that needs a model's own API (ClearSCD's losses use its queues).
     fn as_any(&self) -> &dyn std::any::Any;
 

@@ -6,9 +6,9 @@ use tch::{Device, nn};
 
 use changedet_data::Normalization;
 
-use crate::{ChangeModel, ModelError, Result, clearscd, fc_siam_diff};
+use crate::{ChangeModel, ModelError, Result, changeclip, clearscd, fc_siam_diff};
 
-pub const MODEL_NAMES: &[&str] = &["fc-siam-diff", "clearscd"];
+pub const MODEL_NAMES: &[&str] = &["fc-siam-diff", "clearscd", "changeclip-rn50", "changeclip-vit"];
 
 /// A model and its full configuration (every field, defaults filled in). Serialised as
 /// `{"model": NAME, "config": {...}}`, which is what checkpoints store.
@@ -18,6 +18,10 @@ pub enum ModelSpec {
     FcSiamDiff(fc_siam_diff::Config),
     #[serde(rename = "clearscd")]
     ClearScd(clearscd::Config),
+    #[serde(rename = "changeclip-rn50")]
+    ChangeClipRn50(changeclip::Config),
+    #[serde(rename = "changeclip-vit")]
+    ChangeClipVit(changeclip::Config),
 }
 
 impl ModelSpec {
@@ -27,7 +31,14 @@ impl ModelSpec {
         if !MODEL_NAMES.contains(&name) {
             return Err(ModelError::UnknownModel(name.to_owned()));
         }
-        let config = overrides.unwrap_or_else(|| Value::Object(Default::default()));
+        let mut config = match name {
+            // The two variants share one Config type with RN50 defaults.
+            "changeclip-vit" => serde_json::to_value(changeclip::Config::vit_b16()).expect("configs serialise"),
+            _ => Value::Object(Default::default()),
+        };
+        if let Some(overrides) = overrides {
+            merge(&mut config, overrides);
+        }
         serde_json::from_value(serde_json::json!({ "model": name, "config": config }))
             .map_err(|e| ModelError::Config { model: name.to_owned(), message: e.to_string() })
     }
@@ -36,6 +47,8 @@ impl ModelSpec {
         match self {
             ModelSpec::FcSiamDiff(_) => "fc-siam-diff",
             ModelSpec::ClearScd(_) => "clearscd",
+            ModelSpec::ChangeClipRn50(_) => "changeclip-rn50",
+            ModelSpec::ChangeClipVit(_) => "changeclip-vit",
         }
     }
 
@@ -52,6 +65,7 @@ impl ModelSpec {
         match self {
             ModelSpec::FcSiamDiff(c) => c.normalization,
             ModelSpec::ClearScd(c) => c.normalization,
+            ModelSpec::ChangeClipRn50(c) | ModelSpec::ChangeClipVit(c) => c.normalization,
         }
     }
 
@@ -59,7 +73,25 @@ impl ModelSpec {
         match self {
             ModelSpec::FcSiamDiff(c) => Box::new(fc_siam_diff::FcSiamDiff::new(vs, c)),
             ModelSpec::ClearScd(c) => Box::new(clearscd::ClearScd::new(vs, c)),
+            ModelSpec::ChangeClipRn50(c) | ModelSpec::ChangeClipVit(c) => Box::new(changeclip::ChangeClip::new(vs, c)),
         }
+    }
+}
+
+/// Overlays `overrides` on `base`, object fields recursively.
+pub fn merge(base: &mut Value, overrides: Value) {
+    match (base, overrides) {
+        (Value::Object(base), Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overrides) => *base = overrides,
     }
 }
 

@@ -62,7 +62,7 @@ pub fn predict_dataset<E: From<TrainError>>(
             return Err(TrainError::Config(message).into());
         }
         let tensors = BatchTensors::new(&batch, device);
-        let out = tch::no_grad(|| model.model.forward_t(&tensors.before, &tensors.after, false));
+        let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
         let logits = out.logits.to_device(Device::Cpu);
         let probability = out.probability().to_kind(Kind::Float).to_device(Device::Cpu);
         let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8).to_device(Device::Cpu);

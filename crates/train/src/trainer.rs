@@ -333,7 +333,7 @@ fn step_loss(model: &LoadedModel, batch: &BatchTensors, recipe: &Recipe, epoch: 
             let warmup = epoch < recipe.clearscd.warmup_epochs;
             Ok(clearscd_losses(net, &out, &labels, &recipe.clearscd, warmup, true, &mut RandomPermutations).total())
         }
-        None => Ok(recipe.loss.compute(&model.model.forward_t(&batch.before, &batch.after, true), change)),
+        None => Ok(recipe.loss.compute(&model.model.forward_with_classes_t(&batch.before, &batch.after, &batch.classes, true), change)),
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use regex::Regex;
 
@@ -26,7 +26,7 @@ pub const VOCAB_ENV: &str = "CHANGEDET_CLIP_VOCAB";
 /// Merges used by CLIP: the file's lines 1..=48894 (49408 ids − 2·256 byte symbols − 2 specials).
 const MERGE_COUNT: usize = VOCAB_SIZE - 512 - 2;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum TokenizerError {
     #[error(
         "the CLIP BPE vocabulary '{VOCAB_FILE_NAME}' was not found (looked at: {looked}). `scripts/setup.sh` \
@@ -51,6 +51,12 @@ pub struct Tokenizer {
     ranks: HashMap<(String, String), usize>,
     byte_symbols: [char; 256],
     cache: Mutex<HashMap<String, Vec<i64>>>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer").field("vocabulary", &self.encoder.len()).field("merges", &self.ranks.len()).finish()
+    }
 }
 
 /// GPT-2's reversible byte → printable character table.
@@ -79,6 +85,13 @@ impl Tokenizer {
         }
         paths.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache").join(VOCAB_FILE_NAME));
         paths
+    }
+
+    /// The tokenizer of the default vocabulary ([`Self::find`] without a path), loaded once per
+    /// process and shared.
+    pub fn shared() -> Result<Arc<Tokenizer>, TokenizerError> {
+        static SHARED: OnceLock<Result<Arc<Tokenizer>, TokenizerError>> = OnceLock::new();
+        SHARED.get_or_init(|| Tokenizer::find(None).map(Arc::new)).clone()
     }
 
     /// Loads `path`, or the first default location that exists.
