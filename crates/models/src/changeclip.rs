@@ -227,7 +227,7 @@ impl ChangeModel for ChangeClip {
 
     fn forward_with_classes_t(&self, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]], train: bool) -> ChangeOutput {
         let n = before.size()[0] as usize;
-        let tokenizer = self.tokenizer.as_ref().unwrap_or_else(|| panic!("{}", Tokenizer::shared().err().expect("tokenizer failed to load")));
+        let tokenizer = self.tokenizer.as_ref().unwrap_or_else(|| panic!("{}", Tokenizer::shared().expect_err("the tokenizer failed to load")));
         let none = vec![Default::default(); n];
         let classes = if classes.is_empty() { &none[..] } else { classes };
         assert_eq!(classes.len(), n, "one pair of class lists per image pair");
