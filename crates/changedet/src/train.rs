@@ -79,6 +79,10 @@ pub struct Args {
     /// Stop after this many optimiser steps without saving (for time-boxed runs).
     #[arg(long)]
     max_steps: Option<usize>,
+    /// ChangeCLIP: start its image and text encoders from these CLIP weights (OpenAI's RN50.pt or
+    /// ViT-B-16.pt, or any layout `clip-classes` reads), as the reference does.
+    #[arg(long, conflicts_with = "resume")]
+    clip: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -135,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
         resume: args.resume,
         max_steps: args.max_steps,
         progress: true,
+        clip_weights: args.clip,
     })?;
     println!(
         "trained {} epochs ({} steps); best validation F1 {:.4}",

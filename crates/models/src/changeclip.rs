@@ -253,6 +253,51 @@ impl ChangeModel for ChangeClip {
     }
 }
 
+/// Starts a freshly built ChangeCLIP (variables in `vs`) from CLIP weights, as the reference's
+/// `init_weights` does from OpenAI's `RN50.pt`/`ViT-B-16.pt`: the image tower becomes
+/// `backbone.*` (its positional grid resized bilinearly, once, to the configured one, e.g. RN50's
+/// 7×7 → 16×16) and the text tower `text_encoder.*`; everything else keeps its initialisation.
+/// Any layout [`ClipStateDict`] reads works. Every tower variable but the ViT's new necks must be
+/// present with its shape. Returns the number of tensors copied.
+pub fn load_clip_towers(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
+    let state = ClipStateDict::new(crate::import::read_state_dict(path)?, path)?;
+    let variables = vs.variables();
+    let mut copies = Vec::new();
+    for (key, tensor) in state.tensors {
+        let target = match key.strip_prefix("visual.") {
+            Some(rest) => format!("backbone.{rest}"),
+            None if key == "logit_scale" => continue,
+            None => format!("text_encoder.{key}"),
+        };
+        let Some(variable) = variables.get(&target) else {
+            return Err(ModelError::UnexpectedKey { path: path.to_owned(), key, model: "ChangeCLIP's CLIP towers".into() });
+        };
+        let expected = variable.size();
+        let tensor = if target.ends_with("positional_embedding") && tensor.dim() == 2 && target.starts_with("backbone.") && tensor.size() != expected {
+            let grid = ((expected[0] - 1) as f64).sqrt().round() as i64;
+            crate::clip::transformer::resize_positional_grid(&tensor.to_kind(tch::Kind::Float), grid, grid)
+        } else if target == "text_encoder.positional_embedding" && tensor.size()[0] > expected[0] {
+            tensor.narrow(0, 0, expected[0])
+        } else {
+            tensor
+        };
+        if tensor.size() != expected {
+            return Err(ModelError::ShapeMismatch { path: path.to_owned(), key, expected, found: tensor.size() });
+        }
+        copies.push((target, tensor));
+    }
+    let is_tower = |k: &str| (k.starts_with("backbone.") && !k.starts_with("backbone.fpn")) || k.starts_with("text_encoder.");
+    let mut missing: Vec<&String> = variables.keys().filter(|k| is_tower(k) && !copies.iter().any(|(t, _)| t == *k)).collect();
+    missing.sort();
+    if let Some(key) = missing.first() {
+        // Named as the CLIP checkpoint (OpenAI layout) would name it.
+        let source = key.strip_prefix("backbone.").map(|rest| format!("visual.{rest}")).unwrap_or_else(|| key["text_encoder.".len()..].to_owned());
+        return Err(ModelError::MissingKey { path: path.to_owned(), key: source });
+    }
+    tch::no_grad(|| copies.iter().try_for_each(|(k, t)| variables[k].shallow_clone().f_copy_(t)))?;
+    Ok(copies.len())
+}
+
 /// Fails early, with the message that says how to get it, when CLIP's vocabulary is missing.
 pub fn require_vocabulary() -> Result<(), TokenizerError> {
     Tokenizer::shared().map(|_| ())

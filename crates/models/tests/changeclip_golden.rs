@@ -107,3 +107,50 @@ fn tiny_changeclip_matches_the_reference_forward() {
     check("head_logits", &out.decoder.logits, g("head_logits"), Absolute(1e-5));
     check("seg_logits", &out.logits, g("seg_logits"), Absolute(1e-5));
 }
+
+/// A CLIP checkpoint in OpenAI's layout from the golden towers (the same weights the ChangeCLIP
+/// golden holds under `backbone.`/`text_encoder.`), its attention-pool grid optionally replaced.
+fn clip_checkpoint(dir: &Path, positional: Option<Tensor>) -> PathBuf {
+    let mut tensors = tensor_io::read(&golden("clip_rn_tiny.safetensors")).unwrap().tensors;
+    tensors.extend(tensor_io::read(&golden("clip_text_tiny.safetensors")).unwrap().tensors);
+    if let Some(p) = positional {
+        tensors.insert("visual.attnpool.positional_embedding".into(), p);
+    }
+    let path = dir.join("clip.safetensors");
+    tensor_io::write(&path, tensors.iter().map(|(k, t)| (k.clone(), t)), Default::default()).unwrap();
+    path
+}
+
+#[test]
+fn clip_towers_start_changeclip_as_the_reference_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vs = VarStore::new(Device::Cpu);
+    let _model = ChangeClip::new(&vs.root(), &tiny_config());
+    let copied = changedet_models::changeclip::load_clip_towers(&mut vs, &clip_checkpoint(dir.path(), None)).unwrap();
+    let reference = tensor_io::read(&golden("changeclip_tiny.safetensors")).unwrap().tensors;
+    let variables = vs.variables();
+    let towers: Vec<&String> = variables.keys().filter(|k| k.starts_with("backbone.") || k.starts_with("text_encoder.")).collect();
+    assert_eq!(copied, towers.len());
+    for key in towers {
+        assert!(variables[key].equal(&reference[key]), "{key}");
+    }
+    assert!(!variables["contexts2"].equal(&reference["contexts2"]), "the rest keeps its initialisation");
+
+    // OpenAI's RN50 stores a 7×7 grid; it is resized once to the configured 16×16, class row kept.
+    let grid16 = &reference["backbone.attnpool.positional_embedding"];
+    let grid7 = changedet_models::clip::transformer::resize_positional_grid(grid16, 7, 7);
+    assert_eq!(grid7.size(), [50, 256]);
+    changedet_models::changeclip::load_clip_towers(&mut vs, &clip_checkpoint(dir.path(), Some(grid7.shallow_clone()))).unwrap();
+    let loaded = &vs.variables()["backbone.attnpool.positional_embedding"];
+    assert_eq!(loaded.size(), [257, 256]);
+    assert!(loaded.get(0).equal(&grid7.get(0)));
+    assert!(loaded.equal(&changedet_models::clip::transformer::resize_positional_grid(&grid7, 16, 16)));
+
+    // A ViT's towers do not fit the ResNet variant.
+    let mut vit = tensor_io::read(&golden("clip_vit_tiny.safetensors")).unwrap().tensors;
+    vit.extend(tensor_io::read(&golden("clip_text_tiny.safetensors")).unwrap().tensors);
+    let path = dir.path().join("vit.safetensors");
+    tensor_io::write(&path, vit.iter().map(|(k, t)| (k.clone(), t)), Default::default()).unwrap();
+    let err = changedet_models::changeclip::load_clip_towers(&mut vs, &path).unwrap_err().to_string();
+    assert!(err.contains("visual.") && err.contains("vit.safetensors"), "{err}");
+}

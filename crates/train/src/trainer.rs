@@ -139,6 +139,8 @@ pub struct TrainJob {
     /// Stop after this many optimiser steps without saving, as a crash would.
     pub max_steps: Option<usize>,
     pub progress: bool,
+    /// ChangeCLIP: CLIP weights its image and text encoders start from.
+    pub clip_weights: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -190,7 +192,14 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
         (model, optimizer, state)
     } else {
         tch::manual_seed(job.recipe.seed as i64);
-        let model = LoadedModel::new(job.model.clone(), job.device);
+        let mut model = LoadedModel::new(job.model.clone(), job.device);
+        if let Some(path) = &job.clip_weights {
+            if !matches!(job.model, ModelSpec::ChangeClipRn50(_) | ModelSpec::ChangeClipVit(_)) {
+                return Err(TrainError::Config(format!("CLIP weights start ChangeCLIP models, not {}", job.model.name())));
+            }
+            let copied = changedet_models::changeclip::load_clip_towers(&mut model.vs, path)?;
+            tracing::info!("{}: {copied} CLIP tensors copied into the image and text encoders", path.display());
+        }
         let optimizer = Adam::new(&model.vs, job.recipe.optimizer, job.recipe.weight_decay);
         let _ = fs::remove_file(&log_path);
         let state = TrainingState {
