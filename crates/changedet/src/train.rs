@@ -18,10 +18,13 @@ use changedet_train::{Recipe, TrainJob};
 ///
 /// Options left out take the model's reference recipe: fc-siam-diff 50 epochs, batch 8, crop 256,
 /// AdamW lr 1e-3, decay 1e-4, constant; clearscd (on hiucd:/second: datasets, with its SACL and
-/// BSCC losses) 100 epochs, batch 8, crop 512, Adam lr 2.5e-4, L2 5e-4, step:10:0.9.
+/// BSCC losses) 100 epochs, batch 8, crop 512, Adam lr 2.5e-4, L2 5e-4, step:10:0.9;
+/// changeclip-rn50/-vit 50 epochs, batch 20, crop 256, AdamW lr 1e-4, decay 0.01 (none on
+/// norms and relative-position tables), warmup-linear:1500, ce-all-pixels, flips, ±180°
+/// rotation, photometric distortion per date (start it from CLIP weights with --clip).
 #[derive(Parser)]
 pub struct Args {
-    /// Model to train (fc-siam-diff, clearscd).
+    /// Model to train (fc-siam-diff, clearscd, changeclip-rn50, changeclip-vit).
     #[arg(long, default_value = "fc-siam-diff")]
     model: String,
     /// JSON object overriding fields of the model's configuration, e.g. '{"dropout":0.1}'.
@@ -56,9 +59,10 @@ pub struct Args {
     /// constant, step:EPOCHS:GAMMA, poly:POWER or warmup-linear:STEPS.
     #[arg(long)]
     schedule: Option<Schedule>,
-    /// ce (two-class cross-entropy) or bce-dice.
-    #[arg(long, default_value = "ce")]
-    loss: LossKind,
+    /// ce (two-class cross-entropy, mean over labelled pixels), ce-all-pixels (mean over all
+    /// pixels, mmseg's default) or bce-dice.
+    #[arg(long)]
+    loss: Option<LossKind>,
     /// Disable the random flips and rotations (90° steps; also up to ±30° for clearscd).
     #[arg(long)]
     no_augment: bool,
@@ -122,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
         weight_decay: args.weight_decay.unwrap_or(reference.weight_decay),
         optimizer: args.optimizer.unwrap_or(reference.optimizer),
         schedule: args.schedule.unwrap_or(reference.schedule),
-        loss: args.loss,
+        loss: args.loss.unwrap_or(reference.loss),
         augment: !args.no_augment,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,

@@ -13,8 +13,8 @@ pub struct PairSample {
     pub semantic: Option<[Raster; 2]>,
 }
 
-/// Geometric augmentations, applied identically to both dates and the labels so that they stay
-/// registered. Photometric changes are per-model (see the model configs) and not done here.
+/// Augmentations. Geometric ones apply identically to both dates and the labels so that they
+/// stay registered; the photometric one is drawn for each date on its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Augment {
     /// Random square crop of this side (no crop when the image is not larger).
@@ -28,6 +28,12 @@ pub struct Augment {
     /// transform: it also shrinks the content). Images are interpolated bilinearly with black
     /// corners; labels take the nearest pixel, with corners unlabeled.
     pub rotate_degrees: Option<f32>,
+    /// Rotate `rotate_degrees` on the same canvas instead (mmseg's `RandomRotate`, ChangeCLIP's
+    /// ±180°): corners black in the images, unlabeled in the labels; nothing is resized.
+    pub rotate_in_place: bool,
+    /// mmseg's photometric distortion (brightness, contrast, saturation, hue), drawn for each
+    /// date independently, as ChangeCLIP's `MultiImgPhotoMetricDistortion`.
+    pub photometric: bool,
     /// Value of unlabeled pixels in semantic class maps (the class count K), for rotated corners.
     pub unlabeled_class: u8,
 }
@@ -63,8 +69,9 @@ impl Augment {
         if let Some(max) = self.rotate_degrees.filter(|_| rng.random_bool(0.5)) {
             let degrees = rng.random_range(-max..=max);
             let (w, h) = sample.before.size();
-            let image = |r: &Raster| resize(&rotate_expand(r, degrees, 0, true), w, h, true);
-            let label = |r: &Raster, fill| resize(&rotate_expand(r, degrees, fill, false), w, h, false);
+            let expand = !self.rotate_in_place;
+            let image = |r: &Raster| resize(&rotate(r, degrees, 0, true, expand), w, h, true);
+            let label = |r: &Raster, fill| resize(&rotate(r, degrees, fill, false, expand), w, h, false);
             sample.before = image(&sample.before);
             sample.after = image(&sample.after);
             if let Some(change) = sample.label.as_mut() {
@@ -73,6 +80,10 @@ impl Augment {
             for map in sample.semantic.iter_mut().flatten() {
                 *map = label(map, self.unlabeled_class);
             }
+        }
+        if self.photometric {
+            crate::photometric::distort(&mut sample.before, rng);
+            crate::photometric::distort(&mut sample.after, rng);
         }
     }
 }
@@ -95,14 +106,18 @@ fn sample_at(r: &Raster, x: f32, y: f32, c: usize, fill: u8, bilinear: bool) -> 
     (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
 }
 
-/// Counter-clockwise rotation by `degrees` onto a canvas that holds the whole image (PIL's
-/// `rotate(expand=True)`).
-fn rotate_expand(r: &Raster, degrees: f32, fill: u8, bilinear: bool) -> Raster {
+/// Counter-clockwise rotation by `degrees` about the centre, onto a canvas that holds the whole
+/// image (`expand`, PIL's `rotate(expand=True)`) or onto the same canvas (OpenCV's
+/// `warpAffine`, as mmcv's `imrotate`).
+fn rotate(r: &Raster, degrees: f32, fill: u8, bilinear: bool, expand: bool) -> Raster {
     let (w, h) = (r.width as f32, r.height as f32);
     let (sin, cos) = degrees.to_radians().sin_cos();
     // The small margin keeps 90° from growing a pixel through rounding in sin/cos.
-    let nw = (w * cos.abs() + h * sin.abs() - 1e-3).ceil().max(1.0) as u32;
-    let nh = (w * sin.abs() + h * cos.abs() - 1e-3).ceil().max(1.0) as u32;
+    let (nw, nh) = if expand {
+        ((w * cos.abs() + h * sin.abs() - 1e-3).ceil().max(1.0) as u32, (w * sin.abs() + h * cos.abs() - 1e-3).ceil().max(1.0) as u32)
+    } else {
+        (r.width, r.height)
+    };
     let (cx, cy, ncx, ncy) = (w / 2.0, h / 2.0, nw as f32 / 2.0, nh as f32 / 2.0);
     let mut data = Vec::with_capacity(nw as usize * nh as usize * r.channels);
     for y in 0..nh {
@@ -199,14 +214,19 @@ mod tests {
     #[test]
     fn arbitrary_rotation_agrees_with_the_exact_ones() {
         let r = grid(5, 3);
-        assert_eq!(rotate_expand(&r, 0.0, 9, false), r);
-        assert_eq!(rotate_expand(&r, 90.0, 9, false), rotate90(&r));
-        assert_eq!(rotate_expand(&r, 0.0, 0, true), r);
+        assert_eq!(rotate(&r, 0.0, 9, false, true), r);
+        assert_eq!(rotate(&r, 90.0, 9, false, true), rotate90(&r));
+        assert_eq!(rotate(&r, 0.0, 0, true, true), r);
         // 45°: the canvas grows to hold the corners, which are filled.
-        let turned = rotate_expand(&grid(4, 4), 45.0, 200, false);
+        let turned = rotate(&grid(4, 4), 45.0, 200, false, true);
         assert_eq!(turned.size(), (6, 6));
         assert_eq!(turned.data[0], 200);
         assert_eq!(resize(&turned, 4, 4, false).size(), (4, 4));
+        // In place: same canvas; 180° is the exact half turn; 45° fills the corners.
+        let square = grid(4, 4);
+        assert_eq!(rotate(&square, 180.0, 9, false, false), rotate90(&rotate90(&square)));
+        let turned = rotate(&square, 45.0, 200, false, false);
+        assert_eq!((turned.size(), turned.data[0]), ((4, 4), 200));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod dataset;
 mod label;
 mod loader;
 mod normalization;
+mod photometric;
 pub mod palette;
 pub mod prepare;
 pub mod semantic;

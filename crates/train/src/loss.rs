@@ -13,6 +13,9 @@ pub const IGNORE: i64 = changedet_data::IGNORE as i64;
 pub enum LossKind {
     /// Two-class cross-entropy, mean over the labelled pixels.
     CrossEntropy,
+    /// Cross-entropy summed over the labelled pixels and divided by all pixels (mmseg's
+    /// `avg_non_ignore=False`, which ChangeCLIP trains with).
+    CrossEntropyAllPixels,
     /// Binary cross-entropy on the change log-odds plus Dice on the change probability.
     BceDice,
 }
@@ -22,8 +25,9 @@ impl std::str::FromStr for LossKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "ce" | "cross-entropy" => Ok(LossKind::CrossEntropy),
+            "ce-all-pixels" => Ok(LossKind::CrossEntropyAllPixels),
             "bce-dice" => Ok(LossKind::BceDice),
-            other => Err(format!("unknown loss '{other}' (known: ce, bce-dice)")),
+            other => Err(format!("unknown loss '{other}' (known: ce, ce-all-pixels, bce-dice)")),
         }
     }
 }
@@ -32,6 +36,9 @@ impl LossKind {
     pub fn compute(self, output: &ChangeOutput, target: &Tensor) -> Tensor {
         match self {
             LossKind::CrossEntropy => cross_entropy(&output.logits, target),
+            LossKind::CrossEntropyAllPixels => {
+                output.logits.cross_entropy_loss::<Tensor>(target, None, Reduction::Sum, IGNORE, 0.0) / target.numel() as f64
+            }
             LossKind::BceDice => {
                 let logit = output.change_logit();
                 bce_with_ignore(&logit, target) + dice_with_ignore(&logit, target)

@@ -37,10 +37,18 @@ pub struct Adam {
     step: i64,
     /// (name, parameter, first moment, second moment), in name order.
     params: Vec<(String, Tensor, Tensor, Tensor)>,
+    /// Parameters exempt from weight decay (mmengine's `paramwise_cfg` `decay_mult=0`).
+    no_decay: Vec<bool>,
 }
 
 impl Adam {
     pub fn new(vs: &VarStore, kind: OptimizerKind, weight_decay: f64) -> Self {
+        Self::with_decay_exemptions(vs, kind, weight_decay, &[])
+    }
+
+    /// Like [`Adam::new`], without weight decay on parameters whose name contains one of
+    /// `no_decay_keys` (ChangeCLIP: `norm`, `relative_position_bias_table`, `absolute_pos_embed`).
+    pub fn with_decay_exemptions(vs: &VarStore, kind: OptimizerKind, weight_decay: f64, no_decay_keys: &[String]) -> Self {
         let mut named: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -50,8 +58,9 @@ impl Adam {
                 let (m, v) = (p.zeros_like(), p.zeros_like());
                 (name, p, m, v)
             })
-            .collect();
-        Adam { kind, weight_decay, step: 0, params }
+            .collect::<Vec<_>>();
+        let no_decay = params.iter().map(|(name, ..)| no_decay_keys.iter().any(|k| name.contains(k.as_str()))).collect();
+        Adam { kind, weight_decay, step: 0, params, no_decay }
     }
 
     pub fn zero_grad(&mut self) {
@@ -68,9 +77,9 @@ impl Adam {
         self.step += 1;
         let bias1 = 1.0 - BETA1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - BETA2.powi(self.step as i32)).sqrt();
-        let wd = self.weight_decay;
         tch::no_grad(|| {
-            for (_, p, m, v) in &mut self.params {
+            for ((_, p, m, v), &exempt) in self.params.iter_mut().zip(&self.no_decay) {
+                let wd = if exempt { 0.0 } else { self.weight_decay };
                 let mut grad = p.grad();
                 if !grad.defined() {
                     continue;

@@ -10,10 +10,14 @@ pub enum Schedule {
     Step { epochs: usize, gamma: f64 },
     /// `(1 − step/total)^power` (the mmseg/DeepLab "poly" rule).
     Poly { power: f64 },
-    /// Linear warm-up from 0 over `warmup` steps, then linear decay to 0 at the last step
-    /// (mmseg `LinearLR` + `PolyLR(power=1)`, as ChangeCLIP trains).
+    /// Linear warm-up over `warmup` steps from 10⁻⁶ of the rate, then linear decay to 0 at the
+    /// last step (mmengine `LinearLR(start_factor=1e-6)` + `PolyLR(power=1, eta_min=0)`, as
+    /// ChangeCLIP trains).
     WarmupLinear { warmup: usize },
 }
+
+/// mmengine `LinearLR`'s `start_factor` in ChangeCLIP's configs.
+const WARMUP_START: f64 = 1e-6;
 
 impl Schedule {
     /// Learning rate at 0-based optimiser `step` of `total` steps with `steps_per_epoch`.
@@ -22,7 +26,7 @@ impl Schedule {
             Schedule::Constant => base,
             Schedule::Step { epochs, gamma } => base * gamma.powi((step / steps_per_epoch.max(1) / epochs.max(1)) as i32),
             Schedule::Poly { power } => base * (1.0 - step as f64 / total.max(1) as f64).max(0.0).powf(power),
-            Schedule::WarmupLinear { warmup } if step < warmup => base * (step + 1) as f64 / warmup as f64,
+            Schedule::WarmupLinear { warmup } if step < warmup => base * (WARMUP_START + (1.0 - WARMUP_START) * step as f64 / warmup as f64),
             Schedule::WarmupLinear { warmup } => {
                 base * ((total.saturating_sub(step)) as f64 / (total.saturating_sub(warmup)).max(1) as f64)
             }
@@ -60,8 +64,9 @@ mod tests {
         let poly: Schedule = "poly:0.9".parse().unwrap();
         assert!((poly.lr(2.0, 50, 100, 10) - 2.0 * 0.5f64.powf(0.9)).abs() < 1e-12);
         let warm: Schedule = "warmup-linear:10".parse().unwrap();
-        assert!((warm.lr(1.0, 0, 110, 10) - 0.1).abs() < 1e-12);
-        assert!((warm.lr(1.0, 9, 110, 10) - 1.0).abs() < 1e-12);
+        assert!((warm.lr(1.0, 0, 110, 10) - 1e-6).abs() < 1e-12);
+        assert!((warm.lr(1.0, 5, 110, 10) - (1e-6 + (1.0 - 1e-6) * 0.5)).abs() < 1e-12);
+        assert!((warm.lr(1.0, 10, 110, 10) - 1.0).abs() < 1e-12);
         assert!((warm.lr(1.0, 60, 110, 10) - 0.5).abs() < 1e-12);
         assert!("cosine".parse::<Schedule>().is_err());
     }

@@ -45,10 +45,17 @@ pub struct Recipe {
     pub optimizer: OptimizerKind,
     pub schedule: Schedule,
     pub loss: LossKind,
-    /// Random flips and 90° rotations.
+    /// Random flips and (with `rot90`) 90° rotations, plus the options below.
     pub augment: bool,
+    pub rot90: bool,
     /// With `augment`: also rotate by up to ± this many degrees (see `Augment::rotate_degrees`).
     pub rotate_degrees: Option<f32>,
+    /// Rotate on the same canvas (ChangeCLIP) rather than an expanded one (ClearSCD).
+    pub rotate_in_place: bool,
+    /// With `augment`: photometric distortion of each date (see `Augment::photometric`).
+    pub photometric: bool,
+    /// Parameters whose name contains one of these get no weight decay.
+    pub no_decay_keys: Vec<String>,
     pub seed: u64,
     /// Also save `last` every this many optimiser steps (0: at epoch ends only).
     pub checkpoint_every: usize,
@@ -69,7 +76,11 @@ impl Default for Recipe {
             schedule: Schedule::Constant,
             loss: LossKind::CrossEntropy,
             augment: true,
+            rot90: true,
             rotate_degrees: None,
+            rotate_in_place: false,
+            photometric: false,
+            no_decay_keys: Vec::new(),
             seed: 0,
             checkpoint_every: 0,
             eval_batch_size: 4,
@@ -92,6 +103,25 @@ impl Recipe {
                 optimizer: OptimizerKind::Adam,
                 schedule: Schedule::Step { epochs: 10, gamma: 0.9 },
                 rotate_degrees: Some(30.0),
+                ..Recipe::default()
+            },
+            // ChangeCLIP's configs/0cd_ce/changeclip_levir*.py and _base_/datasets/base_cd.py.
+            // The reference runs 20k iterations of 2 GPUs × 20 pairs (≈ 50 epochs of LEVIR-CD's
+            // 256-px training tiles); changedet validates per epoch, one batch of 20 per step.
+            "changeclip-rn50" | "changeclip-vit" => Recipe {
+                epochs: 50,
+                batch_size: 20,
+                crop: Some(256),
+                lr: 1e-4,
+                weight_decay: 0.01,
+                optimizer: OptimizerKind::AdamW,
+                schedule: Schedule::WarmupLinear { warmup: 1500 },
+                loss: LossKind::CrossEntropyAllPixels,
+                rot90: false,
+                rotate_degrees: Some(180.0),
+                rotate_in_place: true,
+                photometric: true,
+                no_decay_keys: ["norm", "relative_position_bias_table", "absolute_pos_embed"].map(String::from).to_vec(),
                 ..Recipe::default()
             },
             _ => Recipe::default(),
@@ -186,7 +216,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             )));
         }
         let model = ckpt.load_model(&last_path, job.device)?;
-        let mut optimizer = Adam::new(&model.vs, state.recipe.optimizer, state.recipe.weight_decay);
+        let mut optimizer = Adam::with_decay_exemptions(&model.vs, state.recipe.optimizer, state.recipe.weight_decay, &state.recipe.no_decay_keys);
         optimizer.load_state(&ckpt.optimizer).map_err(|e| TrainError::Config(format!("{}: {e}", last_path.display())))?;
         keep_log_until(&log_path, state.epoch)?;
         (model, optimizer, state)
@@ -200,7 +230,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             let copied = changedet_models::changeclip::load_clip_towers(&mut model.vs, path)?;
             tracing::info!("{}: {copied} CLIP tensors copied into the image and text encoders", path.display());
         }
-        let optimizer = Adam::new(&model.vs, job.recipe.optimizer, job.recipe.weight_decay);
+        let optimizer = Adam::with_decay_exemptions(&model.vs, job.recipe.optimizer, job.recipe.weight_decay, &job.recipe.no_decay_keys);
         let _ = fs::remove_file(&log_path);
         let state = TrainingState {
             recipe: job.recipe.clone(),
@@ -221,7 +251,10 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
     let total_steps = steps_per_epoch * recipe.epochs;
     let augment = match recipe.augment {
         true => Augment {
+            rot90: recipe.rot90,
             rotate_degrees: recipe.rotate_degrees,
+            rotate_in_place: recipe.rotate_in_place,
+            photometric: recipe.photometric,
             unlabeled_class: job.train.semantic_classes.map_or(changedet_data::IGNORE, |k| k as u8),
             ..Augment::train(recipe.crop)
         },

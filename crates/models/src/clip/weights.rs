@@ -30,6 +30,7 @@ pub enum Layout {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum VisionConfig {
+    #[serde(rename = "resnet")]
     ResNet(ResNetConfig),
     Vit(VitConfig),
 }
