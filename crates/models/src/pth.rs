@@ -4,6 +4,11 @@
 //! global is refused before it could be called, which is the whole point: a `.pth` from the
 //! internet can otherwise run arbitrary code when loaded with `torch.load(weights_only=False)`.
 //!
+//! mmengine checkpoints (released ChangeCLIP weights) also hold training records built from
+//! numpy values and `HistoryBuffer` objects. A short list of such data-only constructors is
+//! accepted and turned into inert placeholders, never interpreted; the weights are read from the
+//! `state_dict` entry.
+//!
 //! TorchScript archives (`torch.jit.save`, e.g. OpenAI's `RN50.pt`) keep their tensors the same
 //! way; their `data.pkl` is a tree of module objects (`__torch__.*` classes). Those become inert
 //! [`Value::Object`]s holding their attributes: no method of them exists here, let alone runs,
@@ -48,6 +53,9 @@ pub enum Global {
     TypedContainer,
     /// A `__torch__.*` class, instantiated only as an inert [`Value::Object`].
     ScriptClass(String),
+    /// A data-only constructor of training records (numpy scalars and arrays, mmengine's
+    /// `HistoryBuffer`): its result is an inert [`Value::Object`] that nothing reads.
+    Record(String),
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +99,10 @@ fn global(module: &str, name: &str) -> Option<Global> {
         ("torch", "BoolStorage") => storage(Kind::Bool),
         ("torch.jit._pickle", "restore_type_tag" | "build_intlist" | "build_doublelist" | "build_boollist" | "build_tensorlist") => Some(Global::TypedContainer),
         (m, _) if m == "__torch__" || m.starts_with("__torch__.") => Some(Global::ScriptClass(format!("{module}.{name}"))),
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar" | "_reconstruct")
+        | ("numpy", "dtype" | "ndarray")
+        | ("_codecs", "encode")
+        | ("mmengine.logging.history_buffer", "HistoryBuffer") => Some(Global::Record(format!("{module}.{name}"))),
         _ => None,
     }
 }
@@ -350,7 +362,7 @@ impl Unpickler {
                     // NEWOBJ: only TorchScript classes, as attribute holders.
                     let _args = self.pop()?;
                     match self.pop()? {
-                        Value::Global(Global::ScriptClass(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
+                        Value::Global(Global::ScriptClass(class) | Global::Record(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
                         other => return Err(format!("NEWOBJ of {other:?}")),
                     }
                 }
@@ -450,6 +462,7 @@ fn reduce(callable: Value, args: Value) -> Step<Value> {
             })),
             _ => Err("malformed _rebuild_tensor_v2 arguments".into()),
         },
+        Value::Global(Global::Record(class)) => Ok(Value::Object { class, attributes: vec![] }),
         Value::Global(Global::TypedContainer) => args.into_iter().next().ok_or_else(|| "typed container without a value".to_owned()),
         Value::Global(Global::RebuildParameter) => match args.into_iter().next() {
             Some(t @ Value::Tensor(_)) => Ok(t),
@@ -506,6 +519,17 @@ mod tests {
         let pickle = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93X\x01\x00\x00\x001\x85R.";
         let err = PthFile::open(archive(pickle, &[]).path()).err().expect("refused").to_string();
         assert!(err.contains("builtins.eval"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_weights_of_an_mmengine_checkpoint() {
+        // Written by scripts/fixtures/mmengine_checkpoint.py: numpy values in `meta`, a
+        // HistoryBuffer in `message_hub`, optimizer state, and the weights under `state_dict`.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mmengine_checkpoint.pth");
+        let state = PthFile::open(&path).unwrap().state_dict().unwrap();
+        let shapes: Vec<(&str, Vec<i64>)> = state.iter().map(|(k, t)| (k.as_str(), t.size())).collect();
+        assert_eq!(shapes, [("gamma", vec![4]), ("decode_head.conv_seg.weight", vec![2, 4, 1, 1]), ("backbone.bn1.num_batches_tracked", vec![])]);
+        assert_eq!(state[2].1.int64_value(&[]), 1000);
     }
 
     #[test]
