@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use changedet_data::{Dataset, DatasetSpec};
 use changedet_metrics::ScdMaps;
 use changedet_models::{Checkpoint, LoadedModel};
+use changedet_train::Protocol;
 
 use crate::metrics::{Accumulators, print_report};
 
@@ -33,6 +34,11 @@ pub struct Args {
     /// Raw label value of unlabelled pixels.
     #[arg(long)]
     ignore_value: Option<u8>,
+    /// How the model covers each image: whole, slide:CROP:STRIDE (logits averaged over
+    /// overlapping windows; ChangeCLIP's slide:256:128), levir-tiles (ChangeCLIP's LEVIR-CD
+    /// evaluation: reflect-pad 96, 256 tiles every 192, OR-merged) or tiles:CROP:STRIDE:PAD.
+    #[arg(long, default_value = "whole")]
+    protocol: Protocol,
     /// Also write the metrics as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -50,10 +56,10 @@ pub fn run(args: Args) -> Result<()> {
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         return evaluate_semantic(&args, &model, &dataset, classes, device);
     }
-    let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device)?;
+    let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device, args.protocol)?;
     let metrics = confusion.metrics();
 
-    println!("{} on {} ({} pairs, split '{}', whole images)", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split);
+    println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
     println!("{:<15} {:>8}", "metric", "value");
     for (name, value) in metrics.rows() {
         println!("{name:<15} {:>8.4}", value);
@@ -66,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
 fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Value) -> Result<()> {
     let Some(path) = &args.json else { return Ok(()) };
     let mut report = json!({
-        "protocol": "whole-image",
+        "protocol": args.protocol.to_string(),
         "model": model.spec.name(),
         "checkpoint": args.checkpoint,
         "dataset": args.dataset.root,
@@ -82,14 +88,14 @@ fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Valu
 
 fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
     let mut acc = Accumulators::new(classes);
-    changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, |p| {
+    changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, args.protocol, |p| {
         let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
             bail!("pair '{}': no semantic prediction or label", p.name);
         };
         let maps = ScdMaps { gt_a, gt_b, gt_change, pred_a: &pred_a.classes, pred_b: &pred_b.classes, pred_change: &p.change };
         acc.add(&maps).map_err(|e| anyhow::anyhow!("pair '{}': {e}", p.name))
     })?;
-    println!("{} on {} ({} pairs, split '{}', whole images)", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split);
+    println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
     let results = print_report(&acc, |_| true, true)?;
     write_json(args, model, dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

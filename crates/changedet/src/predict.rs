@@ -8,6 +8,7 @@ use clap::Parser;
 use changedet_data::palette::{colourise, default_palette};
 use changedet_data::{Dataset, DatasetSpec, PairPaths};
 use changedet_models::{Checkpoint, tensor_io};
+use changedet_train::Protocol;
 use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
 
 /// Predict change maps for one pair of images or for a dataset split.
@@ -54,6 +55,10 @@ pub struct Args {
     /// the before image's; see the model's `after_prompt_from_before_at_inference`).
     #[arg(long, value_delimiter = ',', requires = "before")]
     classes_after: Vec<String>,
+    /// How the model covers each image: whole, slide:CROP:STRIDE, levir-tiles or
+    /// tiles:CROP:STRIDE:PAD (see `eval --help`).
+    #[arg(long, default_value = "whole")]
+    protocol: Protocol,
     /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
@@ -108,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut changed_pixels = 0usize;
     let mut written = 0usize;
-    changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, |p| {
+    changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, args.protocol, |p| {
         let (w, h) = (p.width as u32, p.height as u32);
         let out = |suffix: &str| args.out.join(format!("{}_{suffix}.png", p.name));
         let change: Vec<u8> = p.change.iter().map(|&c| c * 255).collect();

@@ -5,9 +5,10 @@ use tch::{Device, Kind, Tensor};
 
 use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig};
 use changedet_metrics::BinaryConfusion;
-use changedet_models::LoadedModel;
 use changedet_models::input::BatchTensors;
+use changedet_models::{ChangeOutput, LoadedModel};
 
+use crate::protocol::Protocol;
 use crate::{Result, TrainError};
 
 /// One pair's result at full resolution.
@@ -42,6 +43,7 @@ pub fn predict_dataset<E: From<TrainError>>(
     dataset: &Dataset,
     batch_size: usize,
     device: Device,
+    protocol: Protocol,
     mut visit: impl FnMut(PairPrediction) -> Result<(), E>,
 ) -> Result<(), E> {
     let config = LoaderConfig {
@@ -54,7 +56,8 @@ pub fn predict_dataset<E: From<TrainError>>(
     let multiple = model.model.size_multiple();
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;
-        if batch.width % multiple != 0 || batch.height % multiple != 0 {
+        protocol.check_windows(model.model.as_ref(), batch.height, batch.width)?;
+        if protocol == Protocol::Whole && (batch.width % multiple != 0 || batch.height % multiple != 0) {
             let message = format!(
                 "pair {} is {}×{} pixels, but {} needs sides that are multiples of {multiple}: crop or pad the images, or predict whole scenes by tiles",
                 batch.names[0], batch.width, batch.height, model.spec.name()
@@ -62,10 +65,23 @@ pub fn predict_dataset<E: From<TrainError>>(
             return Err(TrainError::Config(message).into());
         }
         let tensors = BatchTensors::new(&batch, device);
-        let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
+        let (out, change) = match protocol {
+            Protocol::Whole => {
+                let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
+                let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8);
+                (out, change)
+            }
+            _ if model.spec.is_semantic() => {
+                return Err(TrainError::Config(format!("protocol {protocol} gives change maps only; semantic change models predict whole images")).into());
+            }
+            _ => {
+                let (logits, change) = protocol.change(model.model.as_ref(), &tensors.before, &tensors.after, &tensors.classes);
+                (ChangeOutput { logits, semantic: None }, change)
+            }
+        };
         let logits = out.logits.to_device(Device::Cpu);
         let probability = out.probability().to_kind(Kind::Float).to_device(Device::Cpu);
-        let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8).to_device(Device::Cpu);
+        let change = change.to_device(Device::Cpu);
         let plane = batch.height * batch.width;
         let probability = Vec::<f32>::try_from(probability.flatten(0, -1)).map_err(TrainError::from)?;
         if probability.iter().any(|p| !p.is_finite()) {
@@ -106,10 +122,10 @@ pub fn predict_dataset<E: From<TrainError>>(
     Ok(())
 }
 
-/// The global confusion matrix of `model` on a labelled split.
-pub fn evaluate(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device) -> Result<BinaryConfusion> {
+/// The global confusion matrix of `model` on a labelled split under `protocol`.
+pub fn evaluate(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device, protocol: Protocol) -> Result<BinaryConfusion> {
     let mut confusion = BinaryConfusion::default();
-    predict_dataset::<TrainError>(model, dataset, batch_size, device, |p| {
+    predict_dataset::<TrainError>(model, dataset, batch_size, device, protocol, |p| {
         let label = p.label.as_ref().ok_or_else(|| TrainError::Config("evaluation needs labels".into()))?;
         confusion.accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| TrainError::Config(format!("{}: {e}", p.name)))
     })?;

@@ -6,10 +6,12 @@ pub mod inference;
 pub mod loss;
 pub mod optim;
 pub mod plot;
+pub mod protocol;
 pub mod schedule;
 pub mod trainer;
 
 pub use inference::{PairPrediction, SemanticPrediction, evaluate, predict_dataset};
+pub use protocol::Protocol;
 pub use trainer::{Recipe, TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ use tch::Tensor;
 use crate::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
 use crate::loss::LossKind;
 use crate::optim::{Adam, OptimizerKind};
+use crate::protocol::Protocol;
 use crate::schedule::Schedule;
 use crate::{Result, TrainError, evaluate, plot};
 
@@ -314,7 +315,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             }
         }
 
-        let confusion = evaluate(&model, &job.val, recipe.eval_batch_size.max(1), job.device)?;
+        let confusion = evaluate(&model, &job.val, recipe.eval_batch_size.max(1), job.device, Protocol::Whole)?;
         let metrics = confusion.metrics();
         let entry = EpochLog {
             epoch: epoch + 1,
