@@ -23,8 +23,8 @@ pub fn run(args: Args) -> Result<()> {
     match checkpoint.training.map(serde_json::from_value::<TrainingState>) {
         Some(Ok(state)) => {
             println!("trained      {} epochs, {} steps", state.epoch, state.step);
-            if let (Some(f1), Some(epoch)) = (state.best_f1, state.best_epoch) {
-                println!("best val F1  {f1:.4} (epoch {epoch})");
+            if let (Some(score), Some(epoch)) = (state.best_score, state.best_epoch) {
+                println!("best val {:<4}{score:.4} (epoch {epoch})", state.recipe.best_by.name());
             }
             if let Some(m) = state.val_metrics {
                 let rows: Vec<String> = m.rows().iter().map(|(k, v)| format!("{k} {v:.4}")).collect();

@@ -123,7 +123,8 @@ fn tiny_changeclip_overfits_four_real_pairs() {
     // constant rate and without augmentation, which is what memorising four pairs needs.
     ok(&[
         "train", "--model", "changeclip-rn50", "--model-config", TINY, "--dataset", &dataset, "--train-split", "all", "--val-split", "all",
-        "--out", s(&runs), "--epochs", "70", "--batch-size", "4", "--lr", "3e-4", "--schedule", "constant", "--no-augment", "--device", "cpu",
+        "--out", s(&runs), "--epochs", "70", "--batch-size", "4", "--lr", "3e-4", "--schedule", "constant", "--no-augment", "--best-by", "f1",
+        "--device", "cpu",
     ]);
     let log: Vec<serde_json::Value> = std::fs::read_to_string(runs.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let loss = |i: usize| log[i]["train_loss"].as_f64().unwrap();

@@ -131,6 +131,43 @@ fn resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
 }
 
 #[test]
+fn iteration_budget_validates_every_n_steps_keeps_the_best_miou_and_resumes() {
+    let dataset = format!("levir-cd:{}", levir_256().display());
+    let tmp = tempfile::tempdir().unwrap();
+    let four = write_list(&tmp.path().join("four.txt"), &FOUR);
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train", "--dataset", &dataset, "--train-split", &four, "--val-split", &four, "--out", s(out), "--iterations", "5",
+            "--val-every", "2", "--best-by", "miou", "--batch-size", "2", "--crop", "64", "--seed", "5", "--device", "cpu",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let (whole, interrupted) = (tmp.path().join("whole"), tmp.path().join("interrupted"));
+    train(&whole, &[]);
+    let log = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    // 2 steps per epoch, 5 steps in all: validations at steps 2, 4 and the last.
+    let entries = log(&whole);
+    assert_eq!(entries.iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 5]);
+    assert_eq!(entries.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    let best_miou = entries.iter().map(|e| e["val"]["miou"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let best = changedet_models::Checkpoint::read(&whole.join("best.safetensors")).unwrap().training.unwrap();
+    assert_eq!(best["best_score"].as_f64().unwrap(), best_miou);
+
+    // Interrupted after the step-4 validation (which saved `last`), resumed to the end: same result.
+    train(&interrupted, &["--max-steps", "4"]);
+    train(&interrupted, &["--resume"]);
+    assert_eq!(log(&interrupted).iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 5]);
+    let a = changedet_models::Checkpoint::read(&whole.join("last.safetensors")).unwrap();
+    let b = changedet_models::Checkpoint::read(&interrupted.join("last.safetensors")).unwrap();
+    for (key, ta) in &a.model {
+        assert!(ta.equal(&b.model[key]), "{key} differs after resuming");
+    }
+}
+
+#[test]
 fn predict_raw_outputs_equal_the_model_called_directly() {
     use changedet_models::{Checkpoint, LoadedModel, ModelSpec, tensor_io};
     use tch::{Device, Kind, Tensor};

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig, epoch_order};
+use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig, Preset, epoch_order};
 use changedet_metrics::BinaryMetrics;
 use changedet_models::clearscd::ClearScd;
 use changedet_models::input::BatchTensors;
@@ -57,6 +57,13 @@ pub struct Recipe {
     pub photometric: bool,
     /// Parameters whose name contains one of these get no weight decay.
     pub no_decay_keys: Vec<String>,
+    /// Train for this many optimiser steps instead of `epochs` epochs (mmengine's iteration-based
+    /// runs; the last epoch is cut short).
+    pub iterations: Option<usize>,
+    /// Validate every this many steps (and after the last) instead of after every epoch.
+    pub val_every: Option<usize>,
+    /// The validation score that picks `best.safetensors`.
+    pub best_by: BestMetric,
     pub seed: u64,
     /// Also save `last` every this many optimiser steps (0: at epoch ends only).
     pub checkpoint_every: usize,
@@ -82,6 +89,9 @@ impl Default for Recipe {
             rotate_in_place: false,
             photometric: false,
             no_decay_keys: Vec::new(),
+            iterations: None,
+            val_every: None,
+            best_by: BestMetric::F1,
             seed: 0,
             checkpoint_every: 0,
             eval_batch_size: 4,
@@ -91,8 +101,9 @@ impl Default for Recipe {
 }
 
 impl Recipe {
-    /// The training recipe of `model`'s reference implementation.
-    pub fn for_model(model: &str) -> Recipe {
+    /// The training recipe of `model`'s reference implementation, for `dataset` where the
+    /// reference's configs differ per dataset.
+    pub fn for_model(model: &str, dataset: Preset) -> Recipe {
         match model {
             // ClearSCD's main.py and configs/hiucd_mini/ours.json.
             "clearscd" => Recipe {
@@ -106,26 +117,78 @@ impl Recipe {
                 rotate_degrees: Some(30.0),
                 ..Recipe::default()
             },
-            // ChangeCLIP's configs/0cd_ce/changeclip_levir*.py and _base_/datasets/base_cd.py.
-            // The reference runs 20k iterations of 2 GPUs × 20 pairs (≈ 50 epochs of LEVIR-CD's
-            // 256-px training tiles); changedet validates per epoch, one batch of 20 per step.
-            "changeclip-rn50" | "changeclip-vit" => Recipe {
-                epochs: 50,
-                batch_size: 20,
-                crop: Some(256),
-                lr: 1e-4,
-                weight_decay: 0.01,
-                optimizer: OptimizerKind::AdamW,
-                schedule: Schedule::WarmupLinear { warmup: 1500 },
-                loss: LossKind::CrossEntropyAllPixels,
-                rot90: false,
-                rotate_degrees: Some(180.0),
-                rotate_in_place: true,
-                photometric: true,
-                no_decay_keys: ["norm", "relative_position_bias_table", "absolute_pos_embed"].map(String::from).to_vec(),
-                ..Recipe::default()
-            },
+            // ChangeCLIP's configs/0cd_ce/changeclip_*.py (the released runs: 20k iterations of
+            // 2 GPUs × 20 pairs, RN50; ViT 2 × 12) and _base_/datasets/base_cd.py.
+            "changeclip-rn50" | "changeclip-vit" => {
+                let vit = model == "changeclip-vit";
+                let lr = match dataset {
+                    Preset::SysuCd => 3e-5,
+                    Preset::LevirCdPlus | Preset::WhuCd if vit => 3e-5,
+                    _ => 1e-4,
+                };
+                let val_every = match dataset {
+                    Preset::WhuCd | Preset::SysuCd => 500,
+                    Preset::Cdd => 2000,
+                    _ => 1000,
+                };
+                Recipe {
+                    batch_size: if vit { 24 } else { 40 },
+                    crop: Some(256),
+                    lr,
+                    weight_decay: 0.01,
+                    optimizer: OptimizerKind::AdamW,
+                    schedule: Schedule::WarmupLinear { warmup: 1500 },
+                    loss: LossKind::CrossEntropyAllPixels,
+                    rot90: false,
+                    rotate_degrees: Some(180.0),
+                    rotate_in_place: true,
+                    photometric: true,
+                    no_decay_keys: ["norm", "relative_position_bias_table", "absolute_pos_embed"].map(String::from).to_vec(),
+                    iterations: Some(20_000),
+                    val_every: Some(val_every),
+                    best_by: BestMetric::MeanIou,
+                    ..Recipe::default()
+                }
+            }
             _ => Recipe::default(),
+        }
+    }
+}
+
+/// Validation score that selects the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BestMetric {
+    /// F1 of the changed class.
+    F1,
+    /// Mean IoU of the two classes (mmseg's `IoUMetric`, ChangeCLIP's `save_best='mIoU'`).
+    #[serde(rename = "miou")]
+    MeanIou,
+}
+
+impl BestMetric {
+    pub fn score(self, metrics: &BinaryMetrics) -> f64 {
+        match self {
+            BestMetric::F1 => metrics.f1,
+            BestMetric::MeanIou => metrics.miou,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BestMetric::F1 => "F1",
+            BestMetric::MeanIou => "mIoU",
+        }
+    }
+}
+
+impl std::str::FromStr for BestMetric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f1" => Ok(BestMetric::F1),
+            "miou" => Ok(BestMetric::MeanIou),
+            other => Err(format!("unknown validation score '{other}' (f1, miou)")),
         }
     }
 }
@@ -141,9 +204,11 @@ pub struct TrainingState {
     /// Running loss of the unfinished epoch (for checkpoints taken inside an epoch).
     pub epoch_loss_sum: f64,
     pub epoch_batches: usize,
-    pub best_f1: Option<f64>,
+    /// Best validation score so far (of `recipe.best_by`) and the epoch it came in.
+    #[serde(alias = "best_f1")]
+    pub best_score: Option<f64>,
     pub best_epoch: Option<usize>,
-    /// Validation metrics after the last completed epoch.
+    /// Validation metrics of the last validation.
     pub val_metrics: Option<BinaryMetrics>,
 }
 
@@ -178,7 +243,8 @@ pub struct TrainJob {
 pub struct TrainSummary {
     pub steps: usize,
     pub epochs: usize,
-    pub best_f1: Option<f64>,
+    /// Best validation score, of the recipe's `best_by`.
+    pub best_score: Option<f64>,
     pub out_dir: PathBuf,
     pub plot: Option<PathBuf>,
 }
@@ -219,7 +285,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
         let model = ckpt.load_model(&last_path, job.device)?;
         let mut optimizer = Adam::with_decay_exemptions(&model.vs, state.recipe.optimizer, state.recipe.weight_decay, &state.recipe.no_decay_keys);
         optimizer.load_state(&ckpt.optimizer).map_err(|e| TrainError::Config(format!("{}: {e}", last_path.display())))?;
-        keep_log_until(&log_path, state.epoch)?;
+        keep_log_until(&log_path, state.step)?;
         (model, optimizer, state)
     } else {
         tch::manual_seed(job.recipe.seed as i64);
@@ -239,7 +305,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             epoch: 0,
             epoch_loss_sum: 0.0,
             epoch_batches: 0,
-            best_f1: None,
+            best_score: None,
             best_epoch: None,
             val_metrics: None,
         };
@@ -249,7 +315,8 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
     let recipe = state.recipe.clone();
     let batch_size = recipe.batch_size.max(1);
     let steps_per_epoch = job.train.len().div_ceil(batch_size);
-    let total_steps = steps_per_epoch * recipe.epochs;
+    let total_steps = recipe.iterations.unwrap_or(steps_per_epoch * recipe.epochs);
+    let epochs = total_steps.div_ceil(steps_per_epoch);
     let augment = match recipe.augment {
         true => Augment {
             rot90: recipe.rot90,
@@ -271,9 +338,47 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
     bar.set_position(state.step as u64);
 
     let mut epoch_start = Instant::now();
-    while state.epoch < recipe.epochs {
+    // Scores the model on the validation split, logs, and keeps `best`; `last` is the caller's.
+    let validate = |state: &mut TrainingState, lr: f64, started: Instant, epoch: usize, train_loss: f64| -> Result<()> {
+        let confusion = evaluate(&model, &job.val, recipe.eval_batch_size.max(1), job.device, Protocol::Whole)?;
+        let metrics = confusion.metrics();
+        let entry = EpochLog {
+            epoch,
+            step: state.step,
+            lr,
+            train_loss,
+            val: metrics,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        state.val_metrics = Some(metrics);
+        let score = recipe.best_by.score(&metrics);
+        let improved = state.best_score.is_none_or(|best| score > best);
+        if improved {
+            state.best_score = Some(score);
+            state.best_epoch = Some(entry.epoch);
+            save(&job.out_dir.join(BEST), &model, None, state)?;
+        }
+        append_log(&log_path, &entry)?;
+        let line = format!(
+            "epoch {:>3}/{epochs}  step {:>6}  loss {:.4}  val F1 {:.4}  IoU {:.4}  P {:.4}  R {:.4}  mIoU {:.4}{}",
+            entry.epoch,
+            entry.step,
+            entry.train_loss,
+            metrics.f1,
+            metrics.iou,
+            metrics.precision,
+            metrics.recall,
+            metrics.miou,
+            if improved { "  (best)" } else { "" }
+        );
+        // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
+        bar.suspend(|| eprintln!("{line}"));
+        Ok(())
+    };
+
+    while state.epoch < epochs {
         let epoch = state.epoch;
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, recipe.epochs));
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
         let done_in_epoch = state.step - epoch * steps_per_epoch;
         let order = epoch_order(job.train.len(), recipe.seed, epoch, true);
         let loader_config = LoaderConfig {
@@ -288,7 +393,10 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
         for batch in BatchLoader::new(&job.train, remaining, loader_config) {
             if job.max_steps.is_some_and(|max| state.step >= max) {
                 bar.abandon();
-                return Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_f1: state.best_f1, out_dir: job.out_dir, plot: None });
+                return Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_score: state.best_score, out_dir: job.out_dir, plot: None });
+            }
+            if state.step >= total_steps {
+                break;
             }
             let batch = batch?;
             tch::manual_seed(recipe.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
@@ -310,46 +418,29 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             state.epoch_batches += 1;
             bar.set_position(state.step as u64);
             bar.set_message(format!("loss {:.4}  lr {lr:.2e}", state.epoch_loss_sum / state.epoch_batches as f64));
-            if recipe.checkpoint_every > 0 && state.step % recipe.checkpoint_every == 0 && state.step % steps_per_epoch != 0 {
+            let at_epoch_end = state.step % steps_per_epoch == 0 || state.step == total_steps;
+            if let Some(every) = recipe.val_every
+                && (state.step % every == 0 || state.step == total_steps)
+            {
+                let running_loss = state.epoch_loss_sum / state.epoch_batches.max(1) as f64;
+                validate(&mut state, lr, epoch_start, epoch + 1, running_loss)?;
+                if !at_epoch_end {
+                    save(&last_path, &model, Some(&optimizer), &state)?;
+                }
+            } else if recipe.checkpoint_every > 0 && state.step % recipe.checkpoint_every == 0 && !at_epoch_end {
                 save(&last_path, &model, Some(&optimizer), &state)?;
             }
         }
 
-        let confusion = evaluate(&model, &job.val, recipe.eval_batch_size.max(1), job.device, Protocol::Whole)?;
-        let metrics = confusion.metrics();
-        let entry = EpochLog {
-            epoch: epoch + 1,
-            step: state.step,
-            lr,
-            train_loss: state.epoch_loss_sum / state.epoch_batches.max(1) as f64,
-            val: metrics,
-            seconds: epoch_start.elapsed().as_secs_f64(),
-        };
+        let epoch_loss = state.epoch_loss_sum / state.epoch_batches.max(1) as f64;
         state.epoch += 1;
         state.epoch_loss_sum = 0.0;
         state.epoch_batches = 0;
-        state.val_metrics = Some(metrics);
-        let improved = state.best_f1.is_none_or(|best| metrics.f1 > best);
-        if improved {
-            state.best_f1 = Some(metrics.f1);
-            state.best_epoch = Some(state.epoch);
-            save(&job.out_dir.join(BEST), &model, None, &state)?;
+        if recipe.val_every.is_none() {
+            let finished = state.epoch;
+            validate(&mut state, lr, epoch_start, finished, epoch_loss)?;
         }
         save(&last_path, &model, Some(&optimizer), &state)?;
-        append_log(&log_path, &entry)?;
-        let line = format!(
-            "epoch {:>3}/{}  loss {:.4}  val F1 {:.4}  IoU {:.4}  P {:.4}  R {:.4}{}",
-            entry.epoch,
-            recipe.epochs,
-            entry.train_loss,
-            metrics.f1,
-            metrics.iou,
-            metrics.precision,
-            metrics.recall,
-            if improved { "  (best)" } else { "" }
-        );
-        // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
-        bar.suspend(|| eprintln!("{line}"));
         epoch_start = Instant::now();
     }
     bar.finish_and_clear();
@@ -361,7 +452,7 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
             None
         }
     };
-    Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_f1: state.best_f1, out_dir: job.out_dir, plot })
+    Ok(TrainSummary { steps: state.step, epochs: state.epoch, best_score: state.best_score, out_dir: job.out_dir, plot })
 }
 
 /// The model's training objective on one batch (forward included).
@@ -416,11 +507,11 @@ pub fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
 
 /// Drops log lines of epochs after the checkpoint a run resumes from (an interrupted run may
 /// have logged an epoch whose checkpoint it never finished writing).
-fn keep_log_until(path: &Path, epochs: usize) -> Result<()> {
+fn keep_log_until(path: &Path, steps: usize) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let kept: Vec<EpochLog> = read_log(path)?.into_iter().filter(|e| e.epoch <= epochs).collect();
+    let kept: Vec<EpochLog> = read_log(path)?.into_iter().filter(|e| e.step <= steps).collect();
     let dir = path.parent().unwrap_or(Path::new("."));
     let io = |e| TrainError::Io(path.to_owned(), e);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
