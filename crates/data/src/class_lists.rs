@@ -115,14 +115,6 @@ impl ClassLists {
         Ok(lists)
     }
 
-    pub fn len(&self) -> usize {
-        self.by_path.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
-    }
-
     /// The `k` most probable classes of `image`, if it is listed.
     pub fn top(&self, image: &Path, k: usize) -> Option<&[String]> {
         let exact = self.by_path.get(image.to_string_lossy().as_ref());

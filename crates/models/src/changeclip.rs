@@ -73,12 +73,17 @@ impl Config {
 
     /// Channels of one date's pyramid levels, score maps included.
     pub fn level_channels(&self) -> Vec<i64> {
-        let mut channels = match &self.vision {
-            VisionConfig::ResNet(c) => c.stage_channels().to_vec(),
-            VisionConfig::Vit(c) => vec![c.width; 4],
-        };
+        let mut channels = image_level_channels(&self.vision);
         channels[self.score_concat_index] += 2;
         channels
+    }
+}
+
+/// Channels of the image encoder's four pyramid levels.
+fn image_level_channels(vision: &VisionConfig) -> Vec<i64> {
+    match vision {
+        VisionConfig::ResNet(c) => c.stage_channels().to_vec(),
+        VisionConfig::Vit(c) => vec![c.width; 4],
     }
 }
 
@@ -328,10 +333,7 @@ impl Config {
             text,
             ..base
         };
-        let plain = match &config.vision {
-            VisionConfig::ResNet(c) => c.stage_channels().to_vec(),
-            VisionConfig::Vit(c) => vec![c.width; 4],
-        };
+        let plain = image_level_channels(&config.vision);
         let minus: Vec<i64> = (0..4).map(|i| shape(&format!("minus_conv.{i}.conv.weight")).map(|s| s[1])).collect::<Result<_>>()?;
         config.score_concat_index = (0..4).find(|&i| minus[i] == plain[i] + 2).ok_or_else(|| ModelError::Checkpoint {
             path: path.to_owned(),

@@ -34,14 +34,6 @@ impl ImageEncoder {
             Self::Vit(m) => m.forward_t(x, train),
         }
     }
-
-    /// Input sides must be multiples of this.
-    pub fn size_multiple(&self) -> i64 {
-        match self {
-            Self::ResNet(_) => 32,
-            Self::Vit(m) => m.config.patch_size,
-        }
-    }
 }
 
 pub struct Clip {

@@ -112,14 +112,6 @@ impl Transformer {
         Self { blocks: (0..layers).map(|i| ResidualAttentionBlock::new(&resblocks / i, width, heads, rate(i))).collect(), causal }
     }
 
-    pub fn len(&self) -> usize {
-        self.blocks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
     /// Runs every block, handing the output of each to `tap(index, tokens)`.
     pub fn forward_tapped(&self, x: &Tensor, train: bool, mut tap: impl FnMut(usize, &Tensor)) -> Tensor {
         let mut x = x.shallow_clone();

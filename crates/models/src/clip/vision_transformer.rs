@@ -132,11 +132,6 @@ impl VisionTransformer {
         }
     }
 
-    /// Channels of the pyramid levels.
-    pub fn level_channels(&self) -> [i64; 4] {
-        [self.config.width; 4]
-    }
-
     pub fn tokens_t(&self, x: &Tensor, train: bool) -> VitTokens {
         let patches = x.apply(&self.conv1); // [n, c, h, w]
         let (n, c, h, w) = patches.size4().expect("[n, c, h, w]");
