@@ -11,6 +11,7 @@ mod info;
 mod metrics;
 mod predict;
 mod prepare;
+mod scene;
 mod train;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ const EXAMPLES: &str = "Examples:
   changedet train --model fc-siam-diff --dataset levir-cd:/data/LEVIR-CD --out runs/levir
   changedet eval --checkpoint runs/levir/best.safetensors --dataset levir-cd:/data/LEVIR-CD --split test
   changedet predict --checkpoint runs/levir/best.safetensors --before t1.png --after t2.png --out maps/
+  changedet predict --checkpoint best.safetensors --before 2019.tif --after 2023.tif --bands 3,2,1 --vector changes.gpkg --out scene/
+  changedet merge shard-1/ shard-2/ shard-3/ --out scene/
   changedet info runs/levir/best.safetensors
   changedet import checkpoint.pth.tar --model clearscd --out clearscd-hiucd.safetensors
   changedet prepare hiucd /data/Hi-UCD-mini --out /data/hiucd-prepared
@@ -48,6 +51,7 @@ enum Command {
     Train(train::Args),
     Eval(eval::Args),
     Predict(predict::Args),
+    Merge(scene::MergeArgs),
     Info(info::Args),
     Import(import::Args),
     Prepare(prepare::Args),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Merge(args) => scene::merge(args),
         Command::Info(args) => info::run(args),
         Command::Import(args) => import::run(args),
         Command::Prepare(args) => prepare::run(args),

@@ -24,12 +24,13 @@ pub struct Args {
     /// changedet checkpoint (written by `train`).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Before-date image (with --after).
-    #[arg(long, requires = "after", conflicts_with = "dataset")]
-    before: Option<PathBuf>,
-    /// After-date image (with --before).
-    #[arg(long, requires = "before")]
-    after: Option<PathBuf>,
+    /// Before-date image or scene (with --after); a scene may be several files, comma-separated,
+    /// stacked as bands in that order.
+    #[arg(long, requires = "after", conflicts_with = "dataset", value_delimiter = ',')]
+    before: Vec<PathBuf>,
+    /// After-date image or scene (with --before).
+    #[arg(long, requires = "before", value_delimiter = ',')]
+    after: Vec<PathBuf>,
     /// Optional label of the pair, for the error overlay.
     #[arg(long, requires = "before")]
     label: Option<PathBuf>,
@@ -68,6 +69,8 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    #[command(flatten)]
+    scene: crate::scene::SceneArgs,
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place.
@@ -91,8 +94,15 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
-    let dataset = match (&args.before, &args.after, &args.dataset) {
-        (Some(before), Some(after), _) => {
+    if args.scene.applies(&args.before) {
+        let classes = [args.classes_before.clone(), args.classes_after.clone()];
+        return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes);
+    }
+    if !args.scene.is_default() {
+        bail!("the scene options (--tile, --bands, --vector...) apply to georeferenced scenes; add --scene to read these images as one");
+    }
+    let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
+        ([before], [after], _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
             let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, classes: Default::default() };
             let mut dataset = Dataset::from_pairs(vec![pair], None, args.ignore_value)?;
@@ -105,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             dataset
         }
         (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,
-        _ => bail!("give either --before and --after, or --dataset"),
+        _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
     crate::train::check_text_inputs(&model.spec, &dataset)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;

@@ -14,7 +14,13 @@ impl Normalization {
     /// divide with Python floats (numpy promotes to f64 and rounds back to f32 after each step);
     /// doing the same makes our inputs bit-identical to theirs.
     pub fn apply(&self, pixel: u8, channel: usize) -> f32 {
-        let scaled = pixel as f32 / 255.0;
+        self.apply_value(pixel as f32, channel)
+    }
+
+    /// The same for a value already on the 0–255 scale but not necessarily whole (16-bit scenes
+    /// after their scaling).
+    pub fn apply_value(&self, value: f32, channel: usize) -> f32 {
+        let scaled = value / 255.0;
         let centred = (scaled as f64 - self.mean[channel]) as f32;
         (centred as f64 / self.std[channel]) as f32
     }

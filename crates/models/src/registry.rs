@@ -54,7 +54,15 @@ impl ModelSpec {
 
     /// Whether the model also segments each date (semantic change detection).
     pub fn is_semantic(&self) -> bool {
-        matches!(self, ModelSpec::ClearScd(_))
+        self.semantic_classes().is_some()
+    }
+
+    /// The land-cover classes of a semantic change model.
+    pub fn semantic_classes(&self) -> Option<usize> {
+        match self {
+            ModelSpec::ClearScd(c) => Some(c.num_classes as usize),
+            _ => None,
+        }
     }
 
     pub fn config_json(&self) -> Value {

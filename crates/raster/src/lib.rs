@@ -1,12 +1,16 @@
 //! Raster I/O: decoding image tiles (PNG, JPEG, TIFF) into plain interleaved buffers, and writing
 //! change maps, probabilities and overlays so that no half-written file is ever left under its
-//! final name.
+//! final name; georeferenced scenes through GDAL (`geo`); covering scenes with blended tiles
+//! (`tiling`).
 
+pub mod geo;
 mod image_io;
 mod overlay;
+pub mod tiling;
 
 pub use image_io::{Raster, dimensions, read_gray, read_rgb, write_gray_png, write_rgb_png};
 pub use overlay::{Overlay, overlay_change, overlay_errors};
+pub use tiling::Window;
 
 use std::path::PathBuf;
 

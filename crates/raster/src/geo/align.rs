@@ -1,0 +1,87 @@
+//! `--align`: GDAL warp of the after date onto the before grid, as a virtual raster (a VRT that
+//! warps window by window when read), so nothing the size of the scene is materialised.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::ptr::null_mut;
+
+use gdal::Dataset;
+use tempfile::TempPath;
+
+use super::{GdalContext, GeoError, Grid, Result};
+
+/// Warps each of `files` onto `grid` (bilinear) into a VRT in `dir`; pixels outside the file's
+/// footprint are masked (its nodata, or an added alpha band). The VRTs live as long as the
+/// returned paths.
+pub fn warp_onto(files: &[PathBuf], grid: &Grid, dir: &Path) -> Result<Vec<TempPath>> {
+    let t = grid.transform;
+    if t[2] != 0.0 || t[4] != 0.0 {
+        return Err(GeoError::Invalid("--align needs a north-up before scene (no rotation terms)".into()));
+    }
+    if grid.wkt.is_empty() {
+        return Err(GeoError::Invalid("--align needs a before scene with a CRS".into()));
+    }
+    let (x_min, y_max) = (t[0], t[3]);
+    let (x_max, y_min) = (t[0] + grid.width as f64 * t[1], t[3] + grid.height as f64 * t[5]);
+    files
+        .iter()
+        .map(|file| {
+            let source = Dataset::open(file).at(file)?;
+            if source.projection().is_empty() {
+                return Err(GeoError::Invalid(format!("{}: has no CRS, so it cannot be warped (--align)", file.display())));
+            }
+            let temp = tempfile::Builder::new()
+                .prefix(".aligned.")
+                .suffix(".vrt")
+                .tempfile_in(dir)
+                .map(|f| f.into_temp_path())
+                .map_err(|e| GeoError::Invalid(format!("{}: cannot create a temporary file: {e}", dir.display())))?;
+            let args = [
+                "-of".to_owned(),
+                "VRT".to_owned(),
+                "-overwrite".to_owned(),
+                "-t_srs".to_owned(),
+                grid.wkt.clone(),
+                "-te".to_owned(),
+                x_min.to_string(),
+                y_min.to_string(),
+                x_max.to_string(),
+                y_max.to_string(),
+                "-ts".to_owned(),
+                grid.width.to_string(),
+                grid.height.to_string(),
+                "-r".to_owned(),
+                "bilinear".to_owned(),
+                "-dstalpha".to_owned(),
+            ];
+            warp(&source, &temp, &args).at(file)?;
+            Ok(temp)
+        })
+        .collect()
+}
+
+/// `gdalwarp ARGS source dest` through GDAL's utility API (the `gdal` crate has no wrapper).
+fn warp(source: &Dataset, dest: &Path, args: &[String]) -> gdal::errors::Result<()> {
+    let c_args: Vec<CString> = args.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
+    let mut pointers: Vec<*mut std::ffi::c_char> = c_args.iter().map(|a| a.as_ptr() as *mut _).chain(std::iter::once(null_mut())).collect();
+    let c_dest = CString::new(dest.to_string_lossy().as_bytes())?;
+    // SAFETY: the argument strings outlive the options; GDALWarp borrows the source handle only
+    // for the call, and the returned handle is closed here.
+    unsafe {
+        let options = gdal_sys::GDALWarpAppOptionsNew(pointers.as_mut_ptr(), null_mut());
+        if options.is_null() {
+            return Err(gdal::errors::GdalError::NullPointer { method_name: "GDALWarpAppOptionsNew", msg: "bad warp options".into() });
+        }
+        let mut sources = [source.c_dataset()];
+        let mut usage_error = 0;
+        let out = gdal_sys::GDALWarp(c_dest.as_ptr(), null_mut(), 1, sources.as_mut_ptr(), options, &mut usage_error);
+        gdal_sys::GDALWarpAppOptionsFree(options);
+        if out.is_null() {
+            let msg = gdal_sys::CPLGetLastErrorMsg();
+            let msg = if msg.is_null() { String::new() } else { std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned() };
+            return Err(gdal::errors::GdalError::NullPointer { method_name: "GDALWarp", msg });
+        }
+        gdal_sys::GDALClose(out);
+    }
+    Ok(())
+}

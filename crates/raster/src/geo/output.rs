@@ -1,0 +1,148 @@
+//! Output maps: written block by block into a hidden tiled GeoTIFF beside the final path, then
+//! turned into a Cloud-Optimised GeoTIFF under a second hidden name and renamed into place, so a
+//! failure (a full disk, a crash) never leaves a half-written file under the final name.
+
+use std::path::{Path, PathBuf};
+
+use gdal::raster::{ColorEntry, ColorTable, GdalType, PaletteInterpretation, RasterCreationOptions};
+use gdal::{Dataset, DriverManager};
+use tempfile::TempPath;
+
+use super::{GdalContext, GeoError, Grid, Result};
+use crate::Window;
+
+/// The kinds of map a scene run writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapKind {
+    /// uint8 values with nodata 255 and an optional colour table.
+    Classes { colours: Option<Vec<[u8; 3]>> },
+    /// float32 in [0, 1], nodata NaN.
+    Probability,
+}
+
+impl MapKind {
+    fn nodata(&self) -> f64 {
+        match self {
+            MapKind::Classes { .. } => 255.0,
+            MapKind::Probability => f64::NAN,
+        }
+    }
+}
+
+/// Block size of the intermediate and final GeoTIFFs.
+const BLOCK: usize = 512;
+
+/// A map being written: a hidden, tiled, sparse GeoTIFF next to `target`.
+pub struct StagedRaster {
+    target: PathBuf,
+    temp: TempPath,
+    dataset: Dataset,
+}
+
+fn hidden_temp(target: &Path, what: &str) -> Result<TempPath> {
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("map");
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(&format!(".{what}.tif"))
+        // Maps are for sharing: rw-r--r-- rather than the private default of temporary files.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| GeoError::Invalid(format!("{}: cannot create a file in {}: {e}", target.display(), dir.display())))
+}
+
+fn options(pairs: &[(&str, &str)]) -> RasterCreationOptions {
+    let mut list = RasterCreationOptions::new();
+    for (k, v) in pairs {
+        list.set_name_value(k, v).expect("ASCII creation option");
+    }
+    list
+}
+
+fn colour_table(colours: &[[u8; 3]]) -> ColorTable<'static> {
+    let mut table = ColorTable::new(PaletteInterpretation::Rgba);
+    for (i, [r, g, b]) in colours.iter().enumerate() {
+        table.set_color_entry(i as u16, &ColorEntry::rgba(*r as i16, *g as i16, *b as i16, 255));
+    }
+    table
+}
+
+impl StagedRaster {
+    pub fn create(target: &Path, grid: &Grid, kind: &MapKind) -> Result<Self> {
+        let temp = hidden_temp(target, "partial")?;
+        let driver = DriverManager::get_driver_by_name("GTiff").at(target)?;
+        let block = BLOCK.to_string();
+        let options = options(&[
+            ("TILED", "YES"),
+            ("BLOCKXSIZE", &block),
+            ("BLOCKYSIZE", &block),
+            ("COMPRESS", "DEFLATE"),
+            ("ZLEVEL", "1"),
+            ("BIGTIFF", "IF_SAFER"),
+            // Blocks never written (other shards' blocks) take no space and read as nodata.
+            ("SPARSE_OK", "TRUE"),
+        ]);
+        let mut dataset = match kind {
+            MapKind::Classes { .. } => driver.create_with_band_type_with_options::<u8, _>(&temp, grid.width, grid.height, 1, &options),
+            MapKind::Probability => driver.create_with_band_type_with_options::<f32, _>(&temp, grid.width, grid.height, 1, &options),
+        }
+        .at(target)?;
+        dataset.set_geo_transform(&grid.transform).at(target)?;
+        if !grid.wkt.is_empty() {
+            dataset.set_projection(&grid.wkt).at(target)?;
+        }
+        let mut band = dataset.rasterband(1).at(target)?;
+        band.set_no_data_value(Some(kind.nodata())).at(target)?;
+        if let MapKind::Classes { colours: Some(colours) } = kind {
+            band.set_color_table(&colour_table(colours));
+        }
+        Ok(StagedRaster { target: target.to_owned(), temp, dataset })
+    }
+
+    pub fn write<T: GdalType + Copy>(&mut self, window: &Window, values: Vec<T>) -> Result<()> {
+        let mut buffer = gdal::raster::Buffer::new((window.width, window.height), values);
+        let mut band = self.dataset.rasterband(1).at(&self.target)?;
+        band.write((window.x as isize, window.y as isize), (window.width, window.height), &mut buffer).at(&self.target)
+    }
+
+    /// Closes the file and renames it to the target as it is (a shard's part, merged later).
+    pub fn finish_tiled(self) -> Result<()> {
+        let StagedRaster { target, temp, dataset } = self;
+        dataset.close().at(&target)?;
+        temp.persist(&target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))
+    }
+
+    /// Closes the file and writes the target as a COG from it.
+    pub fn finish_cog(self, kind: &MapKind) -> Result<()> {
+        let StagedRaster { target, temp, dataset } = self;
+        dataset.close().at(&target)?;
+        let source = Dataset::open(&temp).at(&target)?;
+        translate_to_cog(&source, &target, kind)
+    }
+}
+
+/// Writes `source` to `target` as a COG:
+/// 512² DEFLATE tiles with a predictor, overviews (nearest for class maps, average for
+/// probabilities), BigTIFF when needed.
+fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<()> {
+    let temp = hidden_temp(target, "cog")?;
+    let driver = DriverManager::get_driver_by_name("COG").at(target)?;
+    let resampling = match kind {
+        MapKind::Classes { .. } => "NEAREST",
+        MapKind::Probability => "AVERAGE",
+    };
+    let block = BLOCK.to_string();
+    let options = options(&[
+        ("COMPRESS", "DEFLATE"),
+        ("PREDICTOR", "YES"),
+        ("BLOCKSIZE", &block),
+        ("BIGTIFF", "IF_SAFER"),
+        ("OVERVIEW_RESAMPLING", resampling),
+        ("NUM_THREADS", "ALL_CPUS"),
+    ]);
+    let written = source.create_copy(&driver, &temp, &options).at(target)?;
+    written.close().at(target)?;
+    temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
+    Ok(())
+}

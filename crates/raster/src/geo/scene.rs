@@ -1,0 +1,150 @@
+//! One date of a scene: one raster, or several single- or multi-band files on one grid stacked
+//! into a band list (CBERS and Landsat ship one file per band), with a band selection.
+
+use std::path::{Path, PathBuf};
+
+use gdal::Dataset;
+use gdal::raster::{ColorInterpretation, GdalDataType};
+
+use super::{GdalContext, GeoError, Grid, Result};
+use crate::Window;
+
+pub struct Scene {
+    files: Vec<PathBuf>,
+    datasets: Vec<Dataset>,
+    bands: Vec<BandSource>,
+    pub grid: Grid,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BandSource {
+    file: usize,
+    band: usize,
+    data_type: GdalDataType,
+}
+
+impl Scene {
+    /// Opens `files` and selects `bands` (1-based, over the bands of all files in order, alpha
+    /// bands excluded; all of them when `None`).
+    pub fn open(files: &[PathBuf], bands: Option<&[usize]>) -> Result<Scene> {
+        let Some(first) = files.first() else { return Err(GeoError::Invalid("a scene needs at least one file".into())) };
+        let mut datasets = Vec::new();
+        let mut available = Vec::new();
+        let mut grid: Option<Grid> = None;
+        for (file, path) in files.iter().enumerate() {
+            let dataset = Dataset::open(path).at(path)?;
+            let (width, height) = dataset.raster_size();
+            // Rasters without georeference (plain PNGs) get GDAL's identity transform.
+            let this = Grid {
+                width,
+                height,
+                transform: dataset.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]),
+                wkt: dataset.projection(),
+            };
+            match &grid {
+                None => grid = Some(this),
+                Some(g) => {
+                    if (g.width, g.height, g.transform) != (this.width, this.height, this.transform) || !g.same_crs(&this)? {
+                        return Err(GeoError::Invalid(format!(
+                            "{} is not on the grid of {}; the files of one date must share size, geotransform and CRS",
+                            path.display(),
+                            first.display()
+                        )));
+                    }
+                }
+            }
+            for band in 1..=dataset.raster_count() {
+                let b = dataset.rasterband(band).at(path)?;
+                if b.color_interpretation() != ColorInterpretation::AlphaBand {
+                    available.push(BandSource { file, band, data_type: b.band_type() });
+                }
+            }
+            datasets.push(dataset);
+        }
+        let selected = match bands {
+            None => available,
+            Some(list) => list
+                .iter()
+                .map(|&b| {
+                    available.get(b.wrapping_sub(1)).copied().ok_or_else(|| {
+                        GeoError::Invalid(format!("band {b} was asked for, but {} has bands 1 to {}", describe(files), available.len()))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok(Scene { files: files.to_vec(), datasets, bands: selected, grid: grid.expect("one file at least") })
+    }
+
+    pub fn band_count(&self) -> usize {
+        self.bands.len()
+    }
+
+    /// The file (or files) this date comes from, for messages.
+    pub fn name(&self) -> String {
+        describe(&self.files)
+    }
+
+    /// Whether every selected band holds 8-bit data.
+    pub fn is_byte(&self) -> bool {
+        self.bands.iter().all(|b| b.data_type == GdalDataType::UInt8)
+    }
+
+    pub fn data_types(&self) -> Vec<String> {
+        self.bands.iter().map(|b| b.data_type.name()).collect()
+    }
+
+    fn path(&self, band: &BandSource) -> &Path {
+        &self.files[band.file]
+    }
+
+    /// Reads `window` of the selected bands into `values` (planar `[bands, h, w]`, raw values as
+    /// f32) and clears `valid` where any band is masked (nodata, alpha, mask band) or NaN.
+    pub fn read(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+        let plane = window.area();
+        assert_eq!(values.len(), plane * self.bands.len());
+        assert_eq!(valid.len(), plane);
+        let at = ((window.x as isize), (window.y as isize));
+        let size = (window.width, window.height);
+        let mut mask = vec![0u8; plane];
+        for (band, out) in self.bands.iter().zip(values.chunks_mut(plane)) {
+            let path = self.path(band);
+            let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
+            raster.read_into_slice::<f32>(at, size, size, out, None).at(path)?;
+            for (v, ok) in out.iter().zip(valid.iter_mut()) {
+                *ok &= !v.is_nan();
+            }
+            if !raster.mask_flags().at(path)?.is_all_valid() {
+                raster.open_mask_band().at(path)?.read_into_slice::<u8>(at, size, size, &mut mask, None).at(path)?;
+                for (m, ok) in mask.iter().zip(valid.iter_mut()) {
+                    *ok &= *m != 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The valid values of band `index` (0-based in the selection) on an overview of the whole
+    /// scene at most `side` pixels across (GDAL decimates, from overviews where the file has them).
+    pub fn sample(&self, index: usize, side: usize) -> Result<Vec<f32>> {
+        let band = &self.bands[index];
+        let path = self.path(band);
+        let (width, height) = (self.grid.width, self.grid.height);
+        let scale = (side as f64 / width.max(height) as f64).min(1.0);
+        let size = (((width as f64 * scale).round() as usize).max(1), ((height as f64 * scale).round() as usize).max(1));
+        let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
+        let mut values = vec![0f32; size.0 * size.1];
+        raster.read_into_slice::<f32>((0, 0), (width, height), size, &mut values, None).at(path)?;
+        let mut mask = vec![255u8; values.len()];
+        if !raster.mask_flags().at(path)?.is_all_valid() {
+            raster.open_mask_band().at(path)?.read_into_slice::<u8>((0, 0), (width, height), size, &mut mask, None).at(path)?;
+        }
+        Ok(values.into_iter().zip(mask).filter(|(v, m)| *m != 0 && !v.is_nan()).map(|(v, _)| v).collect())
+    }
+}
+
+fn describe(files: &[PathBuf]) -> String {
+    match files {
+        [one] => one.display().to_string(),
+        many => format!("{} (+{} files)", many[0].display(), many.len() - 1),
+    }
+}

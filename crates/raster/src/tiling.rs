@@ -1,0 +1,268 @@
+//! Covering a scene of any size with overlapping model tiles, and blending their outputs.
+//!
+//! Tiles sit on one global grid (every `stride = tile − overlap` pixels, the last one flush with
+//! the edge). The scene is cut into square *blocks* of whole strides; a block is finished from
+//! the tiles that touch it, so its memory is bounded whatever the scene size. Tiles straddling two
+//! blocks are run once for each (about `(1 + 1/n)²` tiles for blocks of n strides). A pixel's
+//! value depends only on the tiles covering it, never on the block or shard that computed it, so
+//! shards of the block list reassemble into the unsharded result exactly.
+
+use std::ops::Range;
+
+/// A rectangle of pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Window {
+    pub fn new(x: usize, y: usize, width: usize, height: usize) -> Self {
+        Window { x, y, width, height }
+    }
+
+    pub fn right(&self) -> usize {
+        self.x + self.width
+    }
+
+    pub fn bottom(&self) -> usize {
+        self.y + self.height
+    }
+
+    pub fn area(&self) -> usize {
+        self.width * self.height
+    }
+
+    pub fn intersection(&self, other: &Window) -> Option<Window> {
+        let (x, y) = (self.x.max(other.x), self.y.max(other.y));
+        let (right, bottom) = (self.right().min(other.right()), self.bottom().min(other.bottom()));
+        (x < right && y < bottom).then(|| Window::new(x, y, right - x, bottom - y))
+    }
+
+    /// The smallest window holding both.
+    pub fn union(&self, other: &Window) -> Window {
+        let (x, y) = (self.x.min(other.x), self.y.min(other.y));
+        Window::new(x, y, self.right().max(other.right()) - x, self.bottom().max(other.bottom()) - y)
+    }
+}
+
+/// Tile origins along a side of `len`: every `stride`, the last one flush with the end; a side
+/// shorter than the tile gets one tile at 0 (the caller pads it).
+pub fn tile_origins(len: usize, tile: usize, stride: usize) -> Vec<usize> {
+    if len <= tile {
+        return vec![0];
+    }
+    let count = (len - tile).div_ceil(stride) + 1;
+    (0..count).map(|i| (i * stride).min(len - tile)).collect()
+}
+
+/// The tile grid and block partition of a `width × height` scene.
+#[derive(Clone, Debug)]
+pub struct TilePlan {
+    pub width: usize,
+    pub height: usize,
+    pub tile: usize,
+    pub overlap: usize,
+    /// Block side in pixels: a whole number of strides.
+    pub block: usize,
+    xs: Vec<usize>,
+    ys: Vec<usize>,
+}
+
+impl TilePlan {
+    pub fn new(width: usize, height: usize, tile: usize, overlap: usize, block_strides: usize) -> Result<Self, String> {
+        if width == 0 || height == 0 {
+            return Err("the scene is empty".into());
+        }
+        if tile == 0 || overlap >= tile {
+            return Err(format!("the overlap ({overlap} px) must be smaller than the tile ({tile} px)"));
+        }
+        if block_strides == 0 {
+            return Err("blocks must hold at least one stride".into());
+        }
+        let stride = tile - overlap;
+        Ok(TilePlan {
+            width,
+            height,
+            tile,
+            overlap,
+            block: block_strides * stride,
+            xs: tile_origins(width, tile, stride),
+            ys: tile_origins(height, tile, stride),
+        })
+    }
+
+    pub fn stride(&self) -> usize {
+        self.tile - self.overlap
+    }
+
+    /// Every tile of the scene (clipped to it when the scene is smaller than a tile).
+    pub fn tile_count(&self) -> usize {
+        self.xs.len() * self.ys.len()
+    }
+
+    /// The blocks in row-major order.
+    pub fn blocks(&self) -> Vec<Window> {
+        let mut blocks = Vec::new();
+        for y in (0..self.height).step_by(self.block) {
+            for x in (0..self.width).step_by(self.block) {
+                blocks.push(Window::new(x, y, self.block.min(self.width - x), self.block.min(self.height - y)));
+            }
+        }
+        blocks
+    }
+
+    /// The blocks of shard `index` (0-based) out of `count`: a contiguous run in row-major
+    /// order, so that each shard's output stays compact.
+    pub fn shard(&self, index: usize, count: usize) -> Range<usize> {
+        let n = self.blocks().len();
+        index * n / count..(index + 1) * n / count
+    }
+
+    /// The tiles touching `block`, row-major, clipped to the scene.
+    pub fn tiles_in(&self, block: &Window) -> Vec<Window> {
+        let mut tiles = Vec::new();
+        for &y in &self.ys {
+            for &x in &self.xs {
+                let tile = Window::new(x, y, self.tile.min(self.width), self.tile.min(self.height));
+                if tile.intersection(block).is_some() {
+                    tiles.push(tile);
+                }
+            }
+        }
+        tiles
+    }
+}
+
+/// Per-position weights along a tile side: sin² ramps over `overlap` pixels at both ends, 1
+/// between. Two tiles overlapping by exactly `overlap` sum to 1 at every pixel of the overlap
+/// (sin² + cos²), and no weight is 0, so the normalised blend is smooth and defined everywhere.
+pub fn taper(tile: usize, overlap: usize) -> Vec<f32> {
+    (0..tile)
+        .map(|i| {
+            let distance = i.min(tile - 1 - i) as f32 + 0.5;
+            if distance >= overlap as f32 {
+                1.0
+            } else {
+                let s = (std::f32::consts::FRAC_PI_2 * distance / overlap as f32).sin();
+                s * s
+            }
+        })
+        .collect()
+}
+
+/// Weighted sums of tile outputs over one block.
+pub struct BlendAccumulator {
+    pub window: Window,
+    channels: usize,
+    sums: Vec<f32>,
+    weights: Vec<f32>,
+}
+
+impl BlendAccumulator {
+    pub fn new(window: Window, channels: usize) -> Self {
+        BlendAccumulator { window, channels, sums: vec![0.0; channels * window.area()], weights: vec![0.0; window.area()] }
+    }
+
+    /// Adds a tile's output `[channels, side, side]` (planar; `side` ≥ the tile's clipped size,
+    /// the rest being padding) at the tile's place, weighted by `taper ⊗ taper`.
+    pub fn add(&mut self, tile: &Window, side: usize, values: &[f32], taper: &[f32]) {
+        debug_assert_eq!(values.len(), self.channels * side * side);
+        let Some(common) = tile.intersection(&self.window) else { return };
+        let plane = self.window.area();
+        for y in common.y..common.bottom() {
+            let (ty, by) = (y - tile.y, y - self.window.y);
+            for x in common.x..common.right() {
+                let (tx, bx) = (x - tile.x, x - self.window.x);
+                let weight = taper[ty] * taper[tx];
+                let at = by * self.window.width + bx;
+                self.weights[at] += weight;
+                for c in 0..self.channels {
+                    self.sums[c * plane + at] += weight * values[(c * side + ty) * side + tx];
+                }
+            }
+        }
+    }
+
+    /// The blended values `[channels, height, width]`.
+    pub fn finish(mut self) -> Vec<f32> {
+        let plane = self.window.area();
+        for c in 0..self.channels {
+            for (sum, &weight) in self.sums[c * plane..(c + 1) * plane].iter_mut().zip(&self.weights) {
+                *sum /= weight;
+            }
+        }
+        self.sums
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_cover_the_side_and_end_flush() {
+        assert_eq!(tile_origins(1024, 256, 192), vec![0, 192, 384, 576, 768]);
+        assert_eq!(tile_origins(1000, 256, 192), vec![0, 192, 384, 576, 744]);
+        assert_eq!(tile_origins(256, 256, 192), vec![0]);
+        assert_eq!(tile_origins(50, 64, 48), vec![0]);
+    }
+
+    #[test]
+    fn overlapping_tapers_sum_to_one() {
+        let (tile, overlap) = (64, 16);
+        let w = taper(tile, overlap);
+        for j in 0..overlap {
+            let sum = w[tile - overlap + j] + w[j];
+            assert!((sum - 1.0).abs() < 1e-6, "{j}: {sum}");
+        }
+        assert!(w.iter().all(|&v| v > 0.0 && v <= 1.0));
+    }
+
+    #[test]
+    fn every_block_pixel_is_covered_and_shards_partition_the_blocks() {
+        let plan = TilePlan::new(1000, 700, 128, 32, 3).unwrap();
+        let blocks = plan.blocks();
+        assert_eq!(blocks.iter().map(Window::area).sum::<usize>(), 1000 * 700);
+        for block in &blocks {
+            let mut covered = vec![false; block.area()];
+            for tile in plan.tiles_in(block) {
+                let common = tile.intersection(block).unwrap();
+                for y in common.y..common.bottom() {
+                    for x in common.x..common.right() {
+                        covered[(y - block.y) * block.width + x - block.x] = true;
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&c| c), "{block:?}");
+        }
+        let shards: Vec<_> = (0..3).map(|i| plan.shard(i, 3)).collect();
+        assert_eq!(shards[0].start, 0);
+        assert_eq!(shards[2].end, blocks.len());
+        assert!(shards.windows(2).all(|w| w[0].end == w[1].start));
+    }
+
+    /// A position-independent tile output blends back to itself exactly: no seams, whatever the
+    /// tiling.
+    #[test]
+    fn blending_a_smooth_field_reproduces_it() {
+        let (width, height, tile, overlap) = (300, 200, 64, 24);
+        let field = |x: usize, y: usize| (x as f32 * 0.05).sin() + y as f32 * 0.01;
+        let plan = TilePlan::new(width, height, tile, overlap, 2).unwrap();
+        let weights = taper(tile, overlap);
+        for block in plan.blocks() {
+            let mut acc = BlendAccumulator::new(block, 1);
+            for t in plan.tiles_in(&block) {
+                let values: Vec<f32> = (0..tile * tile).map(|i| field(t.x + i % tile, t.y + i / tile)).collect();
+                acc.add(&t, tile, &values, &weights);
+            }
+            let blended = acc.finish();
+            for (i, v) in blended.iter().enumerate() {
+                let expected = field(block.x + i % block.width, block.y + i / block.width);
+                assert!((v - expected).abs() < 1e-5, "{block:?} {i}: {v} vs {expected}");
+            }
+        }
+    }
+}

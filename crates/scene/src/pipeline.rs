@@ -1,0 +1,347 @@
+//! One scene run: reader thread → model (this thread) → writer thread, one block at a time.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use tch::{Device, Kind, Tensor};
+
+use changedet_data::Normalization;
+use changedet_models::LoadedModel;
+use changedet_raster::Window;
+use changedet_raster::geo::{self, Scene, StagedRaster};
+use changedet_raster::tiling::{BlendAccumulator, TilePlan, taper};
+
+use crate::maps::{MapSet, ShardManifest};
+use crate::{SceneJob, SceneSummary};
+
+/// GDAL's block cache (MB): enough for the blocks under a few tiles of every band.
+const GDAL_CACHE_MB: usize = 256;
+/// Bands the models take (RGB).
+const MODEL_BANDS: usize = 3;
+
+/// Up to `batch_size` tiles of one block, normalised, `[n, 3, tile, tile]` per date.
+struct TileBatch {
+    block: usize,
+    tiles: Vec<Window>,
+    before: Vec<f32>,
+    after: Vec<f32>,
+    /// Per tile, `[tile, tile]`: both dates valid.
+    valid: Vec<bool>,
+    last_of_block: bool,
+}
+
+/// A finished block: the maps' values over `window`.
+struct BlockMaps {
+    window: Window,
+    /// 0/1, 255 = nodata.
+    change: Vec<u8>,
+    /// NaN = nodata.
+    probability: Vec<f32>,
+    /// Before classes, after classes, from→to (semantic models).
+    semantic: Option<[Vec<u8>; 3]>,
+}
+
+/// One date, opened, with its window onto the common grid and its band scaling.
+struct DateInput {
+    scene: Scene,
+    offset: (usize, usize),
+    scales: Vec<Option<geo::BandScale>>,
+}
+
+impl DateInput {
+    /// Reads `tile` (common-grid coordinates) into `out` `[3, side, side]` (model inputs; zero,
+    /// the mean, where invalid or beyond the scene) and ANDs its validity into `valid` `[side, side]`.
+    fn read(&self, tile: &Window, side: usize, norm: &Normalization, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
+        let window = Window::new(tile.x + self.offset.0, tile.y + self.offset.1, tile.width, tile.height);
+        let plane = window.area();
+        let mut raw = vec![0f32; plane * MODEL_BANDS];
+        let mut ok = vec![true; plane];
+        self.scene.read(window, &mut raw, &mut ok)?;
+        for y in 0..tile.height {
+            for x in 0..tile.width {
+                valid[y * side + x] &= ok[y * tile.width + x];
+            }
+        }
+        for (c, (raw, scale)) in raw.chunks(plane).zip(&self.scales).enumerate() {
+            for y in 0..tile.height {
+                for x in 0..tile.width {
+                    let v = raw[y * tile.width + x];
+                    let v = scale.map_or(v, |s| s.apply(v));
+                    out[(c * side + y) * side + x] = norm.apply_value(v, c);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `model` over the overlap of the job's two dates and writes the maps to `job.out`.
+pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Result<SceneSummary> {
+    let start = Instant::now();
+    geo::limit_gdal_cache(GDAL_CACHE_MB);
+    let maps = MapSet::new(model.spec.semantic_classes())?;
+    let sharded = job.shard.count > 1;
+    if sharded && job.vector.is_some() {
+        bail!("with --shard, polygons are made by `changedet merge --vector` from the merged maps");
+    }
+    let multiple = model.model.size_multiple();
+    if job.tile % multiple != 0 {
+        bail!("{} needs tiles whose side is a multiple of {multiple}; --tile is {}", model.spec.name(), job.tile);
+    }
+
+    let before = Scene::open(&job.before, job.bands.as_deref())?;
+    let aligned = if job.align {
+        geo::warp_onto(&job.after, &before.grid, &std::env::temp_dir())?
+    } else {
+        Vec::new()
+    };
+    let after_files: Vec<PathBuf> = if job.align { aligned.iter().map(|p| p.to_path_buf()).collect() } else { job.after.clone() };
+    let after = Scene::open(&after_files, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
+    for scene in [&before, &after] {
+        if scene.band_count() != MODEL_BANDS {
+            bail!(
+                "{} gives {} bands ({}), but the model takes {MODEL_BANDS} (RGB): choose them with --bands, e.g. --bands 3,2,1",
+                scene.name(),
+                scene.band_count(),
+                scene.data_types().join(", ")
+            );
+        }
+    }
+    let common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name())?;
+    let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
+    let blocks = plan.blocks();
+    let shard_blocks = plan.shard(job.shard.index, job.shard.count);
+    let tiles_total: usize = blocks[shard_blocks.clone()].iter().map(|b| plan.tiles_in(b).len()).sum();
+    maps.prepare(&job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
+
+    let dates = [
+        DateInput { scales: job.scaling.resolve(&before)?, scene: before, offset: (common.before.x, common.before.y) },
+        DateInput { scales: job.scaling.resolve(&after)?, scene: after, offset: (common.after.x, common.after.y) },
+    ];
+    let mut staged = maps
+        .maps()
+        .iter()
+        .map(|(name, kind)| StagedRaster::create(&MapSet::path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+
+    let progress = if job.progress {
+        indicatif::ProgressBar::new(tiles_total as u64).with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed_precise} (eta {eta})").expect("valid template"),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let norm = model.spec.normalization();
+    let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
+    let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
+    let shard_block_list: Vec<(usize, Window)> = shard_blocks.clone().map(|i| (i, blocks[i])).collect();
+    let mut summary = SceneSummary {
+        width: common.grid.width,
+        height: common.grid.height,
+        blocks: shard_block_list.len(),
+        tiles: tiles_total,
+        ..Default::default()
+    };
+
+    std::thread::scope(|s| -> Result<()> {
+        let reader = s.spawn(|| read_tiles(dates, &plan, &shard_block_list, job.batch_size, &norm, tile_tx));
+        let writer = s.spawn(|| write_blocks(&mut staged, block_rx));
+        let inferred = infer(model, device, job, &plan, &shard_block_list, maps.classes, tile_rx, block_tx, &progress);
+        let read = reader.join().expect("reader thread");
+        let written = writer.join().expect("writer thread");
+        // The first failure in pipeline order is the cause; the others are its echoes.
+        read?;
+        let (valid, changed) = written?;
+        inferred?;
+        summary.valid_pixels = valid;
+        summary.changed_pixels = changed;
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    summary.changed_area = summary.changed_pixels as f64 * common.grid.pixel_area();
+
+    if sharded {
+        for map in staged {
+            map.finish_tiled()?;
+        }
+        ShardManifest {
+            format: ShardManifest::FORMAT.into(),
+            index: job.shard.index,
+            count: job.shard.count,
+            width: common.grid.width,
+            height: common.grid.height,
+            transform: common.grid.transform,
+            wkt: common.grid.wkt.clone(),
+            maps,
+            model: model.spec.name().into(),
+            windows: shard_block_list.iter().map(|(_, w)| *w).collect(),
+            tiles: summary.tiles,
+            valid_pixels: summary.valid_pixels,
+            changed_pixels: summary.changed_pixels,
+        }
+        .write(&job.out)?;
+    } else {
+        for (map, (_, kind)) in staged.into_iter().zip(maps.maps()) {
+            map.finish_cog(&kind)?;
+        }
+        if let Some(vector) = &job.vector {
+            summary.polygons = Some(crate::merge::polygons(&job.out, maps, vector)?);
+        }
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reader thread: the tiles of each block, in batches.
+fn read_tiles(
+    dates: [DateInput; 2],
+    plan: &TilePlan,
+    blocks: &[(usize, Window)],
+    batch_size: usize,
+    norm: &Normalization,
+    out: SyncSender<TileBatch>,
+) -> Result<()> {
+    let side = plan.tile;
+    let plane = side * side;
+    for &(block, window) in blocks {
+        let tiles = plan.tiles_in(&window);
+        let batches = tiles.chunks(batch_size.max(1)).count();
+        for (b, chunk) in tiles.chunks(batch_size.max(1)).enumerate() {
+            let n = chunk.len();
+            let mut batch = TileBatch {
+                block,
+                tiles: chunk.to_vec(),
+                before: vec![0.0; n * MODEL_BANDS * plane],
+                after: vec![0.0; n * MODEL_BANDS * plane],
+                valid: vec![true; n * plane],
+                last_of_block: b + 1 == batches,
+            };
+            for (i, tile) in chunk.iter().enumerate() {
+                let valid = &mut batch.valid[i * plane..(i + 1) * plane];
+                let images = [&mut batch.before, &mut batch.after];
+                for (date, image) in dates.iter().zip(images) {
+                    date.read(tile, side, norm, &mut image[i * MODEL_BANDS * plane..(i + 1) * MODEL_BANDS * plane], valid)?;
+                }
+                // Masked pixels get the neutral input on both dates.
+                for (p, _) in valid.iter().enumerate().filter(|(_, ok)| !**ok) {
+                    for c in 0..MODEL_BANDS {
+                        batch.before[(i * MODEL_BANDS + c) * plane + p] = 0.0;
+                        batch.after[(i * MODEL_BANDS + c) * plane + p] = 0.0;
+                    }
+                }
+            }
+            if out.send(batch).is_err() {
+                return Ok(()); // the model side stopped; its error is reported
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This thread: tiles → logits → per-block blends → maps.
+#[allow(clippy::too_many_arguments)]
+fn infer(
+    model: &LoadedModel,
+    device: Device,
+    job: &SceneJob,
+    plan: &TilePlan,
+    blocks: &[(usize, Window)],
+    classes: Option<usize>,
+    tiles: Receiver<TileBatch>,
+    out: SyncSender<BlockMaps>,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let side = plan.tile;
+    let plane = side * side;
+    let weights = taper(side, plan.overlap);
+    // Change logits, then each date's class scores.
+    let channels = 2 + 2 * classes.unwrap_or(0);
+    let mut current: Option<(BlendAccumulator, Vec<bool>)> = None;
+    for batch in tiles {
+        let window = blocks.iter().find(|(i, _)| *i == batch.block).map(|(_, w)| *w).expect("a block of this shard");
+        let (acc, valid) = current.get_or_insert_with(|| (BlendAccumulator::new(window, channels), vec![false; window.area()]));
+        let n = batch.tiles.len() as i64;
+        let shape = [n, MODEL_BANDS as i64, side as i64, side as i64];
+        let before = Tensor::from_slice(&batch.before).view(shape).to_device(device);
+        let after = Tensor::from_slice(&batch.after).view(shape).to_device(device);
+        let prompts = vec![job.classes.clone(); n as usize];
+        let output = tch::no_grad(|| model.model.forward_with_classes_t(&before, &after, &prompts, false));
+        let mut parts = vec![output.logits];
+        if let Some([a, b]) = output.semantic {
+            parts.extend([a, b]);
+        }
+        let logits = Tensor::cat(&parts, 1).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+        let logits = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+        if logits.iter().any(|v| !v.is_finite()) {
+            bail!("the model produced non-finite scores on tiles {:?}", batch.tiles);
+        }
+        for (i, tile) in batch.tiles.iter().enumerate() {
+            acc.add(tile, side, &logits[i * channels * plane..(i + 1) * channels * plane], &weights);
+            if let Some(common) = tile.intersection(&window) {
+                for y in common.y..common.bottom() {
+                    for x in common.x..common.right() {
+                        valid[(y - window.y) * window.width + x - window.x] = batch.valid[i * plane + (y - tile.y) * side + x - tile.x];
+                    }
+                }
+            }
+        }
+        progress.inc(batch.tiles.len() as u64);
+        if batch.last_of_block {
+            let (acc, valid) = current.take().expect("a block in progress");
+            if out.send(block_maps(acc, &valid, classes)).is_err() {
+                break; // the writer failed; its error is reported
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blended scores → change (argmax of the two change scores), probability (their softmax),
+/// classes (argmax per date) and from→to codes; nodata where either date is masked.
+fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> BlockMaps {
+    let window = acc.window;
+    let plane = window.area();
+    let scores = acc.finish();
+    let mut change = vec![255u8; plane];
+    let mut probability = vec![f32::NAN; plane];
+    for p in (0..plane).filter(|&p| valid[p]) {
+        let (unchanged, changed) = (scores[p], scores[plane + p]);
+        change[p] = u8::from(changed > unchanged);
+        probability[p] = 1.0 / (1.0 + (unchanged - changed).exp());
+    }
+    let semantic = classes.map(|k| {
+        let argmax = |date: usize, p: usize| {
+            let first = 2 + date * k;
+            (0..k).fold(0, |best, c| if scores[(first + c) * plane + p] > scores[(first + best) * plane + p] { c } else { best }) as u8
+        };
+        let mut maps = [vec![255u8; plane], vec![255u8; plane], vec![255u8; plane]];
+        for p in (0..plane).filter(|&p| valid[p]) {
+            let (from, to) = (argmax(0, p), argmax(1, p));
+            maps[0][p] = from;
+            maps[1][p] = to;
+            maps[2][p] = if change[p] == 1 { 1 + k as u8 * from + to } else { 0 };
+        }
+        maps
+    });
+    BlockMaps { window, change, probability, semantic }
+}
+
+/// Writer thread: blocks into the staged maps (in `MapSet::maps` order). Returns the valid and
+/// changed pixel counts.
+fn write_blocks(staged: &mut [StagedRaster], blocks: Receiver<BlockMaps>) -> Result<(u64, u64)> {
+    let (mut valid, mut changed) = (0u64, 0u64);
+    for block in blocks {
+        valid += block.change.iter().filter(|&&c| c != 255).count() as u64;
+        changed += block.change.iter().filter(|&&c| c == 1).count() as u64;
+        staged[0].write(&block.window, block.change)?;
+        staged[1].write(&block.window, block.probability)?;
+        if let Some(semantic) = block.semantic {
+            for (map, values) in staged[2..].iter_mut().zip(semantic) {
+                map.write(&block.window, values)?;
+            }
+        }
+    }
+    Ok((valid, changed))
+}
