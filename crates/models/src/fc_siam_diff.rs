@@ -16,6 +16,9 @@ use crate::{ChangeModel, ChangeOutput};
 pub struct Config {
     pub in_channels: i64,
     pub num_classes: i64,
+    /// Channels of the first encoder stage; the others have 2, 4 and 8 times as many (the
+    /// paper's 16). Narrower networks serve quick experiments and pipeline benchmarks.
+    pub width: i64,
     /// Channel-wise dropout after every encoder and decoder block (the paper's 0.2).
     pub dropout: f64,
     pub normalization: Normalization,
@@ -23,7 +26,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { in_channels: 3, num_classes: 2, dropout: 0.2, normalization: Normalization::IMAGENET }
+        Config { in_channels: 3, num_classes: 2, width: 16, dropout: 0.2, normalization: Normalization::IMAGENET }
     }
 }
 
@@ -58,7 +61,8 @@ fn run(blocks: &[Block], x: &Tensor, train: bool) -> Tensor {
 
 #[derive(Debug)]
 pub struct FcSiamDiff {
-    /// Encoder stages (1: 16 ch, 2: 32, 3: 64, 4: 128), each followed by 2×2 max-pooling.
+    /// Encoder stages (width × 1, 2, 4, 8 channels: 16 … 128 in the paper), each followed by 2×2
+    /// max-pooling.
     encoder: [Vec<Block>; 4],
     /// Stride-2 transposed convs that undo each pooling, deepest first.
     upconv: [nn::ConvTranspose2D; 4],
@@ -71,6 +75,7 @@ pub struct FcSiamDiff {
 impl FcSiamDiff {
     pub fn new(vs: &nn::Path, cfg: &Config) -> Self {
         let p = cfg.dropout;
+        let [c1, c2, c3, c4] = [1, 2, 4, 8].map(|k| k * cfg.width);
         let enc = |name: &str, c_in, c_out| Block::new(vs, name, c_in, c_out, false, p);
         let dec = |name: &str, c_in, c_out| Block::new(vs, &format!("{name}d"), c_in, c_out, true, p);
         let up = |name: &str, c| {
@@ -79,21 +84,21 @@ impl FcSiamDiff {
         };
         FcSiamDiff {
             encoder: [
-                vec![enc("11", cfg.in_channels, 16), enc("12", 16, 16)],
-                vec![enc("21", 16, 32), enc("22", 32, 32)],
-                vec![enc("31", 32, 64), enc("32", 64, 64), enc("33", 64, 64)],
-                vec![enc("41", 64, 128), enc("42", 128, 128), enc("43", 128, 128)],
+                vec![enc("11", cfg.in_channels, c1), enc("12", c1, c1)],
+                vec![enc("21", c1, c2), enc("22", c2, c2)],
+                vec![enc("31", c2, c3), enc("32", c3, c3), enc("33", c3, c3)],
+                vec![enc("41", c3, c4), enc("42", c4, c4), enc("43", c4, c4)],
             ],
-            upconv: [up("4", 128), up("3", 64), up("2", 32), up("1", 16)],
+            upconv: [up("4", c4), up("3", c3), up("2", c2), up("1", c1)],
             decoder: [
-                vec![dec("43", 256, 128), dec("42", 128, 128), dec("41", 128, 64)],
-                vec![dec("33", 128, 64), dec("32", 64, 64), dec("31", 64, 32)],
-                vec![dec("22", 64, 32), dec("21", 32, 16)],
-                vec![dec("12", 32, 16)],
+                vec![dec("43", 2 * c4, c4), dec("42", c4, c4), dec("41", c4, c3)],
+                vec![dec("33", 2 * c3, c3), dec("32", c3, c3), dec("31", c3, c2)],
+                vec![dec("22", 2 * c2, c2), dec("21", c2, c1)],
+                vec![dec("12", 2 * c1, c1)],
             ],
             classifier: nn::conv_transpose2d(
                 vs / "conv11d",
-                16,
+                c1,
                 cfg.num_classes,
                 3,
                 nn::ConvTransposeConfig { padding: 1, ..Default::default() },
