@@ -28,6 +28,13 @@ dataset="levir-cd:$data/levir-cd-256"
 "$changedet" predict --checkpoint "$out/run/best.safetensors" \
   --before "$data/levir-cd-1024/A/test_2.png" --after "$data/levir-cd-1024/B/test_2.png" \
   --label "$data/levir-cd-1024/label/test_2.png" --out "$out/maps-1024"
+# A real georeferenced pair (CBERS-4 AWFI, one file per band, int16, a custom Albers CRS): the
+# whole-scene pipeline writes COG maps and change polygons with the scene's georeference. (The
+# model was trained on LEVIR's 0.5 m RGB, so on 64 m imagery its map only shows the mechanics.)
+cbers="$data/cbers4-awfi-2date"
+"$changedet" predict --checkpoint "$out/run/best.safetensors" \
+  --before "$(ls "$cbers"/A/*.tif | paste -sd,)" --after "$(ls "$cbers"/B/*.tif | paste -sd,)" \
+  --bands 3,2,1 --tile 64 --overlap 16 --out "$out/scene" --vector "$out/scene/changes.gpkg" --overwrite
 
 cat <<MSG
 
@@ -36,4 +43,5 @@ Demo finished. Outputs:
   training log     $out/run/metrics.jsonl and the curves in $out/run/curves.png
   evaluation       $out/eval.json
   change maps      $out/maps/ (held-out 256×256 pairs), $out/maps-1024/ (a whole 1024×1024 tile)
+  scene maps       $out/scene/ (change.tif, probability.tif, changes.gpkg: open them in QGIS)
 MSG

@@ -92,6 +92,8 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => Checkpoint::read(path)?.load_model(path, device)?,
         None => {
             let overrides = args.config.as_deref().map(serde_json::from_str).transpose().context("--config is not JSON")?;
+            // The same weights every run, so that runs differ only in what is measured.
+            tch::manual_seed(0);
             LoadedModel::new(ModelSpec::new(&args.model, overrides)?, device)
         }
     };

@@ -48,11 +48,15 @@ impl MapSet {
         out.join(format!("{name}.tif"))
     }
 
-    /// Refuses to start when an output exists, unless `overwrite`; creates the folder.
-    pub fn prepare(&self, out: &Path, extra: Option<&Path>, overwrite: bool) -> Result<()> {
+    /// Refuses to start when an output exists (unless `overwrite`) or the polygon file has an
+    /// unknown format; creates the folder.
+    pub fn prepare(&self, out: &Path, polygons: Option<&Path>, overwrite: bool) -> Result<()> {
+        if let Some(path) = polygons {
+            changedet_raster::geo::vector_driver(path)?;
+        }
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
         let maps = self.maps().into_iter().map(|(name, _)| Self::path(out, name));
-        for path in maps.chain(extra.map(Path::to_owned)).chain(std::iter::once(out.join(ShardManifest::FILE))) {
+        for path in maps.chain(polygons.map(Path::to_owned)).chain(std::iter::once(out.join(ShardManifest::FILE))) {
             if path.exists() && !overwrite {
                 bail!("{} exists; pass --overwrite to replace it", path.display());
             }

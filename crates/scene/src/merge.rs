@@ -16,6 +16,7 @@ use crate::{SceneSummary, VectorOutput};
 /// sparse); those blocks are copied into one staged map, which becomes the COG.
 pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&VectorOutput>) -> Result<SceneSummary> {
     let start = Instant::now();
+    geo::configure(crate::pipeline::GDAL_CACHE_MB);
     let manifests = shards.iter().map(|dir| ShardManifest::read(dir)).collect::<Result<Vec<_>>>()?;
     let first = manifests.first().context("merge needs shard folders")?;
     let mut seen = vec![false; first.count];

@@ -17,7 +17,7 @@ use crate::maps::{MapSet, ShardManifest};
 use crate::{SceneJob, SceneSummary};
 
 /// GDAL's block cache (MB): enough for the blocks under a few tiles of every band.
-const GDAL_CACHE_MB: usize = 256;
+pub(crate) const GDAL_CACHE_MB: usize = 256;
 /// Bands the models take (RGB).
 const MODEL_BANDS: usize = 3;
 
@@ -80,36 +80,30 @@ impl DateInput {
 /// Runs `model` over the overlap of the job's two dates and writes the maps to `job.out`.
 pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Result<SceneSummary> {
     let start = Instant::now();
-    geo::limit_gdal_cache(GDAL_CACHE_MB);
+    geo::configure(GDAL_CACHE_MB);
     let maps = MapSet::new(model.spec.semantic_classes())?;
     let sharded = job.shard.count > 1;
     if sharded && job.vector.is_some() {
         bail!("with --shard, polygons are made by `changedet merge --vector` from the merged maps");
     }
     let multiple = model.model.size_multiple();
-    if job.tile % multiple != 0 {
+    if !job.tile.is_multiple_of(multiple) {
         bail!("{} needs tiles whose side is a multiple of {multiple}; --tile is {}", model.spec.name(), job.tile);
     }
 
     let before = Scene::open(&job.before, job.bands.as_deref())?;
-    let aligned = if job.align {
-        geo::warp_onto(&job.after, &before.grid, &std::env::temp_dir())?
-    } else {
-        Vec::new()
-    };
-    let after_files: Vec<PathBuf> = if job.align { aligned.iter().map(|p| p.to_path_buf()).collect() } else { job.after.clone() };
-    let after = Scene::open(&after_files, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
-    for scene in [&before, &after] {
-        if scene.band_count() != MODEL_BANDS {
-            bail!(
-                "{} gives {} bands ({}), but the model takes {MODEL_BANDS} (RGB): choose them with --bands, e.g. --bands 3,2,1",
-                scene.name(),
-                scene.band_count(),
-                scene.data_types().join(", ")
-            );
-        }
+    let mut after = Scene::open(&job.after, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
+    check_bands(&before)?;
+    check_bands(&after)?;
+    let mut common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
+    // With --align, a date off the before grid is read through a warped VRT (kept until the end).
+    let warped = if job.align && common.is_err() { geo::warp_onto(&job.after, &before.grid, &std::env::temp_dir())? } else { Vec::new() };
+    if !warped.is_empty() {
+        let files: Vec<PathBuf> = warped.iter().map(|p| p.to_path_buf()).collect();
+        after = Scene::open(&files, job.bands.as_deref()).with_context(|| format!("after date {}, warped", job.after[0].display()))?;
+        common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
     }
-    let common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name())?;
+    let common = common?;
     let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
     let blocks = plan.blocks();
     let shard_blocks = plan.shard(job.shard.index, job.shard.count);
@@ -192,6 +186,18 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn check_bands(scene: &Scene) -> Result<()> {
+    if scene.band_count() != MODEL_BANDS {
+        bail!(
+            "{} gives {} bands ({}), but the model takes {MODEL_BANDS} (RGB): choose them with --bands, e.g. --bands 3,2,1",
+            scene.name(),
+            scene.band_count(),
+            scene.data_types().join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Reader thread: the tiles of each block, in batches.

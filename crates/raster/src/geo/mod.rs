@@ -12,7 +12,7 @@ mod scene;
 pub use align::warp_onto;
 pub use grid::{Grid, Overlap, overlap};
 pub use output::{MapKind, StagedRaster};
-pub use polygons::{PolygonOptions, polygonize};
+pub use polygons::{PolygonOptions, polygonize, vector_driver};
 pub use scaling::{BandScale, Scaling};
 pub use scene::Scene;
 
@@ -39,9 +39,16 @@ impl<T> GdalContext<T> for gdal::errors::Result<T> {
     }
 }
 
-/// GDAL's block cache is process-wide and by default 5% of the RAM; a fixed size keeps the
-/// peak memory of a scene run independent of the machine and of the scene.
-pub fn limit_gdal_cache(megabytes: usize) {
-    // Setting a known configuration key cannot fail.
-    let _ = gdal::config::set_config_option("GDAL_CACHEMAX", &megabytes.to_string());
+/// Process-wide GDAL settings for scene runs. The block cache is by default 5% of the RAM; a
+/// fixed size keeps the peak memory independent of the machine and of the scene. GDAL's messages
+/// go to the log instead of stderr: its failures reach the user as our errors (with the file),
+/// its warnings as log warnings.
+pub fn configure(cache_megabytes: usize) {
+    // GDAL reads GDAL_CACHEMAX once, at the cache's first use; this applies at any time.
+    // SAFETY: a plain setter of a process-wide limit.
+    unsafe { gdal_sys::GDALSetCacheMax64(cache_megabytes as i64 * 1024 * 1024) };
+    gdal::config::set_error_handler(|class, _, message| match class {
+        gdal::errors::CplErrType::Warning => tracing::warn!("GDAL: {message}"),
+        _ => tracing::debug!("GDAL: {message}"),
+    });
 }

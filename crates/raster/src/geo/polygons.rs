@@ -18,6 +18,15 @@ pub struct PolygonOptions {
     pub simplify: Option<f64>,
 }
 
+/// The GDAL driver for a polygon file, by its extension.
+pub fn vector_driver(target: &Path) -> Result<&'static str> {
+    match target.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("gpkg") => Ok("GPKG"),
+        Some("geojson" | "json") => Ok("GeoJSON"),
+        _ => Err(GeoError::Invalid(format!("{}: polygons are written as .gpkg or .geojson", target.display()))),
+    }
+}
+
 /// The from→to code `1 + K·from + to` of semantic maps, decoded.
 fn from_to(code: i32, classes: i32) -> (i32, i32) {
     ((code - 1) / classes, (code - 1) % classes)
@@ -27,11 +36,7 @@ fn from_to(code: i32, classes: i32) -> (i32, i32) {
 /// (`.gpkg` or `.geojson`), written under a hidden name and renamed. With `fromto` (and the
 /// class count), each polygon is one from→to transition. Returns the number of polygons.
 pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &Path, target: &Path, options: &PolygonOptions) -> Result<usize> {
-    let driver_name = match target.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("gpkg") => "GPKG",
-        Some("geojson" | "json") => "GeoJSON",
-        _ => return Err(GeoError::Invalid(format!("{}: polygons are written as .gpkg or .geojson", target.display()))),
-    };
+    let driver_name = vector_driver(target)?;
     let change_ds = Dataset::open(change).at(change)?;
     let value_ds = match fromto {
         Some((path, _)) => Some(Dataset::open(path).at(path)?),
@@ -104,7 +109,6 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         f.create(&out).at(target)?;
         written += 1;
     }
-    drop(out);
     out_ds.close().at(target)?;
     temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
     Ok(written)

@@ -1,0 +1,90 @@
+//! `changedet predict` on a real georeferenced scene pair (CBERS-4, four band files per date),
+//! `--shard` + `merge`, and the command-line refusals of the scene options.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
+use common::*;
+
+fn checkpoint(dir: &Path) -> PathBuf {
+    let path = dir.join("model.safetensors");
+    tch::manual_seed(3);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu);
+    Checkpoint::write(&path, &model, &[], None).unwrap();
+    path
+}
+
+/// One date's band files, comma-separated, blue to NIR.
+fn cbers(date: &str) -> String {
+    let dir = shared_data(&format!("cbers4-awfi-2date/{date}"));
+    let mut files: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    files.sort();
+    files.join(",")
+}
+
+fn pixels(path: &Path) -> Vec<u8> {
+    let ds = gdal::Dataset::open(path).unwrap();
+    let size = ds.raster_size();
+    ds.rasterband(1).unwrap().read_as::<u8>((0, 0), size, size, None).unwrap().into_shape_and_vec().1
+}
+
+#[test]
+fn predict_scene_shards_and_merge_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let (before, after) = (cbers("A"), cbers("B"));
+    let out = dir.path().join("whole");
+    let vector = out.join("changes.geojson");
+    let scene = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["predict", "--checkpoint", s(&ckpt), "--before", &before, "--after", &after, "--bands", "3,2,1"];
+        args.extend(["--tile", "32", "--overlap", "8", "--block", "1", "--device", "cpu", "--out", s(out)]);
+        args.extend(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = run(scene(&out, &["--vector", s(&vector)]));
+    assert!(stdout.contains("50×50 px, 25 tiles in 9 blocks") && stdout.contains("polygons"), "{stdout}");
+    assert!(out.join("change.tif").is_file() && out.join("probability.tif").is_file() && vector.is_file());
+
+    let args = scene(&out, &[]);
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("change.tif exists; pass --overwrite"), "{err}");
+
+    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.path().join(format!("part{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let stdout = run(scene(part, &["--shard", &format!("{}/3", i + 1)]));
+        assert!(stdout.contains(&format!("shard {}/3", i + 1)), "{stdout}");
+    }
+    let merged = dir.path().join("merged");
+    let merged_vector = merged.join("changes.geojson");
+    let stdout = ok(&["merge", s(&parts[1]), s(&parts[0]), s(&parts[2]), "--out", s(&merged), "--vector", s(&merged_vector)]);
+    assert!(stdout.contains("50×50 px"), "{stdout}");
+    assert_eq!(pixels(&merged.join("change.tif")), pixels(&out.join("change.tif")));
+    assert_eq!(std::fs::read_to_string(&merged_vector).unwrap().matches("\"Feature\"").count(), std::fs::read_to_string(&vector).unwrap().matches("\"Feature\"").count());
+}
+
+#[test]
+fn scene_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let (before, after) = (cbers("A"), cbers("B"));
+    let out = dir.path().join("out");
+    let base = ["predict", "--checkpoint", s(&ckpt), "--before", &before, "--after", &after, "--device", "cpu", "--out", s(&out)];
+    let with = |extra: &[&str]| base.iter().chain(extra).map(|a| a.to_string()).collect::<Vec<String>>();
+    let fails_with = |extra: &[&str]| fails(&with(extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = fails_with(&["--bands", "3,2,1", "--tile", "64", "--overlap", "64"]);
+    assert!(err.contains("overlap (64 px) must be smaller than the tile (64 px)"), "{err}");
+    let err = fails_with(&["--bands", "3,2,1", "--shard", "4/3"]);
+    assert!(err.contains("bad shard '4/3'"), "{err}");
+    let err = fails_with(&["--bands", "3,2,1", "--scale", "divide:0"]);
+    assert!(err.contains("bad scaling 'divide:0'"), "{err}");
+    let err = fails_with(&["--bands", "3,2,1", "--vector", s(&dir.path().join("x.shp"))]);
+    assert!(err.contains("x.shp: polygons are written as .gpkg or .geojson"), "{err}");
+    assert!(!out.join("change.tif").exists());
+    // Scene options on plain images need --scene.
+    let png = levir_256().join("A/test_102_0512_0000.png");
+    let err = fails(&["predict", "--checkpoint", s(&ckpt), "--before", s(&png), "--after", s(&png), "--tile", "64", "--out", s(&out)]);
+    assert!(err.contains("add --scene"), "{err}");
+}
