@@ -88,3 +88,27 @@ fn scene_options_are_checked() {
     let err = fails(&["predict", "--checkpoint", s(&ckpt), "--before", s(&png), "--after", s(&png), "--tile", "64", "--out", s(&out)]);
     assert!(err.contains("add --scene"), "{err}");
 }
+
+/// A disk that fills up mid-run (simulated with a file-size limit, so writes fail with EFBIG as
+/// they would with ENOSPC): a clear error, and nothing left in the output folder.
+#[test]
+fn a_full_disk_leaves_no_partial_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let out = dir.path().join("out");
+    let (before, after) = (shared_data("levir-cd-1024/A/test_3.png"), shared_data("levir-cd-1024/B/test_3.png"));
+    let script = format!(
+        "ulimit -f 256; trap '' XFSZ; exec '{}' predict --checkpoint '{}' --before '{}' --after '{}' --scene --tile 256 --overlap 32 --block 1 --device cpu --out '{}'",
+        env!("CARGO_BIN_EXE_changedet"),
+        s(&ckpt),
+        s(&before),
+        s(&after),
+        s(&out)
+    );
+    let output = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(".tif"), "the error names the file: {stderr}");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -39,6 +39,21 @@ impl<T> GdalContext<T> for gdal::errors::Result<T> {
     }
 }
 
+/// Runs GDAL calls and also fails when GDAL recorded a failure in this thread's error state
+/// without returning one: GDAL 3.6 reports write errors of flushes and closes (a full disk) only
+/// there, and a read can evict another file's unwritten blocks and fail to write them.
+pub(crate) fn checked<T>(path: &Path, what: &str, calls: impl FnOnce() -> Result<T>) -> Result<T> {
+    // SAFETY: plain accessors of GDAL's thread-local error state.
+    unsafe { gdal_sys::CPLErrorReset() };
+    let value = calls()?;
+    let class = unsafe { gdal_sys::CPLGetLastErrorType() };
+    if class == gdal_sys::CPLErr::CE_Failure || class == gdal_sys::CPLErr::CE_Fatal {
+        let message = unsafe { std::ffi::CStr::from_ptr(gdal_sys::CPLGetLastErrorMsg()) }.to_string_lossy().into_owned();
+        return Err(GeoError::Invalid(format!("{}: {what} failed: {message}", path.display())));
+    }
+    Ok(value)
+}
+
 /// Process-wide GDAL settings for scene runs. The block cache is by default 5% of the RAM; a
 /// fixed size keeps the peak memory independent of the machine and of the scene. GDAL's messages
 /// go to the log instead of stderr: its failures reach the user as our errors (with the file),

@@ -8,7 +8,7 @@ use gdal::raster::{ColorEntry, ColorTable, GdalType, PaletteInterpretation, Rast
 use gdal::{Dataset, DriverManager};
 use tempfile::TempPath;
 
-use super::{GdalContext, GeoError, Grid, Result};
+use super::{GdalContext, GeoError, Grid, Result, checked};
 use crate::Window;
 
 /// The kinds of map a scene run writes.
@@ -100,23 +100,29 @@ impl StagedRaster {
         Ok(StagedRaster { target: target.to_owned(), temp, dataset })
     }
 
+    /// Writes `values` over `window` and flushes them to the file, so that a write error (a full
+    /// disk) surfaces here.
     pub fn write<T: GdalType + Copy>(&mut self, window: &Window, values: Vec<T>) -> Result<()> {
-        let mut buffer = gdal::raster::Buffer::new((window.width, window.height), values);
-        let mut band = self.dataset.rasterband(1).at(&self.target)?;
-        band.write((window.x as isize, window.y as isize), (window.width, window.height), &mut buffer).at(&self.target)
+        let StagedRaster { target, dataset, .. } = self;
+        checked(target, "writing", || {
+            let mut buffer = gdal::raster::Buffer::new((window.width, window.height), values);
+            let mut band = dataset.rasterband(1).at(target)?;
+            band.write((window.x as isize, window.y as isize), (window.width, window.height), &mut buffer).at(target)?;
+            dataset.flush_cache().at(target)
+        })
     }
 
     /// Closes the file and renames it to the target as it is (a shard's part, merged later).
     pub fn finish_tiled(self) -> Result<()> {
         let StagedRaster { target, temp, dataset } = self;
-        dataset.close().at(&target)?;
+        checked(&target, "writing", || dataset.close().at(&target))?;
         temp.persist(&target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))
     }
 
     /// Closes the file and writes the target as a COG from it.
     pub fn finish_cog(self, kind: &MapKind) -> Result<()> {
         let StagedRaster { target, temp, dataset } = self;
-        dataset.close().at(&target)?;
+        checked(&target, "writing", || dataset.close().at(&target))?;
         let source = Dataset::open(&temp).at(&target)?;
         translate_to_cog(&source, &target, kind)
     }
@@ -141,8 +147,7 @@ fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<(
         ("OVERVIEW_RESAMPLING", resampling),
         ("NUM_THREADS", "ALL_CPUS"),
     ]);
-    let written = source.create_copy(&driver, &temp, &options).at(target)?;
-    written.close().at(target)?;
+    checked(target, "writing the COG", || source.create_copy(&driver, &temp, &options).at(target)?.close().at(target))?;
     temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
     Ok(())
 }

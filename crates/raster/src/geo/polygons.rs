@@ -8,7 +8,7 @@ use gdal::spatial_ref::SpatialRef;
 use gdal::vector::{Feature, FieldDefn, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::{Dataset, DriverManager};
 
-use super::{GdalContext, GeoError, Result};
+use super::{GdalContext, GeoError, Result, checked};
 
 #[derive(Clone, Debug, Default)]
 pub struct PolygonOptions {
@@ -47,7 +47,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
     let srs = if wkt.is_empty() { None } else { Some(SpatialRef::from_wkt(&wkt).at(change)?) };
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
 
-    let regions = Regions::label(&change_ds, value_ds.as_ref(), &probability_ds, dir).at(change)?;
+    let regions = checked(dir, "labelling the change regions", || Regions::label(&change_ds, value_ds.as_ref(), &probability_ds, dir).at(change))?;
     let labels = Dataset::open(&regions.labels).at(change)?;
     let label_band = labels.rasterband(1).at(change)?;
 
@@ -109,7 +109,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         f.create(&out).at(target)?;
         written += 1;
     }
-    out_ds.close().at(target)?;
+    checked(target, "writing", || out_ds.close().at(target))?;
     temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
     Ok(written)
 }

@@ -100,6 +100,10 @@ impl Scene {
     /// Reads `window` of the selected bands into `values` (planar `[bands, h, w]`, raw values as
     /// f32) and clears `valid` where any band is masked (nodata, alpha, mask band) or NaN.
     pub fn read(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+        super::checked(&self.files[0], "reading", || self.read_unchecked(window, values, valid))
+    }
+
+    fn read_unchecked(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
         let plane = window.area();
         assert_eq!(values.len(), plane * self.bands.len());
         assert_eq!(valid.len(), plane);
