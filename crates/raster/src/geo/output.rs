@@ -39,12 +39,14 @@ pub struct StagedRaster {
     dataset: Dataset,
 }
 
-fn hidden_temp(target: &Path, what: &str) -> Result<TempPath> {
+/// An empty hidden file `.NAME.RANDOM.SUFFIX` beside `target`, deleted when dropped unless
+/// persisted under the target's name.
+pub(crate) fn hidden_temp(target: &Path, suffix: &str) -> Result<TempPath> {
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("map");
     tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(&format!(".{what}.tif"))
+        .suffix(&format!(".{suffix}"))
         // Maps are for sharing: rw-r--r-- rather than the private default of temporary files.
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
@@ -70,7 +72,7 @@ fn colour_table(colours: &[[u8; 3]]) -> ColorTable<'static> {
 
 impl StagedRaster {
     pub fn create(target: &Path, grid: &Grid, kind: &MapKind) -> Result<Self> {
-        let temp = hidden_temp(target, "partial")?;
+        let temp = hidden_temp(target, "partial.tif")?;
         let driver = DriverManager::get_driver_by_name("GTiff").at(target)?;
         let block = BLOCK.to_string();
         let options = options(&[
@@ -132,7 +134,7 @@ impl StagedRaster {
 /// 512² DEFLATE tiles with a predictor, overviews (nearest for class maps, average for
 /// probabilities), BigTIFF when needed.
 fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<()> {
-    let temp = hidden_temp(target, "cog")?;
+    let temp = hidden_temp(target, "cog.tif")?;
     let driver = DriverManager::get_driver_by_name("COG").at(target)?;
     let resampling = match kind {
         MapKind::Classes { .. } => "NEAREST",

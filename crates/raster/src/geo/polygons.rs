@@ -64,12 +64,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         return Err(GeoError::Invalid(format!("{}: polygonising failed", change.display())));
     }
 
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", target.file_name().and_then(|n| n.to_str()).unwrap_or("polygons")))
-        .suffix(&format!(".partial.{}", target.extension().and_then(|e| e.to_str()).unwrap_or("gpkg")))
-        .tempfile_in(dir)
-        .map(|f| f.into_temp_path())
-        .map_err(|e| GeoError::Invalid(format!("{}: cannot create a file beside it: {e}", target.display())))?;
+    let temp = super::output::hidden_temp(target, &format!("partial.{}", target.extension().and_then(|e| e.to_str()).unwrap_or("gpkg")))?;
     // The drivers create their files themselves.
     std::fs::remove_file(&temp).map_err(|e| GeoError::Invalid(format!("{}: {e}", temp.display())))?;
     let mut out_ds = DriverManager::get_driver_by_name(driver_name).at(target)?.create_vector_only(&temp).at(target)?;
