@@ -5,21 +5,21 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tch::{Device, Kind, Tensor};
 
-use changedet_models::clearscd::ClearScd;
+use changedet_data::Preset;
+use changedet_models::input::BatchTensors;
 use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
-use changedet_train::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
-use changedet_train::loss::LossKind;
-use changedet_train::optim::{Adam, OptimizerKind};
+use changedet_train::optim::Adam;
 
 /// Time a model: median inference time per pair and median training-step time per batch.
 ///
-/// Inputs are random tensors of the given size; a training step is forward, the model's loss
-/// (cross-entropy; ClearSCD's full objective for clearscd), backward and an Adam update. Peak
-/// memory is the process's peak resident set (CPU).
+/// Inputs are random tensors of the given size; a training step is forward, the model's
+/// training objective under its reference recipe (ClearSCD's full objective, SACL's global term
+/// included), backward and an update by the recipe's optimiser. Peak memory is the process's
+/// peak resident set (CPU).
 #[derive(Parser)]
 pub struct Args {
     /// Model to build with its default configuration.
-    #[arg(long, default_value = "fc-siam-diff", conflicts_with = "checkpoint")]
+    #[arg(long, default_value = changedet_models::DEFAULT_MODEL, conflicts_with = "checkpoint")]
     model: String,
     /// Overrides of the model's configuration, as JSON (e.g. '{"width": 4}').
     #[arg(long, conflicts_with = "checkpoint")]
@@ -54,6 +54,9 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     tile: usize,
 }
+
+/// An epoch past every objective's warm-up (ClearSCD's global SACL term starts after epoch 1).
+const EPOCH_AFTER_WARMUP: usize = 1_000;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -94,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
             let overrides = args.config.as_deref().map(serde_json::from_str).transpose().context("--config is not JSON")?;
             // The same weights every run, so that runs differ only in what is measured.
             tch::manual_seed(0);
-            LoadedModel::new(ModelSpec::new(&args.model, overrides)?, device)
+            LoadedModel::new(ModelSpec::new(&args.model, overrides)?, device)?
         }
     };
     if let Some(side) = args.scene {
@@ -109,25 +112,28 @@ pub fn run(args: Args) -> Result<()> {
 
     let n = args.batch_size;
     let s = args.train_size.unwrap_or(s);
-    let (a, b) = (Tensor::randn([n, 3, s, s], opts), Tensor::randn([n, 3, s, s], opts));
-    let target = Tensor::randint(2, [n, s, s], (Kind::Int64, device));
-    let mut optimizer = Adam::new(&model.vs, OptimizerKind::AdamW, 1e-4);
-    let clearscd = model.model.as_any().downcast_ref::<ClearScd>();
-    let semantic = clearscd.map(|m| [0, 1].map(|_| Tensor::randint(m.num_classes, [n, s, s], (Kind::Int64, device))));
-    let train = time(args.iters, device, || {
-        let loss = match (clearscd, &semantic) {
-            // ClearSCD trains with its own objective, SACL and BSCC included.
-            (Some(m), Some([sem_a, sem_b])) => {
-                let out = m.forward_scd(&a, &b, true);
-                let labels = ScdLabels { semantic: [sem_a, sem_b], change: &target };
-                clearscd_losses(m, &out, &labels, &clearscd_loss::Config::default(), false, true, &mut RandomPermutations).total()
-            }
-            _ => LossKind::CrossEntropy.compute(&model.model.forward_t(&a, &b, true), &target),
-        };
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step(1e-4);
+    let labels = |classes: i64| Tensor::randint(classes, [n, s, s], (Kind::Int64, device));
+    let batch = BatchTensors {
+        before: Tensor::randn([n, 3, s, s], opts),
+        after: Tensor::randn([n, 3, s, s], opts),
+        label: Some(labels(2)),
+        semantic: model.spec.semantic_classes().map(|k| [labels(k as i64), labels(k as i64)]),
+        classes: vec![Default::default(); n as usize],
+    };
+    let recipe = model.spec.reference_recipe(Preset::Generic);
+    let mut optimizer = Adam::with_decay_exemptions(&model.vs, recipe.optimizer, recipe.weight_decay, &recipe.no_decay_keys);
+    let mut failure = None;
+    let train = time(args.iters, device, || match model.model.training_loss(&batch, &recipe, EPOCH_AFTER_WARMUP) {
+        Ok(loss) => {
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step(recipe.lr);
+        }
+        Err(e) => failure = Some(e),
     });
+    if let Some(e) = failure {
+        return Err(e).context("the training step failed");
+    }
 
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());

@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            crate::predict::write_atomic(&target, &class_lists::to_json(&entries)).with_context(|| format!("{}: cannot write", target.display()))?;
+            changedet_raster::atomic::write_bytes(&target, &class_lists::to_json(&entries)).with_context(|| format!("{}: cannot write", target.display()))?;
             println!("{}: {} images", target.display(), entries.len());
             written += 1;
         }

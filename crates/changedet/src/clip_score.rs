@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         }));
     }
     if let Some(path) = &args.json {
-        crate::predict::write_atomic(path, serde_json::to_string_pretty(&json!({ "clip": args.clip, "images": report }))?.as_bytes())?;
+        changedet_raster::atomic::write_bytes(path, serde_json::to_string_pretty(&json!({ "clip": args.clip, "images": report }))?.as_bytes())?;
     }
     Ok(())
 }

@@ -5,11 +5,11 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_metrics::ScdMaps;
+use changedet_metrics::{EveryConvention, ScdMaps};
 use changedet_models::{Checkpoint, LoadedModel};
 use changedet_train::Protocol;
 
-use crate::metrics::{Accumulators, print_report};
+use crate::metrics::print_report;
 
 /// Evaluate a checkpoint on a labelled split: one global confusion matrix over all pairs.
 ///
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
-    crate::train::check_text_inputs(&model.spec, &dataset)?;
+    crate::train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         return evaluate_semantic(&args, &model, &dataset, classes, device);
     }
@@ -80,14 +80,14 @@ fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Valu
         "pairs": dataset.len(),
     });
     report.as_object_mut().expect("object").extend(results.as_object().cloned().unwrap_or_default());
-    crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+    changedet_raster::atomic::write_bytes(path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
     println!("metrics written to {}", path.display());
     Ok(())
 }
 
 fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
-    let mut acc = Accumulators::new(classes);
+    let mut acc = EveryConvention::new(classes);
     changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, args.protocol, |p| {
         let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
             bail!("pair '{}': no semantic prediction or label", p.name);

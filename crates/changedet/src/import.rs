@@ -2,11 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tch::Device;
 
 use changedet_models::import::{import, read_state_dict};
-use changedet_models::registry::merge;
 use changedet_models::{Checkpoint, ModelSpec};
 
 /// Convert a reference implementation's PyTorch checkpoint into a changedet checkpoint.
@@ -34,36 +33,16 @@ pub struct Args {
     out: PathBuf,
 }
 
-/// Configuration fields that can be read off a state dict's shapes.
-fn inferred_config(model: &str, state_dict: &std::collections::BTreeMap<String, tch::Tensor>, path: &std::path::Path) -> Result<Value> {
-    Ok(match model {
-        "clearscd" => {
-            let mut config = serde_json::Map::new();
-            if let Some(head) = state_dict.get("head_seg.0.weight") {
-                config.insert("num_classes".into(), json!(head.size()[0]));
-            }
-            if let Some(queue) = state_dict.get("queue_A0") {
-                config.insert("queue_len".into(), json!(queue.size()[1]));
-            }
-            Value::Object(config)
-        }
-        "changeclip-rn50" | "changeclip-vit" => {
-            let config = changedet_models::changeclip::Config::from_state_dict(state_dict, path, model == "changeclip-vit")?;
-            serde_json::to_value(config)?
-        }
-        _ => json!({}),
-    })
-}
-
 pub fn run(args: Args) -> Result<()> {
     let state_dict = read_state_dict(&args.src)?;
-    let mut config = inferred_config(&args.model, &state_dict, &args.src)?;
-    if let Some(text) = &args.config {
-        let overrides: Value = serde_json::from_str(text).context("--config is not a JSON object")?;
-        let Value::Object(overrides) = overrides else { anyhow::bail!("--config must be a JSON object") };
-        merge(&mut config, Value::Object(overrides));
-    }
-    let spec = ModelSpec::new(&args.model, Some(config))?;
+    let overrides = match &args.config {
+        Some(text) => match serde_json::from_str(text).context("--config is not a JSON object")? {
+            Value::Object(overrides) => Some(Value::Object(overrides)),
+            _ => anyhow::bail!("--config must be a JSON object"),
+        },
+        None => None,
+    };
+    let spec = ModelSpec::for_reference_state_dict(&args.model, &state_dict, &args.src, overrides)?;
     let (model, report) = import(spec, state_dict, &args.src, Device::Cpu)?;
     Checkpoint::write(&args.out, &model, &[], None).with_context(|| format!("{}: cannot write the checkpoint", args.out.display()))?;
     println!("{} imported from {}: {} variables ({} parameters)", model.spec.name(), args.src.display(), model.vs.variables().len(), model.parameter_count());

@@ -3,20 +3,45 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 
-use changedet_models::Checkpoint;
+use changedet_models::{Checkpoint, MODEL_NAMES, ModelSpec};
 use changedet_train::TrainingState;
 
-/// Show what a checkpoint holds: model, configuration, size and training state.
+/// Show what a checkpoint holds (model, configuration, size and training state), or with
+/// --models the models changedet can build.
 #[derive(Parser)]
 pub struct Args {
-    checkpoint: PathBuf,
+    #[arg(required_unless_present = "models")]
+    checkpoint: Option<PathBuf>,
+    /// List every model: its paper, what it is and what it outputs.
+    #[arg(long, conflicts_with = "checkpoint")]
+    models: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = Checkpoint::read(&args.checkpoint)?;
-    let model = checkpoint.load_model(&args.checkpoint, tch::Device::Cpu)?;
-    println!("checkpoint   {}", args.checkpoint.display());
-    println!("model        {}", model.spec.name());
+    match &args.checkpoint {
+        Some(path) => checkpoint(path),
+        None => models(),
+    }
+}
+
+fn models() -> Result<()> {
+    for &name in MODEL_NAMES {
+        let spec = ModelSpec::new(name, None)?;
+        let card = spec.config().card();
+        let outputs = match spec.semantic_classes() {
+            Some(k) => format!("change and {k} land-cover classes per date"),
+            None => "change".to_owned(),
+        };
+        println!("{name}\n  {}\n  outputs: {outputs}\n  paper: {}\n", card.summary, card.paper);
+    }
+    Ok(())
+}
+
+fn checkpoint(path: &std::path::Path) -> Result<()> {
+    let checkpoint = Checkpoint::read(path)?;
+    let model = checkpoint.load_model(path, tch::Device::Cpu)?;
+    println!("checkpoint   {}", path.display());
+    println!("model        {} ({})", model.spec.name(), model.spec.config().card().summary);
     println!("parameters   {}", model.parameter_count());
     println!("tensors      {} model, {} optimiser", checkpoint.model.len(), checkpoint.optimizer.len());
     println!("config       {}", serde_json::to_string_pretty(&model.spec.config_json())?);

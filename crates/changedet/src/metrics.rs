@@ -1,15 +1,11 @@
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use changedet_data::semantic::second_class;
-use changedet_data::LabelEncoding;
-use changedet_metrics::{BinaryConfusion, ClearScdAccumulator, ScdAccumulator, ScdConvention, ScdMaps, ScdPair};
-use changedet_raster::{Raster, read_gray, read_rgb};
+use changedet_data::map_scores::{GroundTruth, MapFolders, score_maps};
+use changedet_metrics::EveryConvention;
 
 /// Score prediction maps against ground-truth maps on disk, in the conventions papers use.
 ///
@@ -63,194 +59,6 @@ enum GtEncoding {
     Second,
 }
 
-
-const IMAGE_EXTENSIONS: [&str; 5] = ["png", "tif", "tiff", "jpg", "bmp"];
-
-fn stem(path: &Path) -> Option<String> {
-    path.file_stem().and_then(|s| s.to_str()).map(str::to_owned)
-}
-
-/// Image files of `dir` by stem.
-fn files_by_stem(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list the folder", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
-        .filter_map(|p| Some((stem(&p)?, p)))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// The pairs of files with the same stem in `pred` and `gt`; a file on one side only is an error.
-fn match_files(pred: &Path, gt: &Path) -> Result<Vec<String>> {
-    let p: BTreeSet<String> = files_by_stem(pred)?.into_iter().map(|(s, _)| s).collect();
-    let g: BTreeSet<String> = files_by_stem(gt)?.into_iter().map(|(s, _)| s).collect();
-    if let Some(missing) = g.difference(&p).next() {
-        bail!("{}: no prediction for ground-truth map '{missing}'", pred.display());
-    }
-    if let Some(extra) = p.difference(&g).next() {
-        bail!("{}: prediction '{extra}' has no ground-truth map in {}", pred.display(), gt.display());
-    }
-    if g.is_empty() {
-        bail!("{}: no maps found", gt.display());
-    }
-    Ok(g.into_iter().collect())
-}
-
-fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
-    IMAGE_EXTENSIONS
-        .iter()
-        .map(|e| dir.join(format!("{stem}.{e}")))
-        .find(|p| p.is_file())
-        .with_context(|| format!("{}: no map named '{stem}'", dir.display()))
-}
-
-fn same_size(a: &Raster, a_path: &Path, b: &Raster, b_path: &Path) -> Result<()> {
-    if a.size() != b.size() {
-        bail!("{} is {}×{} but {} is {}×{}", a_path.display(), a.width, a.height, b_path.display(), b.width, b.height);
-    }
-    Ok(())
-}
-
-/// Reads change masks and decodes them to 0/1 (and 255 for unlabelled ground truth).
-fn read_change(path: &Path, encoding: LabelEncoding, ignore: Option<u8>) -> Result<Raster> {
-    let mut mask = read_gray(path)?;
-    encoding.decode(path, &mut mask.data, ignore)?;
-    Ok(mask)
-}
-
-fn detect_change_encoding(dir: &Path, stems: &[String]) -> Result<LabelEncoding> {
-    let values = stems
-        .par_iter()
-        .map(|s| {
-            let path = find(dir, s)?;
-            let set: BTreeSet<u8> = read_gray(&path)?.data.into_iter().collect();
-            Ok((path, set))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(LabelEncoding::detect(&values, None)?)
-}
-
-fn read_classes(path: &Path, classes: usize, max: u8, what: &str) -> Result<Raster> {
-    let map = read_gray(path)?;
-    let bad: BTreeSet<u8> = map.data.iter().copied().filter(|&v| v > max).collect();
-    if !bad.is_empty() {
-        bail!("{}: {what} values {:?} outside 0..={max} ({classes} classes)", path.display(), bad);
-    }
-    Ok(map)
-}
-
-/// SECOND RGB labels → class indices 0..5, with white (no change) as unlabelled (6).
-fn read_second_rgb(path: &Path) -> Result<Raster> {
-    let rgb = read_rgb(path)?;
-    let mut unknown = BTreeSet::new();
-    let data = rgb
-        .data
-        .chunks_exact(3)
-        .map(|px| match second_class([px[0], px[1], px[2]]) {
-            Some(class) => class,
-            None => {
-                unknown.insert([px[0], px[1], px[2]]);
-                0
-            }
-        })
-        .collect();
-    if !unknown.is_empty() {
-        let shown: Vec<_> = unknown.iter().take(5).collect();
-        bail!("{}: colours {:?} are not in the SECOND palette", path.display(), shown);
-    }
-    Ok(Raster::new(rgb.width, rgb.height, 1, data))
-}
-
-struct ScdInputs<'a> {
-    pred: &'a Path,
-    gt: &'a Path,
-    classes: usize,
-    encoding: GtEncoding,
-    pred_change: LabelEncoding,
-    gt_change: Option<LabelEncoding>,
-}
-
-impl ScdInputs<'_> {
-    fn load(&self, stem: &str) -> Result<ScdPair> {
-        let k = self.classes;
-        let gt_date = |date: &str| -> Result<(Raster, PathBuf)> {
-            let path = find(&self.gt.join(date), stem)?;
-            let map = match self.encoding {
-                GtEncoding::Hiucd => read_classes(&path, k, k as u8, "ground-truth class")?,
-                GtEncoding::Second => read_second_rgb(&path)?,
-            };
-            Ok((map, path))
-        };
-        let (gt_a, gt_a_path) = gt_date("A")?;
-        let (gt_b, gt_b_path) = gt_date("B")?;
-        same_size(&gt_a, &gt_a_path, &gt_b, &gt_b_path)?;
-        let gt_change = match self.gt_change {
-            Some(encoding) => {
-                let path = find(&self.gt.join("change"), stem)?;
-                let ignore = (self.encoding == GtEncoding::Hiucd).then_some(255);
-                let mask = read_change(&path, encoding, ignore)?;
-                same_size(&gt_a, &gt_a_path, &mask, &path)?;
-                mask.data
-            }
-            // SECOND without a change folder: changed wherever the label is not white.
-            None => gt_a.data.iter().map(|&c| u8::from(c != k as u8)).collect(),
-        };
-        let pred_date = |date: &str| -> Result<Raster> {
-            let path = find(&self.pred.join(date), stem)?;
-            let map = read_classes(&path, k, k as u8 - 1, "predicted class")?;
-            same_size(&gt_a, &gt_a_path, &map, &path)?;
-            Ok(map)
-        };
-        let change_path = find(&self.pred.join("change"), stem)?;
-        let pred_change = read_change(&change_path, self.pred_change, None)?;
-        same_size(&gt_a, &gt_a_path, &pred_change, &change_path)?;
-        let (pred_a, pred_b) = (pred_date("A")?.data, pred_date("B")?.data);
-        Ok(ScdPair { gt_a: gt_a.data, gt_b: gt_b.data, gt_change, pred_a, pred_b, pred_change: pred_change.data })
-    }
-}
-
-/// Every convention's accumulator, fed the same maps.
-#[derive(Clone)]
-pub struct Accumulators {
-    binary: BinaryConfusion,
-    second: ScdAccumulator,
-    fromto: ScdAccumulator,
-    clearscd: ClearScdAccumulator,
-}
-
-impl Accumulators {
-    pub fn new(classes: usize) -> Self {
-        Accumulators {
-            binary: BinaryConfusion::default(),
-            second: ScdAccumulator::new(ScdConvention::Second, classes),
-            fromto: ScdAccumulator::new(ScdConvention::FromTo, classes),
-            clearscd: ClearScdAccumulator::new(classes),
-        }
-    }
-
-    /// One pair's semantic-change maps, into every convention.
-    pub fn add(&mut self, maps: &ScdMaps) -> std::result::Result<(), changedet_metrics::MetricsError> {
-        self.binary.accumulate(maps.pred_change, maps.gt_change, Some(255))?;
-        self.second.add(maps)?;
-        self.fromto.add(maps)?;
-        self.clearscd.add(maps)
-    }
-
-    fn merge(mut self, other: Accumulators) -> Self {
-        self.binary.merge(&other.binary);
-        self.second.merge(&other.second);
-        self.fromto.merge(&other.fromto);
-        self.clearscd.merge(&other.clearscd);
-        self
-    }
-}
-
-fn binary_dir(dir: &Path) -> PathBuf {
-    if dir.join("change").is_dir() { dir.join("change") } else { dir.to_owned() }
-}
-
 pub fn run(args: Args) -> Result<()> {
     let wants = |c: Convention| args.convention == c || args.convention == Convention::All;
     let semantic = [Convention::Second, Convention::Fromto, Convention::Clearscd].into_iter().any(wants);
@@ -261,60 +69,16 @@ pub fn run(args: Args) -> Result<()> {
     if !(2..=254).contains(&classes) {
         bail!("--classes must be between 2 and 254");
     }
-    let gt_change_dir = args.gt.join("change");
-    let (stems, report) = if semantic {
-        let stems = match_files(&args.pred.join("A"), &args.gt.join("A"))?;
-        for sub in ["B", "change"] {
-            match_files(&args.pred.join(sub), &args.gt.join("A"))?;
-        }
-        let inputs = ScdInputs {
-            pred: &args.pred,
-            gt: &args.gt,
-            classes,
-            encoding: args.gt_encoding,
-            pred_change: detect_change_encoding(&args.pred.join("change"), &stems)?,
-            gt_change: match args.gt_encoding {
-                GtEncoding::Hiucd => Some(LabelEncoding::ZeroOne),
-                GtEncoding::Second if gt_change_dir.is_dir() => Some(detect_change_encoding(&gt_change_dir, &stems)?),
-                GtEncoding::Second => None,
-            },
-        };
-        let acc = stems
-            .par_iter()
-            .map(|stem| -> Result<Accumulators> {
-                let m = inputs.load(stem)?;
-                let mut acc = Accumulators::new(classes);
-                acc.add(&m.maps()).map_err(|e| anyhow::anyhow!("pair '{stem}': {e}"))?;
-                Ok(acc)
-            })
-            .try_reduce(|| Accumulators::new(classes), |a, b| Ok(a.merge(b)))?;
-        (stems, acc)
-    } else {
-        let (pred_dir, gt_dir) = (binary_dir(&args.pred), binary_dir(&args.gt));
-        let stems = match_files(&pred_dir, &gt_dir)?;
-        let (pred_encoding, gt_encoding) = (detect_change_encoding(&pred_dir, &stems)?, detect_change_encoding(&gt_dir, &stems)?);
-        let binary = stems
-            .par_iter()
-            .map(|stem| -> Result<BinaryConfusion> {
-                let (p_path, g_path) = (find(&pred_dir, stem)?, find(&gt_dir, stem)?);
-                let (p, g) = (read_change(&p_path, pred_encoding, None)?, read_change(&g_path, gt_encoding, None)?);
-                same_size(&p, &p_path, &g, &g_path)?;
-                let mut c = BinaryConfusion::default();
-                c.accumulate(&p.data, &g.data, None).map_err(|e| anyhow::anyhow!("{}: {e}", p_path.display()))?;
-                Ok(c)
-            })
-            .try_reduce(BinaryConfusion::default, |mut a, b| {
-                a.merge(&b);
-                Ok(a)
-            })?;
-        (stems, Accumulators { binary, ..Accumulators::new(classes) })
+    let ground_truth = match args.gt_encoding {
+        GtEncoding::Hiucd => GroundTruth::Hiucd,
+        GtEncoding::Second => GroundTruth::Second,
     };
-
+    let (stems, report) = score_maps(&MapFolders { pred: &args.pred, gt: &args.gt, classes, ground_truth, semantic })?;
     println!("{} pairs: predictions {} against ground truth {}", stems.len(), args.pred.display(), args.gt.display());
     let results = print_report(&report, wants, semantic)?;
     if let Some(path) = &args.json {
         let report = json!({ "pairs": stems.len(), "classes": classes, "conventions": Value::Object(results.clone()) });
-        crate::predict::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+        changedet_raster::atomic::write_bytes(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
         println!("metrics written to {}", path.display());
     }
@@ -338,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Prints the tables of the wanted conventions and returns them as JSON, by convention name.
-pub fn print_report(report: &Accumulators, wants: impl Fn(Convention) -> bool, semantic: bool) -> Result<serde_json::Map<String, Value>> {
+pub fn print_report(report: &EveryConvention, wants: impl Fn(Convention) -> bool, semantic: bool) -> Result<serde_json::Map<String, Value>> {
     let mut results = serde_json::Map::new();
     if wants(Convention::Binary) {
         let m = report.binary.metrics();
@@ -373,7 +137,8 @@ pub fn print_report(report: &Accumulators, wants: impl Fn(Convention) -> bool, s
         if !m.guarded.is_empty() {
             println!("  (0 instead of the reference's NaN for: {})", m.guarded.join(", "));
         }
-        results.insert("clearscd".into(), serde_json::to_value(&m)?);
+        let name = Convention::Clearscd.to_possible_value().expect("a visible convention").get_name().to_owned();
+        results.insert(name, serde_json::to_value(&m)?);
     }
     Ok(results)
 }

@@ -1,15 +1,14 @@
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use changedet_data::palette::{colourise, default_palette};
+use changedet_data::maps::{MapSet, PairMaps};
 use changedet_data::{Dataset, DatasetSpec, PairPaths};
 use changedet_models::{Checkpoint, tensor_io};
 use changedet_train::Protocol;
-use changedet_raster::{read_rgb, write_gray_png, write_rgb_png};
+use changedet_raster::read_rgb;
 
 /// Predict change maps for one pair of images or for a dataset split.
 ///
@@ -73,23 +72,6 @@ pub struct Args {
     scene: crate::scene::SceneArgs,
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path)?;
-    Ok(())
-}
-
-/// The from→to map: 0 where unchanged, 1 + K·from + to where changed.
-fn from_to(before: &[u8], after: &[u8], change: &[u8], classes: u8) -> Result<Vec<u8>> {
-    if classes as usize * classes as usize + 1 > 255 {
-        bail!("a from→to PNG holds at most 15 classes; this model has {classes}");
-    }
-    Ok(before.iter().zip(after).zip(change).map(|((&a, &b), &c)| if c == 0 { 0 } else { 1 + classes * a + b }).collect())
-}
-
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
@@ -117,33 +99,29 @@ pub fn run(args: Args) -> Result<()> {
         (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
-    crate::train::check_text_inputs(&model.spec, &dataset)?;
+    crate::train::warn_without_class_lists(&model.spec, &dataset);
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let paths: HashMap<String, PathBuf> = dataset.pairs.iter().map(|p| (p.name.clone(), p.after.clone())).collect();
+    let map_set = MapSet::new(model.spec.semantic_classes()).map_err(anyhow::Error::msg)?;
 
     let mut changed_pixels = 0usize;
     let mut written = 0usize;
     changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, args.protocol, |p| {
-        let (w, h) = (p.width as u32, p.height as u32);
-        let out = |suffix: &str| args.out.join(format!("{}_{suffix}.png", p.name));
-        let change: Vec<u8> = p.change.iter().map(|&c| c * 255).collect();
-        let probability: Vec<u8> = p.probability.iter().map(|&v| (v * 255.0).round() as u8).collect();
         changed_pixels += p.change.iter().filter(|&&c| c != 0).count();
         let after = read_rgb(&paths[&p.name])?;
         let overlay = match &p.label {
             Some(label) => changedet_raster::overlay_errors(&after, &p.change, label),
             None => changedet_raster::overlay_change(&after, &p.change),
         };
-        write_gray_png(&out("change"), w, h, &change)?;
-        write_gray_png(&out("probability"), w, h, &probability)?;
-        write_rgb_png(&out("overlay"), w, h, &overlay)?;
-        if let Some([before, after]) = &p.semantic {
-            let classes = before.logits.size()[0];
-            let palette = default_palette(classes as usize);
-            write_rgb_png(&out("before_classes"), w, h, &colourise(&before.classes, &palette))?;
-            write_rgb_png(&out("after_classes"), w, h, &colourise(&after.classes, &palette))?;
-            write_gray_png(&out("fromto"), w, h, &from_to(&before.classes, &after.classes, &p.change, classes as u8)?)?;
-        }
+        let maps = PairMaps {
+            width: p.width as u32,
+            height: p.height as u32,
+            change: &p.change,
+            probability: &p.probability,
+            classes: p.semantic.as_ref().map(|[before, after]| [before.classes.as_slice(), after.classes.as_slice()]),
+            overlay: &overlay,
+        };
+        map_set.write_pair_pngs(&args.out, &p.name, &maps)?;
         if let Some(raw) = &args.raw {
             let logits = p.logits.unsqueeze(0);
             let tensors = match &p.semantic {

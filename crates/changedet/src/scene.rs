@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Parser};
 use tch::Device;
 
-use changedet_models::{LoadedModel, ModelSpec};
+use changedet_models::LoadedModel;
 use changedet_raster::geo::{PolygonOptions, Scaling};
 use changedet_scene::{SceneJob, Shard, VectorOutput};
 
@@ -94,11 +94,8 @@ impl SceneArgs {
 /// `predict` on a scene pair.
 #[allow(clippy::too_many_arguments)]
 pub fn predict(args: &SceneArgs, model: &LoadedModel, device: Device, before: &[PathBuf], after: &[PathBuf], out: &Path, batch_size: usize, classes: [Vec<String>; 2]) -> Result<()> {
-    if matches!(model.spec, ModelSpec::ChangeClipRn50(_) | ModelSpec::ChangeClipVit(_)) {
-        changedet_models::changeclip::require_vocabulary()?;
-        if classes[0].is_empty() {
-            tracing::warn!("no --classes-before for this scene: ChangeCLIP's prompts fall back to the bare prefix");
-        }
+    if model.spec.config().uses_class_lists() && classes[0].is_empty() {
+        tracing::warn!("no --classes-before for this scene: {}'s prompts fall back to the bare prefix", model.spec.name());
     }
     let job = SceneJob {
         bands: args.bands.clone(),

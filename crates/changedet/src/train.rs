@@ -4,12 +4,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_models::ModelSpec;
-use changedet_train::loss::LossKind;
-use changedet_train::optim::OptimizerKind;
-use changedet_train::schedule::Schedule;
-use changedet_train::trainer::BestMetric;
-use changedet_train::{Recipe, TrainJob};
+use changedet_models::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
+use changedet_models::{ModelSpec, Recipe};
+use changedet_train::TrainJob;
 
 /// Train a model; writes last/best checkpoints, metrics.jsonl and curves.png to --out.
 ///
@@ -18,9 +15,9 @@ use changedet_train::{Recipe, TrainJob};
 /// or mIoU). --iterations sets a step budget instead of epochs. `--resume` continues an interrupted run from
 /// `OUT/last.safetensors` with its own recipe, weights, optimiser state and data order.
 ///
-/// Options left out take the model's reference recipe: fc-siam-diff 50 epochs, batch 8, crop 256,
-/// AdamW lr 1e-3, decay 1e-4, constant; clearscd (on hiucd:/second: datasets, with its SACL and
-/// BSCC losses) 100 epochs, batch 8, crop 512, Adam lr 2.5e-4, L2 5e-4, step:10:0.9;
+/// Options left out take the model's reference recipe: fc-siam-diff (also fc-ef, fc-siam-conc)
+/// 50 epochs, batch 8, crop 256, AdamW lr 1e-3, decay 1e-4, constant; clearscd (on hiucd:/second: datasets, with its SACL and
+/// BSCC losses, --loss clearscd) 100 epochs, batch 8, crop 512, Adam lr 2.5e-4, L2 5e-4, step:10:0.9;
 /// changeclip-rn50/-vit 20000 iterations of batch 40 (ViT 24), validation every 1000 (WHU-CD,
 /// SYSU-CD 500, CDD 2000) keeping the best mIoU, crop 256, AdamW lr 1e-4 (SYSU-CD 3e-5; ViT also
 /// on LEVIR-CD+ and WHU-CD), decay 0.01 (none on norms and relative-position tables),
@@ -28,8 +25,9 @@ use changedet_train::{Recipe, TrainJob};
 /// (start it from CLIP weights with --clip).
 #[derive(Parser)]
 pub struct Args {
-    /// Model to train (fc-siam-diff, clearscd, changeclip-rn50, changeclip-vit).
-    #[arg(long, default_value = "fc-siam-diff")]
+    /// Model to train (fc-ef, fc-siam-conc, fc-siam-diff, clearscd, changeclip-rn50,
+    /// changeclip-vit; `changedet info --models` describes them).
+    #[arg(long, default_value = changedet_models::DEFAULT_MODEL)]
     model: String,
     /// JSON object overriding fields of the model's configuration, e.g. '{"dropout":0.1}'.
     #[arg(long)]
@@ -73,7 +71,7 @@ pub struct Args {
     #[arg(long)]
     schedule: Option<Schedule>,
     /// ce (two-class cross-entropy, mean over labelled pixels), ce-all-pixels (mean over all
-    /// pixels, mmseg's default) or bce-dice.
+    /// pixels, mmseg's default), bce-dice, or clearscd (ClearSCD's own objective, its only one).
     #[arg(long)]
     loss: Option<LossKind>,
     /// Disable the random flips and rotations (90° steps; also up to ±30° for clearscd).
@@ -96,8 +94,9 @@ pub struct Args {
     /// Stop after this many optimiser steps without saving (for time-boxed runs).
     #[arg(long)]
     max_steps: Option<usize>,
-    /// ChangeCLIP: start its image and text encoders from these CLIP weights (OpenAI's RN50.pt or
-    /// ViT-B-16.pt, or any layout `clip-classes` reads), as the reference does.
+    /// Start from pretrained weights, for the models that have them: ChangeCLIP's image and text
+    /// encoders from CLIP weights (OpenAI's RN50.pt or ViT-B-16.pt, or any layout
+    /// `clip-classes` reads), as the reference does.
     #[arg(long, conflicts_with = "resume")]
     clip: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
@@ -116,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = ModelSpec::new(&args.model, overrides)?;
     let train = Dataset::open(&args.dataset, &args.train_split, true, args.ignore_value)?;
     let val = Dataset::open(&args.dataset, &args.val_split, true, args.ignore_value)?;
-    check_text_inputs(&model, &train)?;
+    warn_without_class_lists(&model, &train);
     tracing::info!(
         "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {:?}",
         args.dataset.root.display(),
@@ -130,7 +129,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         device
     );
-    let reference = Recipe::for_model(&args.model, args.dataset.preset);
+    let reference = model.reference_recipe(args.dataset.preset);
     let recipe = Recipe {
         epochs: args.epochs.unwrap_or(reference.epochs),
         // --epochs asks for epochs: it replaces the reference's iteration budget and its
@@ -162,7 +161,7 @@ pub fn run(args: Args) -> Result<()> {
         resume: args.resume,
         max_steps: args.max_steps,
         progress: true,
-        clip_weights: args.clip,
+        pretrained: args.clip,
     })?;
     println!(
         "trained {} epochs ({} steps); best validation {} {:.4}",
@@ -180,17 +179,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Vision-language models need CLIP's vocabulary, and class lists for their prompts: without
-/// them the prompts fall back to the bare prefix, as the reference does, which is worth a warning.
-pub fn check_text_inputs(model: &ModelSpec, dataset: &Dataset) -> Result<()> {
-    if !matches!(model, ModelSpec::ChangeClipRn50(_) | ModelSpec::ChangeClipVit(_)) {
-        return Ok(());
-    }
-    changedet_models::changeclip::require_vocabulary()?;
-    if !dataset.has_class_lists() {
+/// Vision-language models prompt with each image's class names: without them the prompts fall
+/// back to the bare prefix, as the reference does, which is worth a warning.
+pub fn warn_without_class_lists(model: &ModelSpec, dataset: &Dataset) {
+    if model.config().uses_class_lists() && !dataset.has_class_lists() {
         tracing::warn!(
-            "no class lists for these images (FOLDER_clipcls_56_vit16.json beside the image folders; `changedet clip-classes` writes them): ChangeCLIP's prompts fall back to the bare prefix"
+            "no class lists for these images (FOLDER_clipcls_56_vit16.json beside the image folders; `changedet clip-classes` writes them): {}'s prompts fall back to the bare prefix",
+            model.name()
         );
     }
-    Ok(())
 }

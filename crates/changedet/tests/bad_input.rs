@@ -31,7 +31,7 @@ fn dataset(root: &Path) -> String {
 
 fn checkpoint(dir: &Path) -> PathBuf {
     let path = dir.join("model.safetensors");
-    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu).unwrap();
     Checkpoint::write(&path, &model, &[], None).unwrap();
     path
 }
@@ -107,7 +107,7 @@ fn checkpoint_of_another_model_or_with_missing_keys() {
 
     // Weights of a three-class network under a two-class configuration.
     let three = tmp.path().join("three.safetensors");
-    let other = LoadedModel::new(ModelSpec::new("fc-siam-diff", Some(serde_json::json!({"num_classes": 3}))).unwrap(), tch::Device::Cpu);
+    let other = LoadedModel::new(ModelSpec::new("fc-siam-diff", Some(serde_json::json!({"num_classes": 3}))).unwrap(), tch::Device::Cpu).unwrap();
     Checkpoint::write(&three, &other, &[], None).unwrap();
     let mut mislabelled = tensor_io::read(&three).unwrap();
     mislabelled.metadata.insert("config".into(), file.metadata["config"].clone());

@@ -106,7 +106,7 @@ fn predict_refuses_sizes_the_network_cannot_take() {
     let tmp = tempfile::tempdir().unwrap();
     let checkpoint = tmp.path().join("clearscd.safetensors");
     tch::manual_seed(1);
-    let model = changedet_models::LoadedModel::new(ModelSpec::new("clearscd", None).unwrap(), Device::Cpu);
+    let model = changedet_models::LoadedModel::new(ModelSpec::new("clearscd", None).unwrap(), Device::Cpu).unwrap();
     changedet_models::Checkpoint::write(&checkpoint, &model, &[], None).unwrap();
     let pair = shared_data("levir-cd-256");
     let crop = |date: &str| {

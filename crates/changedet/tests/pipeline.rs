@@ -175,7 +175,7 @@ fn predict_raw_outputs_equal_the_model_called_directly() {
     let tmp = tempfile::tempdir().unwrap();
     let checkpoint = tmp.path().join("model.safetensors");
     tch::manual_seed(3);
-    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), Device::Cpu);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), Device::Cpu).unwrap();
     Checkpoint::write(&checkpoint, &model, &[], None).unwrap();
 
     let pair = shared_data("levir-cd-1024");

@@ -11,7 +11,7 @@ use common::*;
 fn checkpoint(dir: &Path) -> PathBuf {
     let path = dir.join("model.safetensors");
     tch::manual_seed(3);
-    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu).unwrap();
     Checkpoint::write(&path, &model, &[], None).unwrap();
     path
 }

@@ -10,7 +10,9 @@ use crate::class_lists::{self, ClassLists};
 use crate::semantic::SemanticLabels;
 use crate::{DataError, LabelEncoding, Result};
 
-const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+/// Extensions of the image files changedet reads as tiles, maps and labels, in the order a
+/// file is looked for by its stem.
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
 
 /// The folder names and label encoding of a published dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

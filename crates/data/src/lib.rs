@@ -9,6 +9,8 @@ mod label;
 mod loader;
 mod normalization;
 mod photometric;
+pub mod map_scores;
+pub mod maps;
 pub mod palette;
 pub mod prepare;
 pub mod semantic;
@@ -36,6 +38,8 @@ pub enum DataError {
     LabelValues { path: PathBuf, found: Vec<u8>, expected: String },
     #[error("{message}")]
     Batch { message: String },
+    #[error("{0}")]
+    Maps(String),
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

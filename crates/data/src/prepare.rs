@@ -155,12 +155,7 @@ pub fn prepare_hiucd(src: &Path, out: &Path) -> Result<PrepareReport> {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |e: std::io::Error| layout_error(path, format!("cannot write: {e}"));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    changedet_raster::atomic::write_bytes(path, text.as_bytes()).map_err(|e| layout_error(path, format!("cannot write: {e}")))
 }
 
 /// Prepares SECOND: `SRC/SPLIT/{label1,label2}/*.png` (RGB palette) → `OUT/SPLIT/A/`, `B/`

@@ -12,12 +12,14 @@
 pub mod binary;
 pub mod clearscd;
 pub mod confusion;
+pub mod every;
 pub mod numpy;
 pub mod scd;
 
 pub use binary::{BinaryConfusion, BinaryMetrics};
 pub use clearscd::{ClearScdAccumulator, ClearScdMetrics};
 pub use confusion::Confusion;
+pub use every::EveryConvention;
 pub use scd::{ScdAccumulator, ScdConvention, ScdMetrics};
 
 /// A map handed to a metric does not fit its partner or holds a value the convention forbids.

@@ -8,17 +8,18 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 use tch::nn;
 
-use changedet_data::Normalization;
+use changedet_data::{Normalization, Preset};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::clip::weights::{ClipStateDict, VisionConfig};
-use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, TokenizerError, VitConfig};
+use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, VitConfig};
 use crate::decoders::fpn_neck::FpnNeck;
 use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
-use crate::{ChangeModel, ChangeOutput, ModelError, Result};
+use crate::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
+use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
 
 /// The prompt every image gets for its background.
 pub const BACKGROUND_PROMPT: &str = "remote sensing image background objects";
@@ -149,19 +150,20 @@ pub struct ChangeClip {
     channel_att: Vec<ChannelAttention>,
     neck: FpnNeck,
     decode_head: SwinTextDecoder,
-    /// CLIP's tokenizer for the prompts (the shared default vocabulary; `None` if it is missing,
-    /// which [`ChangeClip::forward_with_classes_t`] reports).
-    tokenizer: Option<Arc<Tokenizer>>,
+    /// CLIP's tokenizer for the prompts (the shared default vocabulary).
+    tokenizer: Arc<Tokenizer>,
     pub config: Config,
 }
 
 impl ChangeClip {
-    pub fn new(vs: &nn::Path, config: &Config) -> Self {
+    /// Refuses to build without CLIP's vocabulary, which every forward pass needs for its prompts.
+    pub fn new(vs: &nn::Path, config: &Config) -> Result<Self> {
+        let tokenizer = Tokenizer::shared()?;
         let levels = config.level_channels();
         let context_tokens = config.text.context_length - config.prompt_length;
         let text_dim = config.text.embed_dim;
         let truncated = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
-        Self {
+        Ok(Self {
             backbone: ImageEncoder::new(vs / "backbone", &config.vision),
             text_encoder: TextEncoder::new(vs / "text_encoder", &config.text),
             context_decoder: ContextDecoder::new(vs / "context_decoder", &config.context_decoder),
@@ -171,9 +173,9 @@ impl ChangeClip {
             channel_att: (0..4).map(|i| ChannelAttention::new(vs / "channel_att" / i, 3 * config.width, config.width)).collect(),
             neck: FpnNeck::new(vs / "neck", &levels.iter().map(|c| 2 * c).collect::<Vec<_>>(), config.width),
             decode_head: SwinTextDecoder::new(vs / "decode_head", config.width, text_dim, 2),
-            tokenizer: Tokenizer::shared().ok(),
+            tokenizer,
             config: config.clone(),
-        }
+        })
     }
 
     /// Token rows `[n, 2, prompt_length]` of each image's [background, foreground] prompts.
@@ -232,7 +234,7 @@ impl ChangeModel for ChangeClip {
 
     fn forward_with_classes_t(&self, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]], train: bool) -> ChangeOutput {
         let n = before.size()[0] as usize;
-        let tokenizer = self.tokenizer.as_ref().unwrap_or_else(|| panic!("{}", Tokenizer::shared().expect_err("the tokenizer failed to load")));
+        let tokenizer = &self.tokenizer;
         let none = vec![Default::default(); n];
         let classes = if classes.is_empty() { &none[..] } else { classes };
         assert_eq!(classes.len(), n, "one pair of class lists per image pair");
@@ -246,10 +248,6 @@ impl ChangeModel for ChangeClip {
         let tokens_after = self.prompt_tokens(tokenizer, &after_lists);
         let logits = self.forward_detailed_t(before, after, &tokens_before, &tokens_after, train).logits;
         ChangeOutput { logits, semantic: None }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 
     /// Four pyramid levels down to stride 32, each decoder stage doubling the previous.
@@ -303,11 +301,6 @@ pub fn load_clip_towers(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
     Ok(copies.len())
 }
 
-/// Fails early, with the message that says how to get it, when CLIP's vocabulary is missing.
-pub fn require_vocabulary() -> Result<(), TokenizerError> {
-    Tokenizer::shared().map(|_| ())
-}
-
 impl Config {
     /// The configuration of a ChangeCLIP state dict (mmseg names), read off its tensor shapes:
     /// the CLIP towers as [`ClipStateDict`] reads them, the context decoder's width and depth,
@@ -340,6 +333,74 @@ impl Config {
             message: format!("minus_conv input channels {minus:?} do not fit the backbone's levels {plain:?} plus 2 score maps"),
         })?;
         Ok(config)
+    }
+}
+
+impl ModelConfig for Config {
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        // The Swin branch's group norm takes 32 groups of half the width.
+        if !(64..=4096).contains(&self.width) || self.width % 64 != 0 {
+            return Err(ModelError::Config { model: "changeclip".into(), message: format!("width {} must be a multiple of 64 from 64 to 4096", self.width) });
+        }
+        Ok(Box::new(ChangeClip::new(vs, self)?))
+    }
+
+    fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
+    fn card(&self) -> ModelCard {
+        ModelCard {
+            paper: "Dong et al., ChangeCLIP: remote sensing change detection with multimodal vision-language representation learning, ISPRS J. 2024",
+            summary: "CLIP image and text towers with per-image prompts, score maps, DFC and a text-guided Swin decoder",
+        }
+    }
+
+    /// `configs/0cd_ce/changeclip_*.py` (the released runs: 20k iterations of 2 GPUs × 20 pairs,
+    /// RN50; ViT 2 × 12) and `_base_/datasets/base_cd.py`.
+    fn reference_recipe(&self, dataset: Preset) -> Recipe {
+        let vit = matches!(self.vision, VisionConfig::Vit(_));
+        let lr = match dataset {
+            Preset::SysuCd => 3e-5,
+            Preset::LevirCdPlus | Preset::WhuCd if vit => 3e-5,
+            _ => 1e-4,
+        };
+        let val_every = match dataset {
+            Preset::WhuCd | Preset::SysuCd => 500,
+            Preset::Cdd => 2000,
+            _ => 1000,
+        };
+        Recipe {
+            batch_size: if vit { 24 } else { 40 },
+            crop: Some(256),
+            lr,
+            weight_decay: 0.01,
+            optimizer: OptimizerKind::AdamW,
+            schedule: Schedule::WarmupLinear { warmup: 1500 },
+            loss: LossKind::CrossEntropyAllPixels,
+            rot90: false,
+            rotate_degrees: Some(180.0),
+            rotate_in_place: true,
+            photometric: true,
+            no_decay_keys: ["norm", "relative_position_bias_table", "absolute_pos_embed"].map(String::from).to_vec(),
+            iterations: Some(20_000),
+            val_every: Some(val_every),
+            best_by: BestMetric::MeanIou,
+            ..Recipe::default()
+        }
+    }
+
+    fn config_from_reference(&self, state_dict: &BTreeMap<String, Tensor>, path: &Path) -> Result<serde_json::Value> {
+        let vit = matches!(self.vision, VisionConfig::Vit(_));
+        Ok(serde_json::to_value(Config::from_state_dict(state_dict, path, vit)?).expect("configs serialise"))
+    }
+
+    fn load_pretrained(&self, vs: &mut nn::VarStore, path: &Path) -> Option<Result<usize>> {
+        Some(load_clip_towers(vs, path))
+    }
+
+    fn uses_class_lists(&self) -> bool {
+        true
     }
 }
 

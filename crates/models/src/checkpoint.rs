@@ -58,15 +58,20 @@ impl Checkpoint {
 
     /// Saves a model's variables with optional optimiser state and training state.
     pub fn write(path: &Path, model: &LoadedModel, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
+        Self::write_variables(path, &model.spec, &model.vs, optimizer, training)
+    }
+
+    /// [`Checkpoint::write`] for `spec`'s variables held in `vs`.
+    pub fn write_variables(path: &Path, spec: &ModelSpec, vs: &tch::nn::VarStore, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
         let mut metadata = HashMap::from([
             ("format".to_owned(), FORMAT.to_owned()),
-            ("model".to_owned(), model.spec.name().to_owned()),
-            ("config".to_owned(), model.spec.config_json().to_string()),
+            ("model".to_owned(), spec.name().to_owned()),
+            ("config".to_owned(), spec.config_json().to_string()),
         ]);
         if let Some(t) = training {
             metadata.insert("training".to_owned(), t.to_string());
         }
-        let variables = model.vs.variables();
+        let variables = vs.variables();
         let tensors = variables
             .iter()
             .map(|(k, t)| (format!("{MODEL_PREFIX}{k}"), t))
@@ -76,7 +81,7 @@ impl Checkpoint {
 
     /// Builds the checkpoint's model on `device` and loads its weights.
     pub fn load_model(&self, path: &Path, device: Device) -> Result<LoadedModel> {
-        let mut model = LoadedModel::new(self.spec.clone(), device);
+        let mut model = LoadedModel::new(self.spec.clone(), device)?;
         copy_into(&mut model.vs, &self.model, path, self.spec.name())?;
         Ok(model)
     }

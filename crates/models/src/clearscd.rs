@@ -2,19 +2,26 @@
 //! builds it: one weight-shared EfficientNet-B0 + FPN applied to each date, a shared semantic
 //! head at 1/4 resolution, and deep CVAPS: change detected from |logits_A − logits_B| by
 //! three conv-BN-ReLU blocks. The projection head and the per-class, per-date memory queues
-//! only serve the SACL loss in training (`changedet_train::clearscd_loss`); they live here
-//! because they are part of the checkpoint. Variable names follow the official state dict.
+//! only serve the SACL loss in training ([`crate::clearscd_loss`]); they live here because they
+//! are part of the checkpoint. Variable names follow the official state dict.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tch::nn;
-use tch::{Kind, Tensor};
+use tch::{IndexOp, Kind, Tensor};
 
-use changedet_data::Normalization;
+use changedet_data::{Normalization, Preset};
 
+use crate::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
 use crate::decoders::fpn::{self, Fpn, upsample_bilinear};
 use crate::encoders::Encoder;
 use crate::encoders::efficientnet::{self, EfficientNet};
-use crate::{ChangeModel, ChangeOutput};
+use crate::input::BatchTensors;
+use crate::recipe::{LossKind, OptimizerKind, Schedule};
+use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -106,8 +113,8 @@ impl ProjectionHead {
 #[derive(Debug)]
 pub struct MemoryQueues {
     /// `queues[date][class]`, date 0 = A.
-    pub queues: [Vec<Tensor>; 2],
-    pub pointers: [Vec<Tensor>; 2],
+    queues: [Vec<Tensor>; 2],
+    pointers: [Vec<Tensor>; 2],
 }
 
 impl MemoryQueues {
@@ -123,6 +130,25 @@ impl MemoryQueues {
             }
         }
         MemoryQueues { queues, pointers }
+    }
+
+    /// Detached copies of every queue, `[date][class]`.
+    pub fn snapshot(&self) -> [Vec<Tensor>; 2] {
+        [0, 1].map(|d| self.queues[d].iter().map(|q| q.detach().copy()).collect())
+    }
+
+    /// Writes `len` unit-length pixels (columns of `pixels`, classes in `classes`) of every class
+    /// that has that many into the class's ring buffer of `date`, and advances its pointer.
+    pub fn enqueue(&self, date: usize, pixels: &Tensor, classes: &Tensor, len: i64) {
+        for (class, (queue, pointer)) in self.queues[date].iter().zip(&self.pointers[date]).enumerate() {
+            let index = classes.eq(class as i64).nonzero().squeeze_dim(1);
+            if index.size()[0] < len {
+                continue;
+            }
+            let start = pointer.int64_value(&[0]);
+            queue.i((.., start..start + len)).copy_(&pixels.index_select(1, &index));
+            let _advanced = pointer.shallow_clone().fill_((start + len) % queue.size()[1]);
+        }
     }
 }
 
@@ -203,8 +229,84 @@ impl ChangeModel for ClearScd {
         32
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    /// ClearSCD's own objective (with the recipe's `clearscd` loss settings), which also
+    /// advances the memory queues.
+    fn training_loss(&self, batch: &BatchTensors, recipe: &Recipe, epoch: usize) -> Result<Tensor> {
+        let LossKind::ClearScd(objective) = recipe.loss else {
+            return Err(ModelError::Recipe(format!("clearscd trains with its own objective (--loss clearscd), not {:?}", recipe.loss)));
+        };
+        let [a, b] = batch.semantic_labels()?;
+        let out = self.forward_scd(&batch.before, &batch.after, true);
+        let labels = ScdLabels { semantic: [a, b], change: batch.change_label()? };
+        // The reference's epochs are 1-based: epoch ≤ warmup_epoch is warm-up.
+        let warmup = epoch < objective.warmup_epochs;
+        Ok(clearscd_losses(self, &out, &labels, &objective, warmup, true, &mut RandomPermutations).total())
+    }
+}
+
+impl ModelConfig for Config {
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        let fits = |v: i64, max: i64| (1..=max).contains(&v);
+        if !(fits(self.num_classes, 254) && fits(self.cvaps_blocks, 16) && fits(self.projection_hidden, 4096) && fits(self.queue_len, 1 << 16)) {
+            let message = "num_classes (1–254: class K marks unlabeled pixels in 8-bit labels), cvaps_blocks (1–16), projection_hidden (1–4096) and queue_len (1–65536) must be in range";
+            return Err(ModelError::Config { model: "clearscd".into(), message: message.into() });
+        }
+        Ok(Box::new(ClearScd::new(vs, self)))
+    }
+
+    fn normalization(&self) -> Normalization {
+        self.normalization
+    }
+
+    fn card(&self) -> ModelCard {
+        ModelCard {
+            paper: "Tang et al., The ClearSCD model: comprehensively leveraging semantics and change relationships for semantic change detection, ISPRS J. 2024",
+            summary: "semantic change detection: EfficientNet-B0 + FPN per date, deep CVAPS change head, SACL and BSCC losses",
+        }
+    }
+
+    fn semantic_classes(&self) -> Option<usize> {
+        Some(self.num_classes as usize)
+    }
+
+    /// `main.py` and `configs/hiucd_mini/ours.json`.
+    fn reference_recipe(&self, _dataset: Preset) -> Recipe {
+        Recipe {
+            epochs: 100,
+            batch_size: 8,
+            crop: Some(512),
+            lr: 2.5e-4,
+            weight_decay: 5e-4,
+            optimizer: OptimizerKind::Adam,
+            schedule: Schedule::Step { epochs: 10, gamma: 0.9 },
+            loss: LossKind::ClearScd(clearscd_loss::Config::default()),
+            rotate_degrees: Some(30.0),
+            ..Recipe::default()
+        }
+    }
+
+    /// The class count from the semantic head, the queue length from the queues.
+    fn config_from_reference(&self, state_dict: &BTreeMap<String, Tensor>, path: &Path) -> Result<Value> {
+        let dimension = |key: &str, dim: usize| -> Result<Option<i64>> {
+            let Some(tensor) = state_dict.get(key) else { return Ok(None) };
+            tensor.size().get(dim).copied().map(Some).ok_or_else(|| ModelError::Checkpoint {
+                path: path.to_owned(),
+                message: format!("'{key}' has shape {:?}, too few dimensions for a ClearSCD checkpoint", tensor.size()),
+            })
+        };
+        let mut config = serde_json::Map::new();
+        if let Some(classes) = dimension("head_seg.0.weight", 0)? {
+            config.insert("num_classes".into(), json!(classes));
+        }
+        if let Some(len) = dimension("queue_A0", 1)? {
+            config.insert("queue_len".into(), json!(len));
+        }
+        Ok(Value::Object(config))
+    }
+
+    fn unused_reference_entry(&self, key: &str) -> Option<&'static str> {
+        (key.starts_with("encoder._conv_head.") || key.starts_with("encoder._bn1."))
+            .then_some("EfficientNet classification head: built by the reference but not in its forward pass")
     }
 }
 

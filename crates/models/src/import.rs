@@ -24,12 +24,7 @@ fn unused_entry(spec: &ModelSpec, key: &str) -> Option<&'static str> {
     if key.ends_with("num_batches_tracked") {
         return Some("BatchNorm step counter; the momentum is fixed, so it is never read");
     }
-    match spec {
-        ModelSpec::ClearScd(_) if key.starts_with("encoder._conv_head.") || key.starts_with("encoder._bn1.") => {
-            Some("EfficientNet classification head: built by the reference but not in its forward pass")
-        }
-        _ => None,
-    }
+    spec.config().unused_reference_entry(key)
 }
 
 /// Reads a state dict from a PyTorch checkpoint (`.pth`, `.pth.tar`, `.pt` written by
@@ -56,7 +51,7 @@ pub fn import_into(vs: &mut VarStore, spec: &ModelSpec, mut state_dict: BTreeMap
 
 /// Builds `spec`'s model on `device` and imports `state_dict` into it.
 pub fn import(spec: ModelSpec, state_dict: BTreeMap<String, Tensor>, path: &Path, device: Device) -> Result<(LoadedModel, ImportReport)> {
-    let mut model = LoadedModel::new(spec, device);
+    let mut model = LoadedModel::new(spec, device)?;
     let report = import_into(&mut model.vs, &model.spec, state_dict, path)?;
     Ok((model, report))
 }

@@ -40,4 +40,14 @@ impl BatchTensors {
             classes: batch.classes.clone(),
         }
     }
+
+    /// The change labels, which training needs.
+    pub fn change_label(&self) -> crate::Result<&Tensor> {
+        self.label.as_ref().ok_or_else(|| crate::ModelError::Recipe("training needs change labels".into()))
+    }
+
+    /// Both dates' class maps, which semantic change models train on.
+    pub fn semantic_labels(&self) -> crate::Result<&[Tensor; 2]> {
+        self.semantic.as_ref().ok_or_else(|| crate::ModelError::Recipe("semantic change models train on semantic labels (hiucd:PATH, second:PATH)".into()))
+    }
 }

@@ -1,26 +1,35 @@
-//! Change-detection networks written with tch's `nn` API, the registry that builds them by name,
-//! and changedet's checkpoint format.
+//! Change-detection networks written with tch's `nn` API, each describing itself (names,
+//! recipe, objective, outputs, import rules), the registry that builds them by name, and
+//! changedet's checkpoint format.
 //!
 //! Every model takes the two dates as separate normalised tensors `[n, 3, h, w]` and returns
 //! full-resolution change logits. Adding a model: a file with its `Config` (defaults = the
-//! reference hyper-parameters) and a struct implementing [`ChangeModel`], plus one arm in
-//! [`registry`].
+//! reference hyper-parameters) implementing [`ModelConfig`] and a struct implementing
+//! [`ChangeModel`], plus one line in [`registry`].
 
 pub mod checkpoint;
 pub mod changeclip;
 pub mod clearscd;
+pub mod clearscd_loss;
 pub mod clip;
 pub mod decoders;
 pub mod encoders;
+pub mod fc_ef;
+pub mod fc_siam_conc;
 pub mod fc_siam_diff;
+pub mod fc_unet;
 pub mod import;
 pub mod input;
 pub mod pth;
+pub mod recipe;
 pub mod registry;
 pub mod tensor_io;
 
 pub use checkpoint::Checkpoint;
-pub use registry::{LoadedModel, ModelSpec};
+pub use recipe::Recipe;
+pub use registry::{DEFAULT_MODEL, LoadedModel, MODEL_NAMES, ModelCard, ModelConfig, ModelSpec};
+
+use input::BatchTensors;
 
 use std::path::PathBuf;
 
@@ -48,7 +57,7 @@ impl ChangeOutput {
 }
 
 /// A bi-temporal network. `train` switches dropout and batch statistics on.
-pub trait ChangeModel: Send + std::any::Any {
+pub trait ChangeModel: Send {
     fn forward_t(&self, before: &Tensor, after: &Tensor, train: bool) -> ChangeOutput;
 
     /// The same with each pair's class names per date (`[before, after]`, most likely first),
@@ -58,8 +67,14 @@ pub trait ChangeModel: Send + std::any::Any {
         self.forward_t(before, after, train)
     }
 
-    /// For the code that needs a model's own API (ClearSCD's losses use its queues).
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// The training objective on one batch, forward pass included: by default the recipe's loss
+    /// on the change logits. Models with an objective of their own (ClearSCD) override it.
+    /// `epoch` is 0-based.
+    fn training_loss(&self, batch: &BatchTensors, recipe: &Recipe, epoch: usize) -> Result<Tensor> {
+        let _ = epoch;
+        let output = self.forward_with_classes_t(&batch.before, &batch.after, &batch.classes, true);
+        recipe.loss.compute(&output, batch.change_label()?)
+    }
 
     /// Image sides must be multiples of this (pyramid decoders add maps of matching sizes).
     fn size_multiple(&self) -> usize {
@@ -81,8 +96,12 @@ pub enum ModelError {
     UnknownModel(String),
     #[error("invalid configuration for {model}: {message}")]
     Config { model: String, message: String },
+    #[error("{0}")]
+    Recipe(String),
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Tokenizer(#[from] clip::TokenizerError),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,27 +1,119 @@
-//! Models by name: the configuration enum that a checkpoint embeds, and building a model from it.
+//! Models by name: the configuration enum that a checkpoint embeds, what each model says about
+//! itself ([`ModelConfig`]), and building a model from it. Adding a model is one line in
+//! [`registry!`] below; its file implements [`ModelConfig`] for its `Config`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tch::{Device, nn};
+use tch::{Device, Tensor, nn};
 
-use changedet_data::Normalization;
+use changedet_data::{Normalization, Preset};
 
-use crate::{ChangeModel, ModelError, Result, changeclip, clearscd, fc_siam_diff};
+use crate::{ChangeModel, ModelError, Recipe, Result, changeclip, clearscd, fc_ef, fc_siam_conc, fc_siam_diff};
 
-pub const MODEL_NAMES: &[&str] = &["fc-siam-diff", "clearscd", "changeclip-rn50", "changeclip-vit"];
+/// The model `train` builds and `bench` times when none is named.
+pub const DEFAULT_MODEL: &str = "fc-siam-diff";
 
-/// A model and its full configuration (every field, defaults filled in). Serialised as
-/// `{"model": NAME, "config": {...}}`, which is what checkpoints store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "model", content = "config", rename_all = "kebab-case")]
-pub enum ModelSpec {
-    FcSiamDiff(fc_siam_diff::Config),
-    #[serde(rename = "clearscd")]
-    ClearScd(clearscd::Config),
-    #[serde(rename = "changeclip-rn50")]
-    ChangeClipRn50(changeclip::Config),
-    #[serde(rename = "changeclip-vit")]
-    ChangeClipVit(changeclip::Config),
+/// What a model says about itself besides its network; implemented by every model's `Config`,
+/// so that training, evaluation, import and benchmarks ask the model instead of knowing it.
+pub trait ModelConfig {
+    /// Builds the network in `vs`; refuses, with the reason, what it cannot build.
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>>;
+
+    /// The input normalisation the model is trained with.
+    fn normalization(&self) -> Normalization;
+
+    fn card(&self) -> ModelCard;
+
+    /// Land-cover classes of each date's class map, for semantic change models.
+    fn semantic_classes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The reference implementation's training recipe on `dataset`.
+    fn reference_recipe(&self, dataset: Preset) -> Recipe;
+
+    /// The configuration fields that a reference state dict's tensor shapes decide (`import`).
+    fn config_from_reference(&self, state_dict: &BTreeMap<String, Tensor>, path: &Path) -> Result<Value> {
+        let _ = (state_dict, path);
+        Ok(Value::Object(Default::default()))
+    }
+
+    /// Why a reference state-dict entry is not imported; `None` when it must map onto a variable.
+    fn unused_reference_entry(&self, key: &str) -> Option<&'static str> {
+        let _ = key;
+        None
+    }
+
+    /// Copies pretrained weights from `path` into a freshly built model (ChangeCLIP: CLIP's
+    /// towers); `None` for models that start from scratch. Returns the tensors copied.
+    fn load_pretrained(&self, vs: &mut nn::VarStore, path: &Path) -> Option<Result<usize>> {
+        let _ = (vs, path);
+        None
+    }
+
+    /// Whether the model reads each pair's class names (vision-language prompts).
+    fn uses_class_lists(&self) -> bool {
+        false
+    }
+}
+
+/// Where a model comes from, for `info` and the help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCard {
+    pub paper: &'static str,
+    pub summary: &'static str,
+}
+
+/// Declares the models: name, `ModelSpec` variant, configuration type and, where the defaults
+/// of the type are not this model's, the configuration it starts from.
+macro_rules! registry {
+    ($($name:literal => $variant:ident($config:ty) $(= $base:expr)?,)+) => {
+        /// Every model name, in the order of the help.
+        pub const MODEL_NAMES: &[&str] = &[$($name),+];
+
+        /// A model and its full configuration (every field, defaults filled in). Serialised as
+        /// `{"model": NAME, "config": {...}}`, which is what checkpoints store.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "model", content = "config")]
+        pub enum ModelSpec {
+            $(#[serde(rename = $name)] $variant($config),)+
+        }
+
+        impl ModelSpec {
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(ModelSpec::$variant(_) => $name,)+
+                }
+            }
+
+            /// What the model says about itself.
+            pub fn config(&self) -> &dyn ModelConfig {
+                match self {
+                    $(ModelSpec::$variant(config) => config,)+
+                }
+            }
+
+            /// The configuration overrides apply to (an empty object: the type's defaults).
+            fn base_config(name: &str) -> Value {
+                match name {
+                    $($name => { let _base = Value::Object(Default::default()); $(let _base = serde_json::to_value($base).expect("configs serialise");)? _base })+
+                    _ => Value::Null,
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    "fc-ef" => FcEf(fc_ef::FcEfConfig),
+    "fc-siam-conc" => FcSiamConc(fc_siam_conc::FcSiamConcConfig),
+    "fc-siam-diff" => FcSiamDiff(fc_siam_diff::Config),
+    "clearscd" => ClearScd(clearscd::Config),
+    "changeclip-rn50" => ChangeClipRn50(changeclip::Config),
+    "changeclip-vit" => ChangeClipVit(changeclip::Config) = changeclip::Config::vit_b16(),
 }
 
 impl ModelSpec {
@@ -31,11 +123,7 @@ impl ModelSpec {
         if !MODEL_NAMES.contains(&name) {
             return Err(ModelError::UnknownModel(name.to_owned()));
         }
-        let mut config = match name {
-            // The two variants share one Config type with RN50 defaults.
-            "changeclip-vit" => serde_json::to_value(changeclip::Config::vit_b16()).expect("configs serialise"),
-            _ => Value::Object(Default::default()),
-        };
+        let mut config = Self::base_config(name);
         if let Some(overrides) = overrides {
             merge(&mut config, overrides);
         }
@@ -43,13 +131,14 @@ impl ModelSpec {
             .map_err(|e| ModelError::Config { model: name.to_owned(), message: e.to_string() })
     }
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModelSpec::FcSiamDiff(_) => "fc-siam-diff",
-            ModelSpec::ClearScd(_) => "clearscd",
-            ModelSpec::ChangeClipRn50(_) => "changeclip-rn50",
-            ModelSpec::ChangeClipVit(_) => "changeclip-vit",
+    /// The named model configured for a reference implementation's state dict: the sizes its
+    /// tensor shapes decide, then `overrides`.
+    pub fn for_reference_state_dict(name: &str, state_dict: &BTreeMap<String, Tensor>, path: &Path, overrides: Option<Value>) -> Result<Self> {
+        let mut config = Self::new(name, None)?.config().config_from_reference(state_dict, path)?;
+        if let Some(overrides) = overrides {
+            merge(&mut config, overrides);
         }
+        Self::new(name, Some(config))
     }
 
     /// Whether the model also segments each date (semantic change detection).
@@ -59,10 +148,7 @@ impl ModelSpec {
 
     /// The land-cover classes of a semantic change model.
     pub fn semantic_classes(&self) -> Option<usize> {
-        match self {
-            ModelSpec::ClearScd(c) => Some(c.num_classes as usize),
-            _ => None,
-        }
+        self.config().semantic_classes()
     }
 
     pub fn config_json(&self) -> Value {
@@ -70,19 +156,22 @@ impl ModelSpec {
     }
 
     pub fn normalization(&self) -> Normalization {
-        match self {
-            ModelSpec::FcSiamDiff(c) => c.normalization,
-            ModelSpec::ClearScd(c) => c.normalization,
-            ModelSpec::ChangeClipRn50(c) | ModelSpec::ChangeClipVit(c) => c.normalization,
-        }
+        self.config().normalization()
     }
 
-    pub fn build(&self, vs: &nn::Path) -> Box<dyn ChangeModel> {
-        match self {
-            ModelSpec::FcSiamDiff(c) => Box::new(fc_siam_diff::FcSiamDiff::new(vs, c)),
-            ModelSpec::ClearScd(c) => Box::new(clearscd::ClearScd::new(vs, c)),
-            ModelSpec::ChangeClipRn50(c) | ModelSpec::ChangeClipVit(c) => Box::new(changeclip::ChangeClip::new(vs, c)),
-        }
+    pub fn reference_recipe(&self, dataset: Preset) -> Recipe {
+        self.config().reference_recipe(dataset)
+    }
+
+    pub fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        self.config().build(vs)
+    }
+
+    /// Starts a freshly built model from pretrained weights, for the models that have them.
+    pub fn load_pretrained(&self, vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
+        self.config().load_pretrained(vs, path).unwrap_or_else(|| {
+            Err(ModelError::Config { model: self.name().to_owned(), message: format!("{} starts from no pretrained weights", path.display()) })
+        })
     }
 }
 
@@ -112,10 +201,10 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     /// A freshly initialised model.
-    pub fn new(spec: ModelSpec, device: Device) -> Self {
+    pub fn new(spec: ModelSpec, device: Device) -> Result<Self> {
         let vs = nn::VarStore::new(device);
-        let model = spec.build(&vs.root());
-        LoadedModel { spec, vs, model }
+        let model = spec.build(&vs.root())?;
+        Ok(LoadedModel { spec, vs, model })
     }
 
     pub fn parameter_count(&self) -> usize {

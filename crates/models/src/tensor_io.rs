@@ -101,11 +101,10 @@ pub fn write<'a>(path: &Path, tensors: impl IntoIterator<Item = (String, &'a Ten
     let host = tensors.into_iter().map(|(name, t)| Ok((name.clone(), to_host(&name, t, path)?))).collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(host.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
         .map_err(|e| error(path, format!("cannot serialise: {e}")))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |e: std::io::Error| error(path, format!("cannot write: {e}"));
-    let mut tmp = tempfile::Builder::new().prefix(".changedet-").suffix(".part").tempfile_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    // Synced before the rename: a checkpoint must survive a crash right after it is written.
+    changedet_raster::atomic::write_with(path, |file| {
+        std::io::Write::write_all(file, &bytes)?;
+        file.sync_all()
+    })
+    .map_err(|e| error(path, format!("cannot write: {e}")))
 }

@@ -59,7 +59,7 @@ fn tiny_changeclip_matches_the_reference_forward() {
     assert_eq!(state.len(), 448);
     state.retain(|k, _| !k.ends_with("num_batches_tracked"));
     let mut vs = VarStore::new(Device::Cpu);
-    let model = ChangeClip::new(&vs.root(), &tiny_config());
+    let model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
     copy_into(&mut vs, &state, &path, "changeclip").unwrap();
 
     let io: BTreeMap<String, Tensor> = tensor_io::read(&golden("changeclip_tiny_io.safetensors")).unwrap().tensors;
@@ -125,7 +125,7 @@ fn clip_checkpoint(dir: &Path, positional: Option<Tensor>) -> PathBuf {
 fn clip_towers_start_changeclip_as_the_reference_does() {
     let dir = tempfile::tempdir().unwrap();
     let mut vs = VarStore::new(Device::Cpu);
-    let _model = ChangeClip::new(&vs.root(), &tiny_config());
+    let _model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
     let copied = changedet_models::changeclip::load_clip_towers(&mut vs, &clip_checkpoint(dir.path(), None)).unwrap();
     let reference = tensor_io::read(&golden("changeclip_tiny.safetensors")).unwrap().tensors;
     let variables = vs.variables();

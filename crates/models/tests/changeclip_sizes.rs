@@ -9,7 +9,7 @@ use tch::nn::VarStore;
 /// position index are not parameters).
 fn parameters(config: &Config) -> (i64, std::collections::BTreeMap<String, i64>) {
     let vs = VarStore::new(Device::Cpu);
-    let _model = ChangeClip::new(&vs.root(), config);
+    let _model = ChangeClip::new(&vs.root(), config).unwrap();
     let mut parts = std::collections::BTreeMap::new();
     for (name, t) in vs.variables() {
         if !t.requires_grad() {

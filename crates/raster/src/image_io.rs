@@ -1,4 +1,3 @@
-use std::io::BufWriter;
 use std::path::Path;
 
 use image::{ExtendedColorType, ImageEncoder, codecs::png::PngEncoder};
@@ -79,16 +78,10 @@ fn write_png(path: &Path, width: u32, height: u32, channels: usize, data: &[u8])
     if data.len() != expected {
         return Err(RasterError::BufferSize { path: path.to_owned(), width, height, channels, expected, actual: data.len() });
     }
-    let write = |source| RasterError::Write { path: path.to_owned(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    // Encode into a temporary file beside the target, then rename: readers never see a partial PNG.
-    let tmp = tempfile::Builder::new().prefix(".changedet-").suffix(".part").tempfile_in(dir).map_err(write)?;
     let color = if channels == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
-    PngEncoder::new(BufWriter::new(tmp.as_file()))
-        .write_image(data, width, height, color)
-        .map_err(|source| RasterError::Encode { path: path.to_owned(), source })?;
-    tmp.persist(path).map_err(|e| write(e.error))?;
-    Ok(())
+    let mut encoded = Vec::new();
+    PngEncoder::new(&mut encoded).write_image(data, width, height, color).map_err(|source| RasterError::Encode { path: path.to_owned(), source })?;
+    crate::atomic::write_bytes(path, &encoded).map_err(|source| RasterError::Write { path: path.to_owned(), source })
 }
 
 pub fn write_gray_png(path: &Path, width: u32, height: u32, data: &[u8]) -> Result<(), RasterError> {

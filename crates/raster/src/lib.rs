@@ -3,6 +3,8 @@
 //! final name; georeferenced scenes through GDAL (`geo`); covering scenes with blended tiles
 //! (`tiling`).
 
+pub mod atomic;
+pub mod from_to;
 pub mod geo;
 mod image_io;
 mod overlay;

@@ -8,7 +8,7 @@ use gdal::Dataset;
 
 use changedet_raster::geo::{self, Grid, MapKind, PolygonOptions, StagedRaster};
 
-use crate::maps::{MapSet, ShardManifest};
+use crate::maps::{MapSet, ShardManifest, map_path, prepare_outputs};
 use crate::{SceneSummary, VectorOutput};
 
 /// Merges shard folders (all `count` of one run, any order) into COGs in `out`. Each shard's
@@ -32,12 +32,12 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
         bail!("shard {}/{} is missing", missing + 1, first.count);
     }
     let maps = first.maps;
-    maps.prepare(out, vector.map(|v| v.path.as_path()), overwrite)?;
+    prepare_outputs(&maps, out, vector.map(|v| v.path.as_path()), overwrite)?;
     let grid = Grid { width: first.width, height: first.height, transform: first.transform, wkt: first.wkt.clone() };
     for (name, kind) in maps.maps() {
-        let mut merged = StagedRaster::create(&MapSet::path(out, name), &grid, &kind)?;
+        let mut merged = StagedRaster::create(&map_path(out, name), &grid, &kind)?;
         for (dir, manifest) in shards.iter().zip(&manifests) {
-            let path = MapSet::path(dir, name);
+            let path = map_path(dir, name);
             let part = Dataset::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
             let band = part.rasterband(1)?;
             for w in &manifest.windows {
@@ -74,12 +74,12 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
 
 /// Polygons of the finished maps in `dir`.
 pub(crate) fn polygons(dir: &Path, maps: MapSet, vector: &VectorOutput) -> Result<usize> {
-    let fromto = maps.classes.map(|k| (MapSet::path(dir, "fromto"), k));
+    let fromto = maps.classes.map(|k| (map_path(dir, "fromto"), k));
     let options: &PolygonOptions = &vector.options;
     Ok(geo::polygonize(
-        &MapSet::path(dir, "change"),
+        &map_path(dir, "change"),
         fromto.as_ref().map(|(p, k)| (p.as_path(), *k)),
-        &MapSet::path(dir, "probability"),
+        &map_path(dir, "probability"),
         &vector.path,
         options,
     )?)

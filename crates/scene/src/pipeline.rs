@@ -9,11 +9,11 @@ use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
 use changedet_models::LoadedModel;
-use changedet_raster::Window;
+use changedet_raster::{Window, from_to};
 use changedet_raster::geo::{self, Scene, StagedRaster};
 use changedet_raster::tiling::{BlendAccumulator, TilePlan, taper};
 
-use crate::maps::{MapSet, ShardManifest};
+use crate::maps::{MapSet, ShardManifest, map_path, prepare_outputs};
 use crate::{SceneJob, SceneSummary};
 
 /// GDAL's block cache (MB): enough for the blocks under a few tiles of every band.
@@ -81,7 +81,7 @@ impl DateInput {
 pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Result<SceneSummary> {
     let start = Instant::now();
     geo::configure(GDAL_CACHE_MB);
-    let maps = MapSet::new(model.spec.semantic_classes())?;
+    let maps = MapSet::new(model.spec.semantic_classes()).map_err(anyhow::Error::msg)?;
     let sharded = job.shard.count > 1;
     if sharded && job.vector.is_some() {
         bail!("with --shard, polygons are made by `changedet merge --vector` from the merged maps");
@@ -108,7 +108,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     let blocks = plan.blocks();
     let shard_blocks = plan.shard(job.shard.index, job.shard.count);
     let tiles_total: usize = blocks[shard_blocks.clone()].iter().map(|b| plan.tiles_in(b).len()).sum();
-    maps.prepare(&job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
+    prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
 
     let dates = [
         DateInput { scales: job.scaling.resolve(&before)?, scene: before, offset: (common.before.x, common.before.y) },
@@ -117,7 +117,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     let mut staged = maps
         .maps()
         .iter()
-        .map(|(name, kind)| StagedRaster::create(&MapSet::path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
+        .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
 
     let progress = if job.progress {
@@ -327,7 +327,7 @@ fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> 
             let (from, to) = (argmax(0, p), argmax(1, p));
             maps[0][p] = from;
             maps[1][p] = to;
-            maps[2][p] = if change[p] == 1 { 1 + k as u8 * from + to } else { 0 };
+            maps[2][p] = from_to::encode(from, to, change[p] == 1, k);
         }
         maps
     });

@@ -24,7 +24,7 @@ fn cbers(date: &str) -> Vec<PathBuf> {
 
 fn model(name: &str, config: Option<serde_json::Value>) -> LoadedModel {
     tch::manual_seed(7);
-    LoadedModel::new(ModelSpec::new(name, config).unwrap(), Device::Cpu)
+    LoadedModel::new(ModelSpec::new(name, config).unwrap(), Device::Cpu).unwrap()
 }
 
 fn read<T: Copy + gdal::raster::GdalType>(path: &Path) -> (Vec<T>, Dataset) {

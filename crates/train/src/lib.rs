@@ -1,18 +1,16 @@
-//! Training and running change-detection models: losses, optimisers, learning-rate schedules,
-//! the training loop with checkpoints and resumption, and whole-split inference and evaluation.
+//! Training and running change-detection models: the optimiser, the training loop that carries
+//! out a model's recipe (`changedet_models::recipe`) with checkpoints and resumption, and
+//! whole-split inference and evaluation.
 
-pub mod clearscd_loss;
 pub mod inference;
-pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod protocol;
-pub mod schedule;
 pub mod trainer;
 
 pub use inference::{PairPrediction, SemanticPrediction, evaluate, predict_dataset};
 pub use protocol::Protocol;
-pub use trainer::{Recipe, TrainJob, TrainSummary, TrainingState, train};
+pub use trainer::{TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;
 

@@ -4,28 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn::VarStore};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerKind {
-    /// L2 penalty added to the gradient (`torch.optim.Adam(weight_decay=…)`).
-    Adam,
-    /// Decoupled weight decay (`torch.optim.AdamW`).
-    AdamW,
-}
-
-impl std::str::FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "adam" => Ok(OptimizerKind::Adam),
-            "adamw" => Ok(OptimizerKind::AdamW),
-            other => Err(format!("unknown optimiser '{other}' (known: adam, adamw)")),
-        }
-    }
-}
+pub use changedet_models::recipe::OptimizerKind;
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;

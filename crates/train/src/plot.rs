@@ -8,6 +8,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::trainer::read_log;
+use changedet_raster::atomic;
+
 use crate::{Result, TrainError};
 
 /// Fonts tried for the plot's text (Debian's fonts-dejavu-core, installed by the setup script).
@@ -40,16 +42,15 @@ type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 /// Draws into a temporary PNG beside `out` and renames it into place.
 fn draw_png(out: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> std::result::Result<(), String>) -> Result<()> {
     register_font().map_err(|e| draw_error(out, &e))?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| TrainError::Io(out.to_owned(), e))?;
+    // plotters picks the image format from the file name's extension.
+    let staged = atomic::staged_path(out, "png").map_err(|e| TrainError::Io(out.to_owned(), e))?;
     {
-        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
+        let root = BitMapBackend::new(&staged, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_error(out, &e))?;
         draw(&root).map_err(|e| draw_error(out, &e))?;
         root.present().map_err(|e| draw_error(out, &e))?;
     }
-    tmp.persist(out).map_err(|e| TrainError::Io(out.to_owned(), e.error))?;
-    Ok(())
+    atomic::commit(staged, out).map_err(|e| TrainError::Io(out.to_owned(), e))
 }
 
 fn s<E: std::fmt::Display>(e: E) -> String {

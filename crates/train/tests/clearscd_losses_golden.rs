@@ -10,7 +10,7 @@ use changedet_data::Normalization;
 use changedet_models::clearscd::{ClearScd, Config};
 use changedet_models::input::normalise_pixels;
 use changedet_models::{ModelSpec, import, tensor_io};
-use changedet_train::clearscd_loss::{self, Permutations, ScdLabels, clearscd_losses, downsample_labels};
+use changedet_models::clearscd_loss::{self, Permutations, ScdLabels, clearscd_losses, downsample_labels};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -104,7 +104,13 @@ fn check_mode(mode: &str, train: bool, golden_tensors: &BTreeMap<String, Tensor>
             // is a sum over all 8192 pixels that cancels to ~1e-3 of its terms, and running this
             // very test in f64 (model, inputs and losses) puts the reference's f32 value 2.4e-3
             // (train mode) away from the exact one; the other heads stay below 7e-6.
-            let tolerance = if name.starts_with("encoder.") || name == "proj_head.proj.0.weight" {
+            // `decoder.p5.weight` (the 1×1 conv on the deepest encoder map) is held like the
+            // encoder too: the golden README measured its f32 gradient 1.8e-3 (relative) away
+            // from the f64 one in eval mode, above the decoder's 1e-3, and on an AMD EPYC machine
+            // (oneDNN picks other kernels than on the machines this passed on) ours lands 3.4e-3
+            // from the reference in train mode (1.1e-4 of max |grad| 3.2e-2), while every other
+            // decoder gradient stays within 1e-3.
+            let tolerance = if name.starts_with("encoder.") || name == "proj_head.proj.0.weight" || name == "decoder.p5.weight" {
                 1e-2
             } else if name.starts_with("decoder.") {
                 1e-3

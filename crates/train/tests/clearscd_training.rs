@@ -3,10 +3,12 @@
 //! the full objective lower every loss term, the memory queues fill as the reference fills them,
 //! and a checkpoint carries the queues so that a reloaded model continues exactly.
 
+use changedet_models::checkpoint::copy_into;
 use changedet_models::clearscd::{ClearScd, Config};
-use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
-use changedet_train::clearscd_loss::{self, ClearScdLosses, RandomPermutations, ScdLabels, clearscd_losses};
+use changedet_models::clearscd_loss::{self, ClearScdLosses, RandomPermutations, ScdLabels, clearscd_losses};
+use changedet_models::{Checkpoint, ModelSpec};
 use changedet_train::optim::{Adam, OptimizerKind};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 const CLASSES: i64 = 4;
@@ -52,13 +54,30 @@ fn loss_config() -> clearscd_loss::Config {
     clearscd_loss::Config { enqueue_len: 16, sample_num: 256, ..clearscd_loss::Config::default() }
 }
 
-fn clearscd(model: &LoadedModel) -> &ClearScd {
-    model.model.as_any().downcast_ref::<ClearScd>().expect("a ClearSCD model")
+/// A ClearSCD network with its variables, typed, so that the test can call its own API.
+struct Model {
+    vs: VarStore,
+    net: ClearScd,
+}
+
+impl Model {
+    fn new() -> Self {
+        let vs = VarStore::new(Device::Cpu);
+        let net = ClearScd::new(&vs.root(), &model_config());
+        Model { vs, net }
+    }
+
+    /// The SACL memory queues and their pointers, by variable name.
+    fn queues(&self) -> Vec<(String, Tensor)> {
+        let mut queues: Vec<(String, Tensor)> = self.vs.variables().into_iter().filter(|(k, _)| k.starts_with("queue_") || k.starts_with("ptr_")).collect();
+        queues.sort_by(|a, b| a.0.cmp(&b.0));
+        queues
+    }
 }
 
 /// One Adam step on the full objective; returns the losses of that step.
-fn step(model: &LoadedModel, optimizer: &mut Adam, data: &Fixture, warmup: bool) -> ClearScdLosses {
-    let net = clearscd(model);
+fn step(model: &Model, optimizer: &mut Adam, data: &Fixture, warmup: bool) -> ClearScdLosses {
+    let net = &model.net;
     let out = net.forward_scd(&data.before, &data.after, true);
     let labels = ScdLabels { semantic: [&data.semantic[0], &data.semantic[1]], change: &data.change };
     let losses = clearscd_losses(net, &out, &labels, &loss_config(), warmup, true, &mut RandomPermutations);
@@ -68,11 +87,9 @@ fn step(model: &LoadedModel, optimizer: &mut Adam, data: &Fixture, warmup: bool)
     losses
 }
 
-fn queues_equal(a: &ClearScd, b: &ClearScd) -> bool {
-    (0..2).all(|d| {
-        a.queues.queues[d].iter().zip(&b.queues.queues[d]).all(|(x, y)| x.equal(y))
-            && a.queues.pointers[d].iter().zip(&b.queues.pointers[d]).all(|(x, y)| x.equal(y))
-    })
+fn queues_equal(a: &Model, b: &Model) -> bool {
+    let (a, b) = (a.queues(), b.queues());
+    a.len() == b.len() && a.iter().zip(&b).all(|((ka, x), (kb, y))| ka == kb && x.equal(y))
 }
 
 #[test]
@@ -80,13 +97,14 @@ fn steps_lower_every_loss_and_checkpoints_carry_the_queues() {
     tch::set_num_threads(2);
     tch::manual_seed(11);
     let data = fixture();
-    let model = LoadedModel::new(ModelSpec::ClearScd(model_config()), Device::Cpu);
+    let model = Model::new();
     let mut optimizer = Adam::new(&model.vs, OptimizerKind::Adam, 5e-4);
 
     // Epoch 1 is the warm-up: no global term, the queues only fill (16 keys per class and step).
     let first = step(&model, &mut optimizer, &data, true);
     assert_eq!(first.sacl_global.double_value(&[]), 0.0);
-    let pointers: Vec<i64> = clearscd(&model).queues.pointers[0].iter().map(|p| p.int64_value(&[0])).collect();
+    let pointers: Vec<i64> = model.queues().iter().filter(|(k, _)| k.starts_with("ptr_A")).map(|(_, p)| p.int64_value(&[0])).collect();
+    assert_eq!(pointers.len(), CLASSES as usize);
     assert!(pointers.iter().all(|&p| p == 16), "every class has ≥16 low-resolution pixels: {pointers:?}");
 
     let mut history: Vec<Vec<(&str, f64)>> = vec![first.values()];
@@ -106,9 +124,10 @@ fn steps_lower_every_loss_and_checkpoints_carry_the_queues() {
     // Queues and pointers travel in the checkpoint; the reloaded model continues identically.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clearscd.safetensors");
-    Checkpoint::write(&path, &model, &[], None).unwrap();
-    let reloaded = Checkpoint::read(&path).unwrap().load_model(&path, Device::Cpu).unwrap();
-    assert!(queues_equal(clearscd(&model), clearscd(&reloaded)));
+    Checkpoint::write_variables(&path, &ModelSpec::ClearScd(model_config()), &model.vs, &[], None).unwrap();
+    let mut reloaded = Model::new();
+    copy_into(&mut reloaded.vs, &Checkpoint::read(&path).unwrap().model, &path, "clearscd").unwrap();
+    assert!(queues_equal(&model, &reloaded));
     let mut optimizer_reloaded = Adam::new(&reloaded.vs, OptimizerKind::Adam, 5e-4);
     optimizer_reloaded.load_state(&optimizer.state().into_iter().collect()).unwrap();
     tch::manual_seed(5);
@@ -116,5 +135,5 @@ fn steps_lower_every_loss_and_checkpoints_carry_the_queues() {
     tch::manual_seed(5);
     let b = step(&reloaded, &mut optimizer_reloaded, &data, false).total().double_value(&[]);
     assert_eq!(a, b);
-    assert!(queues_equal(clearscd(&model), clearscd(&reloaded)));
+    assert!(queues_equal(&model, &reloaded));
 }

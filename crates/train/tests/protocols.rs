@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 fn model() -> LoadedModel {
     tch::manual_seed(7);
-    LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), Device::Cpu)
+    LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), Device::Cpu).unwrap()
 }
 
 fn logits(model: &dyn ChangeModel, b: &Tensor, a: &Tensor) -> Tensor {

@@ -1,7 +1,8 @@
 //! ChangeCLIP's vision-language-driven decoder (`SwinTextDecode`): three stages that each
 //! upsample the coarser map, run two Swin blocks whose tokens first attend to the image pair's
 //! text embeddings, and fuse the result with the next skip level; a 1×1 classifier at stride 4.
-//! Widths (256 in, 128 inside, window 7, 2 heads, 2 blocks) are the reference's fixed ones.
+//! The Swin branch works at half the decoder width (the reference's 256 in, 128 inside), which
+//! the text tokens are projected to; the attention sizes below are the reference's fixed ones.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -11,12 +12,18 @@ use crate::clip::transformer::drop_path;
 const WINDOW: i64 = 7;
 const SHIFT: i64 = WINDOW / 2;
 const GROUPS: i64 = 32;
+/// Swin blocks per stage, and attention heads in each.
+const BLOCKS: i64 = 2;
+const HEADS: i64 = 2;
+/// Query/key and value widths of the text cross-attention.
+const TEXT_ATTENTION_DIM: i64 = 64;
+const TEXT_VALUE_DIM: i64 = 256;
 
 fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64) -> nn::Conv2D {
     nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { padding: k / 2, ..Default::default() })
 }
 
-/// Text cross-attention: image tokens query the text tokens, `softmax(q kᵀ/√64) v`.
+/// Text cross-attention: image tokens query the text tokens, `softmax(q kᵀ/√d) v`.
 #[derive(Debug)]
 struct LowRankBilinearAttention {
     wq: nn::Linear,
@@ -27,16 +34,16 @@ struct LowRankBilinearAttention {
 impl LowRankBilinearAttention {
     fn new(vs: nn::Path, width: i64) -> Self {
         Self {
-            wq: nn::linear(&vs / "WQ", width, 64, Default::default()),
-            wk: nn::linear(&vs / "WK", width, 64, Default::default()),
-            wv: nn::linear(&vs / "WV", width, 256, Default::default()),
+            wq: nn::linear(&vs / "WQ", width, TEXT_ATTENTION_DIM, Default::default()),
+            wk: nn::linear(&vs / "WK", width, TEXT_ATTENTION_DIM, Default::default()),
+            wv: nn::linear(&vs / "WV", width, TEXT_VALUE_DIM, Default::default()),
         }
     }
 
     /// `x` `[n, l, c]`, `text` `[n, t, c]` → `[n, l, 256]`.
     fn forward(&self, x: &Tensor, text: &Tensor) -> Tensor {
         let q = self.wq.forward(x);
-        let scores = q.matmul(&self.wk.forward(text).transpose(-2, -1)) / 8.0;
+        let scores = q.matmul(&self.wk.forward(text).transpose(-2, -1)) / (TEXT_ATTENTION_DIM as f64).sqrt();
         scores.softmax(-1, Kind::Float).matmul(&self.wv.forward(text))
     }
 }
@@ -128,7 +135,7 @@ impl SwinTextBlock {
     fn new(vs: nn::Path, width: i64, heads: i64, shift: i64, drop_path: f64) -> Self {
         Self {
             low_rank_bilinear: LowRankBilinearAttention::new(&vs / "low_rank_bilinear", width),
-            text_proj: nn::linear(&vs / "proj", 256, width, Default::default()),
+            text_proj: nn::linear(&vs / "proj", TEXT_VALUE_DIM, width, Default::default()),
             norm1: nn::layer_norm(&vs / "norm1", vec![width], Default::default()),
             attn: WindowAttention::new(&vs / "attn", width, heads),
             norm2: nn::layer_norm(&vs / "norm2", vec![width], Default::default()),
@@ -179,7 +186,7 @@ impl Stage {
             up_conv: conv(&swin / "up" / "up" / 1, width, half, 3),
             up_norm: nn::group_norm(&swin / "up" / "up" / 2, GROUPS, half, Default::default()),
             // drop path rises linearly over the two blocks: 0, 0.2; odd blocks are shifted.
-            blocks: (0..2).map(|i| SwinTextBlock::new(&blocks / i, half, 2, if i % 2 == 1 { SHIFT } else { 0 }, 0.2 * i as f64)).collect(),
+            blocks: (0..BLOCKS).map(|i| SwinTextBlock::new(&blocks / i, half, HEADS, if i % 2 == 1 { SHIFT } else { 0 }, 0.2 * i as f64)).collect(),
             swin_out: conv(&swin / "conv_relu" / 0, half, half, 1),
             skip_conv: conv(&vs / "conv2" / 0, width, half, 1),
             fuse_conv: conv(&vs / "conv_relu" / 0, width, width, 3),
@@ -227,7 +234,8 @@ pub struct SwinTextDecoder {
 impl SwinTextDecoder {
     /// `width`: channels of the four input levels; `text_dim`: width of the text embeddings.
     pub fn new(vs: nn::Path, width: i64, text_dim: i64, classes: i64) -> Self {
-        let text_head = |p: nn::Path| (nn::linear(&p / 0, text_dim, 128, Default::default()), nn::layer_norm(&p / 1, vec![128], Default::default()));
+        let half = width / 2;
+        let text_head = |p: nn::Path| (nn::linear(&p / 0, text_dim, half, Default::default()), nn::layer_norm(&p / 1, vec![half], Default::default()));
         Self {
             linear_a: text_head(&vs / "linearA"),
             linear_b: text_head(&vs / "linearB"),

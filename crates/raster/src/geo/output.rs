@@ -9,7 +9,7 @@ use gdal::{Dataset, DriverManager};
 use tempfile::TempPath;
 
 use super::{GdalContext, GeoError, Grid, Result, checked};
-use crate::Window;
+use crate::{Window, atomic};
 
 /// The kinds of map a scene run writes.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,19 +39,14 @@ pub struct StagedRaster {
     dataset: Dataset,
 }
 
-/// An empty hidden file `.NAME.RANDOM.SUFFIX` beside `target`, deleted when dropped unless
-/// persisted under the target's name.
+/// [`atomic::staged_path`] with the error naming the target.
 pub(crate) fn hidden_temp(target: &Path, suffix: &str) -> Result<TempPath> {
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("map");
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(&format!(".{suffix}"))
-        // Maps are for sharing: rw-r--r-- rather than the private default of temporary files.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map(|f| f.into_temp_path())
-        .map_err(|e| GeoError::Invalid(format!("{}: cannot create a file in {}: {e}", target.display(), dir.display())))
+    atomic::staged_path(target, suffix).map_err(|e| GeoError::Invalid(format!("{}: {e}", target.display())))
+}
+
+/// [`atomic::commit`] with the error naming the target.
+pub(crate) fn commit(temp: TempPath, target: &Path) -> Result<()> {
+    atomic::commit(temp, target).map_err(|e| GeoError::Invalid(format!("{}: {e}", target.display())))
 }
 
 fn options(pairs: &[(&str, &str)]) -> RasterCreationOptions {
@@ -118,7 +113,7 @@ impl StagedRaster {
     pub fn finish_tiled(self) -> Result<()> {
         let StagedRaster { target, temp, dataset } = self;
         checked(&target, "writing", || dataset.close().at(&target))?;
-        temp.persist(&target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))
+        commit(temp, &target)
     }
 
     /// Closes the file and writes the target as a COG from it.
@@ -150,6 +145,5 @@ fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<(
         ("NUM_THREADS", "ALL_CPUS"),
     ]);
     checked(target, "writing the COG", || source.create_copy(&driver, &temp, &options).at(target)?.close().at(target))?;
-    temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
-    Ok(())
+    commit(temp, target)
 }

@@ -27,11 +27,6 @@ pub fn vector_driver(target: &Path) -> Result<&'static str> {
     }
 }
 
-/// The from→to code `1 + K·from + to` of semantic maps, decoded.
-fn from_to(code: i32, classes: i32) -> (i32, i32) {
-    ((code - 1) / classes, (code - 1) % classes)
-}
-
 /// Polygonises the changed pixels of `change` (uint8: 1 changed, 255 nodata) into `target`
 /// (`.gpkg` or `.geojson`), written under a hidden name and renamed. With `fromto` (and the
 /// class count), each polygon is one from→to transition. Returns the number of polygons.
@@ -94,9 +89,10 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         f.set_geometry(shape).at(target)?;
         let mut field = 0;
         if let Some((_, classes)) = fromto {
-            let (from, to) = from_to(regions.value[region] as i32, classes as i32);
-            f.set_field_integer(0, from).at(target)?;
-            f.set_field_integer(1, to).at(target)?;
+            // Regions hold changed pixels only, so their code is never 0 (unchanged).
+            let (from, to) = crate::from_to::decode(regions.value[region], classes).unwrap_or_default();
+            f.set_field_integer(0, from as i32).at(target)?;
+            f.set_field_integer(1, to as i32).at(target)?;
             field = 2;
         }
         f.set_field_double(field, area).at(target)?;
@@ -105,7 +101,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         written += 1;
     }
     checked(target, "writing", || out_ds.close().at(target))?;
-    temp.persist(target).map_err(|e| GeoError::Invalid(format!("{}: cannot rename into place: {e}", target.display())))?;
+    super::output::commit(temp, target)?;
     Ok(written)
 }
 
@@ -214,14 +210,5 @@ impl Regions {
         }
         labels_ds.close()?;
         Ok(Regions { labels, value, sum, count })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn from_to_codes_decode() {
-        assert_eq!(super::from_to(1, 6), (0, 0));
-        assert_eq!(super::from_to(1 + 6 * 2 + 5, 6), (2, 5));
     }
 }

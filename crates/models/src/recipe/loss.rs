@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
-use changedet_models::ChangeOutput;
+use crate::{ChangeOutput, ModelError, Result, clearscd_loss};
 
 pub const IGNORE: i64 = changedet_data::IGNORE as i64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossKind {
     /// Two-class cross-entropy, mean over the labelled pixels.
@@ -18,6 +18,10 @@ pub enum LossKind {
     CrossEntropyAllPixels,
     /// Binary cross-entropy on the change log-odds plus Dice on the change probability.
     BceDice,
+    /// ClearSCD's own objective (semantic CE per date, BCE + Dice, SACL, BSCC), which needs its
+    /// semantic outputs and labels; see `clearscd_loss`.
+    #[serde(rename = "clearscd")]
+    ClearScd(clearscd_loss::Config),
 }
 
 impl std::str::FromStr for LossKind {
@@ -27,14 +31,16 @@ impl std::str::FromStr for LossKind {
             "ce" | "cross-entropy" => Ok(LossKind::CrossEntropy),
             "ce-all-pixels" => Ok(LossKind::CrossEntropyAllPixels),
             "bce-dice" => Ok(LossKind::BceDice),
-            other => Err(format!("unknown loss '{other}' (known: ce, ce-all-pixels, bce-dice)")),
+            "clearscd" => Ok(LossKind::ClearScd(clearscd_loss::Config::default())),
+            other => Err(format!("unknown loss '{other}' (known: ce, ce-all-pixels, bce-dice, clearscd)")),
         }
     }
 }
 
 impl LossKind {
-    pub fn compute(self, output: &ChangeOutput, target: &Tensor) -> Tensor {
-        match self {
+    /// The loss of change logits against change labels; a model's own objective is refused here.
+    pub fn compute(self, output: &ChangeOutput, target: &Tensor) -> Result<Tensor> {
+        Ok(match self {
             LossKind::CrossEntropy => cross_entropy(&output.logits, target),
             LossKind::CrossEntropyAllPixels => {
                 output.logits.cross_entropy_loss::<Tensor>(target, None, Reduction::Sum, IGNORE, 0.0) / target.numel() as f64
@@ -43,7 +49,8 @@ impl LossKind {
                 let logit = output.change_logit();
                 bce_with_ignore(&logit, target) + dice_with_ignore(&logit, target)
             }
-        }
+            LossKind::ClearScd(_) => return Err(ModelError::Recipe("the clearscd loss is ClearSCD's own objective; other models train with ce, ce-all-pixels or bce-dice".into())),
+        })
     }
 }
 

@@ -21,13 +21,12 @@
 //! labelled class adds 0 to the global term instead of dividing by zero.
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, IndexOp, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use changedet_models::clearscd::{ClearScd, ScdForward};
+use crate::clearscd::{ClearScd, ScdForward};
+use crate::recipe::loss::{bce_with_ignore, cross_entropy_ignoring, dice_with_ignore};
 
-use crate::loss::{bce_with_ignore, cross_entropy_ignoring, dice_with_ignore};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub contrast_weight: f64,
@@ -227,8 +226,7 @@ fn global_contrast(model: &ClearScd, out: &ScdForward, projected: &[Tensor; 2], 
     let mut loss = projected[0].sum(None::<Kind>) * 0.0;
     if !warmup {
         // Copies: the queues change in place below, before the backward pass.
-        let queues = &model.queues.queues;
-        let snapshot: [Vec<Tensor>; 2] = [0, 1].map(|d| queues[d].iter().map(|q| q.detach().copy()).collect());
+        let snapshot = model.queues.snapshot();
         for date in 0..2 {
             let other = 1 - date;
             let (centres, classes) = hard_centres(&projected[date], &out.logits_low[date], &labels[date], k);
@@ -249,27 +247,10 @@ fn global_contrast(model: &ClearScd, out: &ScdForward, projected: &[Tensor; 2], 
     }
     tch::no_grad(|| {
         for (date, (pixels, classes)) in keys.iter().enumerate() {
-            enqueue(model, date, pixels, classes, cfg.enqueue_len);
+            model.queues.enqueue(date, &normalize_columns(pixels), classes, cfg.enqueue_len);
         }
     });
     loss
-}
-
-/// Writes `len` normalised pixels of every class that has exactly that many into the class's
-/// ring buffer and advances its pointer.
-fn enqueue(model: &ClearScd, date: usize, pixels: &Tensor, classes: &Tensor, len: i64) {
-    let pixels = normalize_columns(pixels);
-    for class in 0..model.num_classes {
-        let index = classes.eq(class).nonzero().squeeze_dim(1);
-        if index.size()[0] < len {
-            continue;
-        }
-        let queue = &model.queues.queues[date][class as usize];
-        let pointer = &model.queues.pointers[date][class as usize];
-        let start = pointer.int64_value(&[0]);
-        queue.i((.., start..start + len)).copy_(&pixels.index_select(1, &index));
-        let _advanced = pointer.shallow_clone().fill_((start + len) % queue.size()[1]);
-    }
 }
 
 /// BSCC (`BSCCLoss`, margin M, ε = 1e-4) on the decoder maps and the low-resolution change

@@ -1,0 +1,184 @@
+//! The parts shared by the three fully convolutional change-detection networks of Daudt, Le Saux
+//! and Boulch ("Fully convolutional siamese networks for change detection", ICIP 2018): FC-EF,
+//! FC-Siam-conc and FC-Siam-diff. They share a four-stage U-Net encoder and decoder and differ
+//! only in what enters the encoder and what the skips carry. Layer names are the official
+//! code's (`unet.py`, `siamunet_conc.py`, `siamunet_diff.py`), so its state dicts map one to one.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+use tch::nn::{self, Module};
+
+use changedet_data::{Normalization, Preset};
+
+use crate::recipe::{LossKind, OptimizerKind, Recipe, Schedule};
+use crate::{ModelError, Result};
+
+/// The configuration all three share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Bands of one date's image.
+    pub in_channels: i64,
+    pub num_classes: i64,
+    /// Channels of the first encoder stage; the others have 2, 4 and 8 times as many (the
+    /// paper's 16). Narrower networks serve quick experiments and pipeline benchmarks.
+    pub width: i64,
+    /// Channel-wise dropout after every encoder and decoder block (the paper's 0.2).
+    pub dropout: f64,
+    pub normalization: Normalization,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { in_channels: 3, num_classes: 2, width: 16, dropout: 0.2, normalization: Normalization::IMAGENET }
+    }
+}
+
+impl Config {
+    /// Refuses sizes that build no network, or one far beyond the paper's (a checkpoint's
+    /// configuration comes from a file).
+    pub fn check(&self, model: &str) -> Result<()> {
+        let fits = |v: i64, max: i64| (1..=max).contains(&v);
+        if fits(self.in_channels, 64) && fits(self.num_classes, 255) && fits(self.width, 512) && (0.0..1.0).contains(&self.dropout) {
+            return Ok(());
+        }
+        Err(ModelError::Config {
+            model: model.to_owned(),
+            message: format!(
+                "in_channels {} (1–64), num_classes {} (1–255), width {} (1–512) and dropout {} (0–1) must be in range",
+                self.in_channels, self.num_classes, self.width, self.dropout
+            ),
+        })
+    }
+}
+
+/// The recipe changedet has trained these models with so far (the paper's optimiser, Adam at
+/// 1e-3, as AdamW with decay 1e-4; constant rate).
+pub fn recipe(_dataset: Preset) -> Recipe {
+    Recipe {
+        epochs: 50,
+        batch_size: 8,
+        crop: Some(256),
+        lr: 1e-3,
+        weight_decay: 1e-4,
+        optimizer: OptimizerKind::AdamW,
+        schedule: Schedule::Constant,
+        loss: LossKind::CrossEntropy,
+        ..Recipe::default()
+    }
+}
+
+/// 3×3 conv → BN → ReLU → Dropout2d. The decoder's convs are stride-1 transposed convs in the
+/// original; they are kept so, so that its weights load unchanged.
+#[derive(Debug)]
+struct Block {
+    conv: Box<dyn Module>,
+    bn: nn::BatchNorm,
+    dropout: f64,
+}
+
+impl Block {
+    fn new(vs: &nn::Path, name: &str, c_in: i64, c_out: i64, transposed: bool, dropout: f64) -> Self {
+        let path = vs / format!("conv{name}");
+        let conv: Box<dyn Module> = if transposed {
+            Box::new(nn::conv_transpose2d(path, c_in, c_out, 3, nn::ConvTransposeConfig { padding: 1, ..Default::default() }))
+        } else {
+            Box::new(nn::conv2d(path, c_in, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() }))
+        };
+        Block { conv, bn: nn::batch_norm2d(vs / format!("bn{name}"), c_out, Default::default()), dropout }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.conv.forward(x).apply_t(&self.bn, train).relu().feature_dropout(self.dropout, train)
+    }
+}
+
+fn run(blocks: &[Block], x: &Tensor, train: bool) -> Tensor {
+    blocks.iter().fold(x.shallow_clone(), |x, b| b.forward_t(&x, train))
+}
+
+/// The encoder: stages of width × 1, 2, 4, 8 channels (16 … 128 in the paper), each followed
+/// by 2×2 max-pooling.
+#[derive(Debug)]
+pub struct Encoder {
+    stages: [Vec<Block>; 4],
+}
+
+impl Encoder {
+    /// `input_channels`: what enters the first stage (both dates stacked for FC-EF).
+    pub fn new(vs: &nn::Path, cfg: &Config, input_channels: i64) -> Self {
+        let [c1, c2, c3, c4] = [1, 2, 4, 8].map(|k| k * cfg.width);
+        let enc = |name: &str, c_in, c_out| Block::new(vs, name, c_in, c_out, false, cfg.dropout);
+        Encoder {
+            stages: [
+                vec![enc("11", input_channels, c1), enc("12", c1, c1)],
+                vec![enc("21", c1, c2), enc("22", c2, c2)],
+                vec![enc("31", c2, c3), enc("32", c3, c3), enc("33", c3, c3)],
+                vec![enc("41", c3, c4), enc("42", c4, c4), enc("43", c4, c4)],
+            ],
+        }
+    }
+
+    /// The features before each pooling (the skips, finest first), and the pooled deepest map.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> (Vec<Tensor>, Tensor) {
+        let mut skips = Vec::with_capacity(4);
+        let mut x = x.shallow_clone();
+        for stage in &self.stages {
+            let features = run(stage, &x, train);
+            x = features.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            skips.push(features);
+        }
+        (skips, x)
+    }
+}
+
+/// The decoder: per level, deepest first, a stride-2 transposed conv that undoes the pooling,
+/// then blocks over [upsampled, skip]; a final 3×3 (transposed) conv to class scores.
+#[derive(Debug)]
+pub struct Decoder {
+    upconv: [nn::ConvTranspose2D; 4],
+    stages: [Vec<Block>; 4],
+    classifier: nn::ConvTranspose2D,
+}
+
+impl Decoder {
+    /// `skip_factor`: the skip's channels as a multiple of its level's (1 for one encoder's or
+    /// a difference of two, 2 for both dates concatenated).
+    pub fn new(vs: &nn::Path, cfg: &Config, skip_factor: i64) -> Self {
+        let [c1, c2, c3, c4] = [1, 2, 4, 8].map(|k| k * cfg.width);
+        let dec = |name: &str, c_in, c_out| Block::new(vs, &format!("{name}d"), c_in, c_out, true, cfg.dropout);
+        let up = |name: &str, c| {
+            let cfg = nn::ConvTransposeConfig { stride: 2, padding: 1, output_padding: 1, ..Default::default() };
+            nn::conv_transpose2d(vs / format!("upconv{name}"), c, c, 3, cfg)
+        };
+        let joined = |c: i64| (1 + skip_factor) * c;
+        Decoder {
+            upconv: [up("4", c4), up("3", c3), up("2", c2), up("1", c1)],
+            stages: [
+                vec![dec("43", joined(c4), c4), dec("42", c4, c4), dec("41", c4, c3)],
+                vec![dec("33", joined(c3), c3), dec("32", c3, c3), dec("31", c3, c2)],
+                vec![dec("22", joined(c2), c2), dec("21", c2, c1)],
+                vec![dec("12", joined(c1), c1)],
+            ],
+            classifier: nn::conv_transpose2d(vs / "conv11d", c1, cfg.num_classes, 3, nn::ConvTransposeConfig { padding: 1, ..Default::default() }),
+        }
+    }
+
+    /// `bottom`: the pooled deepest map; `skips`: finest first, as the encoder returns them.
+    pub fn forward_t(&self, bottom: &Tensor, skips: &[Tensor], train: bool) -> Tensor {
+        let mut x = bottom.shallow_clone();
+        for ((up, stage), skip) in self.upconv.iter().zip(&self.stages).zip(skips.iter().rev()) {
+            let upsampled = pad_to(&x.apply(up), skip);
+            x = run(stage, &Tensor::cat(&[&upsampled, skip], 1), train);
+        }
+        x.apply(&self.classifier)
+    }
+}
+
+/// Replication-pads `x` on the right and bottom to the spatial size of `like` (odd sizes lose a
+/// row or column to pooling; the original pads the same way).
+fn pad_to(x: &Tensor, like: &Tensor) -> Tensor {
+    let (h, w) = (like.size()[2], like.size()[3]);
+    let (xh, xw) = (x.size()[2], x.size()[3]);
+    if (xh, xw) == (h, w) { x.shallow_clone() } else { x.replication_pad2d([0, w - xw, 0, h - xh]) }
+}

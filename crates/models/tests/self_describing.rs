@@ -1,0 +1,106 @@
+//! Models describe themselves, so nothing outside this crate knows a model: no model name as a
+//! string, no `ModelSpec` variant and no downcast appears in another crate's sources. And every
+//! configuration field changes what is built: each model builds and runs at a non-default size.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use changedet_data::Preset;
+use changedet_models::{LoadedModel, MODEL_NAMES, ModelSpec};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_crate_but_models_knows_a_model() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&crates).unwrap() {
+        let entry = entry.unwrap();
+        let src = entry.path().join("src");
+        if src.is_dir() && entry.file_name() != "models" {
+            rust_files(&src, &mut files);
+        }
+    }
+    assert!(files.len() > 20, "found only {} source files under {}", files.len(), crates.display());
+    let forbidden: Vec<String> = MODEL_NAMES.iter().map(|name| format!("\"{name}\"")).chain(["downcast".into(), "as_any".into()]).collect();
+    let names_a_variant = |line: &str| line.match_indices("ModelSpec::").any(|(i, m)| line[i + m.len()..].starts_with(|c: char| c.is_ascii_uppercase()));
+    let mut offences = Vec::new();
+    for file in &files {
+        for (number, line) in fs::read_to_string(file).unwrap().lines().enumerate() {
+            let words = forbidden.iter().filter(|w| line.contains(w.as_str())).map(String::as_str);
+            for word in words.chain(names_a_variant(line).then_some("a ModelSpec variant")) {
+                offences.push(format!("{}:{}: {word}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "model knowledge outside crates/models (ask the model through ModelConfig):\n{}", offences.join("\n"));
+}
+
+#[test]
+fn every_model_describes_itself() {
+    for &name in MODEL_NAMES {
+        let spec = ModelSpec::new(name, None).unwrap();
+        assert_eq!(spec.name(), name);
+        let card = spec.config().card();
+        assert!(!card.paper.is_empty() && !card.summary.is_empty(), "{name} has no card");
+        let recipe = spec.reference_recipe(Preset::LevirCd);
+        assert!(recipe.lr > 0.0 && recipe.batch_size > 0, "{name}: {recipe:?}");
+        // A checkpoint stores the configuration as JSON; it must read back as the same model.
+        assert_eq!(ModelSpec::new(name, Some(spec.config_json())).unwrap(), spec);
+    }
+}
+
+/// Builds `name` with `overrides` and runs a forward pass on `bands`-band dates.
+fn logits_shape(name: &str, overrides: serde_json::Value, bands: i64, side: i64) -> Vec<i64> {
+    tch::manual_seed(0);
+    let model = LoadedModel::new(ModelSpec::new(name, Some(overrides)).unwrap(), Device::Cpu).unwrap();
+    let x = Tensor::randn([1, bands, side, side], (Kind::Float, Device::Cpu));
+    tch::no_grad(|| model.model.forward_t(&x, &x, false)).logits.size()
+}
+
+fn parameters(name: &str, overrides: serde_json::Value) -> usize {
+    LoadedModel::new(ModelSpec::new(name, Some(overrides)).unwrap(), Device::Cpu).unwrap().parameter_count()
+}
+
+#[test]
+fn configurations_change_what_is_built() {
+    for name in ["fc-ef", "fc-siam-conc", "fc-siam-diff"] {
+        let narrow = json!({"width": 8, "in_channels": 4, "num_classes": 3});
+        assert_eq!(logits_shape(name, narrow.clone(), 4, 40), [1, 3, 40, 40], "{name}");
+        assert!(parameters(name, narrow) < parameters(name, json!({})) / 3, "{name}: width 8 is not narrower");
+    }
+    let clearscd = json!({"num_classes": 5, "cvaps_blocks": 2, "decoder": {"pyramid_channels": 64, "segmentation_channels": 32}});
+    let model = LoadedModel::new(ModelSpec::new("clearscd", Some(clearscd.clone())).unwrap(), Device::Cpu).unwrap();
+    let x = Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+    let out = tch::no_grad(|| model.model.forward_t(&x, &x, false));
+    assert_eq!(out.logits.size(), [1, 2, 64, 64]);
+    assert_eq!(out.semantic.as_ref().unwrap()[0].size(), [1, 5, 64, 64]);
+    assert!(model.parameter_count() < parameters("clearscd", json!({})));
+}
+
+/// ChangeCLIP at half its decoder width, on tiny CLIP towers (the golden's sizes).
+#[test]
+fn changeclip_builds_at_another_width() {
+    let tiny = json!({
+        "vision": {"kind": "resnet", "layers": [1, 1, 1, 1], "width": 8, "output_dim": 64, "heads": 32, "positional_grid": 2},
+        "text": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1, "embed_dim": 64},
+        "context_decoder": {"width": 64, "heads": 4, "layers": 1, "visual_dim": 64, "dropout": 0.1},
+    });
+    let mut narrow = tiny.clone();
+    narrow["width"] = json!(128);
+    assert_eq!(logits_shape("changeclip-rn50", narrow.clone(), 3, 64), [1, 2, 64, 64]);
+    assert!(parameters("changeclip-rn50", narrow) < parameters("changeclip-rn50", tiny));
+    let err = ModelSpec::new("changeclip-rn50", Some(json!({"width": 100}))).unwrap().build(&tch::nn::VarStore::new(Device::Cpu).root()).err().unwrap();
+    assert!(err.to_string().contains("multiple of 64"), "{err}");
+}

@@ -1,0 +1,67 @@
+//! Outputs appear whole or not at all: every file changedet writes goes first to a hidden file
+//! beside its target (the same folder, so that the rename is atomic), which is renamed onto the
+//! target once complete. A crash or an error leaves nothing under the target's name, and the
+//! hidden file is removed when dropped.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use tempfile::TempPath;
+
+/// An empty hidden file `.NAME.RANDOM.SUFFIX` beside `target` (rw-r--r--: outputs are for
+/// sharing, unlike the private default of temporary files), deleted when dropped unless
+/// [`commit`]ted. Writers that open files by name (GDAL) write to its path.
+pub fn staged_path(target: &Path, suffix: &str) -> io::Result<TempPath> {
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(&format!(".{suffix}"))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create a file in {}: {e}", dir.display())))
+}
+
+/// Renames a staged file onto `target`.
+pub fn commit(staged: TempPath, target: &Path) -> io::Result<()> {
+    staged.persist(target).map_err(|e| io::Error::new(e.error.kind(), format!("cannot rename into place: {}", e.error)))
+}
+
+/// Writes `target` by `write` into a staged file, then renames it into place.
+pub fn write_with<E: From<io::Error>>(target: &Path, write: impl FnOnce(&mut File) -> Result<(), E>) -> Result<(), E> {
+    let staged = staged_path(target, "part")?;
+    let mut file = File::options().write(true).open(&staged)?;
+    write(&mut file)?;
+    drop(file);
+    commit(staged, target)?;
+    Ok(())
+}
+
+/// [`write_with`] for bytes already in memory.
+pub fn write_bytes(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with(target, |file| io::Write::write_all(file, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_nothing_and_a_finished_one_replaces_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.json");
+        std::fs::write(&target, "old").unwrap();
+        let failed = write_with(&target, |file| {
+            io::Write::write_all(file, b"partial")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the staged file was not removed");
+        write_bytes(&target, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
