@@ -1,11 +1,10 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_metrics::{EveryConvention, ScdMaps};
 use changedet_models::{Checkpoint, LoadedModel};
 use changedet_train::Protocol;
 
@@ -87,15 +86,8 @@ fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Valu
 }
 
 fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
-    let mut acc = EveryConvention::new(classes);
-    changedet_train::predict_dataset::<anyhow::Error>(model, dataset, args.batch_size, device, args.protocol, |p| {
-        let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
-            bail!("pair '{}': no semantic prediction or label", p.name);
-        };
-        let maps = ScdMaps { gt_a, gt_b, gt_change, pred_a: &pred_a.classes, pred_b: &pred_b.classes, pred_change: &p.change };
-        acc.add(&maps).map_err(|e| anyhow::anyhow!("pair '{}': {e}", p.name))
-    })?;
+    let scores = changedet_train::evaluate_every_convention(model, dataset, classes, args.batch_size, device, args.protocol)?;
     println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
-    let results = print_report(&acc, |_| true, true)?;
+    let results = print_report(&scores, |_| true, true)?;
     write_json(args, model, dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

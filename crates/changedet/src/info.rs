@@ -55,6 +55,9 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
                 let rows: Vec<String> = m.rows().iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
                 println!("last val     {}", rows.join(", "));
             }
+            if let Some(s) = state.val_semantic {
+                println!("last val SCD oa {:.4}, miou {:.4}, sek {:.4}, fscd {:.4}, score {:.4} (SECOND convention)", s.oa, s.miou, s.sek, s.fscd, s.score);
+            }
             println!("recipe       {}", serde_json::to_string(&state.recipe)?);
         }
         Some(Err(e)) => println!("training     (unreadable: {e})"),

@@ -52,7 +52,8 @@ pub struct Args {
     /// Validate every this many steps instead of after every epoch.
     #[arg(long)]
     val_every: Option<usize>,
-    /// Validation score that picks best.safetensors: f1 (changed class) or miou.
+    /// Validation score that picks best.safetensors: f1 (changed class), miou, or for semantic
+    /// change models sek or score (SECOND convention).
     #[arg(long)]
     best_by: Option<BestMetric>,
     #[arg(long)]

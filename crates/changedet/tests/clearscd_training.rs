@@ -85,6 +85,14 @@ fn resumed_clearscd_run_equals_the_uninterrupted_one_and_eval_scores_every_conve
     for (name, t) in &a.optimizer {
         assert!(t.equal(&b.optimizer[name]), "optimiser {name} differs after resuming");
     }
+    // Validation scores the class maps too (SECOND convention), in the log and the checkpoint.
+    let log = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let sek = entry["val_semantic"]["sek"].as_f64();
+        assert!(sek.is_some_and(f64::is_finite) && entry["val_semantic"]["score"].is_number(), "{line}");
+    }
+    assert!(a.training.as_ref().unwrap()["val_semantic"]["miou"].is_number());
     // Every class with ≥ 64 low-resolution pixels per batch was enqueued at each of the 4 steps.
     let pointer = a.model["ptr_A0"].int64_value(&[0]);
     assert!(pointer > 0 && pointer % 64 == 0, "ptr_A0 = {pointer}");
@@ -127,6 +135,9 @@ fn clearscd_needs_semantic_labels_that_fit_it() {
     let out = tmp.path().join("run");
     let err = fails(&["train", "--model", "clearscd", "--dataset", &levir, "--train-split", "all", "--val-split", "all", "--out", s(&out), "--device", "cpu"]);
     assert!(err.contains("semantic change labels"), "{err}");
+    // A semantic validation score needs a semantic model.
+    let err = fails(&["train", "--model", "fc-ef", "--dataset", &levir, "--train-split", "all", "--val-split", "all", "--best-by", "sek", "--out", s(&out), "--device", "cpu"]);
+    assert!(err.contains("--best-by sek scores semantic change models"), "{err}");
 
     let data = tmp.path().join("hiucd");
     synthetic_hiucd(&data);

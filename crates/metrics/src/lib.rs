@@ -20,7 +20,7 @@ pub use binary::{BinaryConfusion, BinaryMetrics};
 pub use clearscd::{ClearScdAccumulator, ClearScdMetrics};
 pub use confusion::Confusion;
 pub use every::EveryConvention;
-pub use scd::{ScdAccumulator, ScdConvention, ScdMetrics};
+pub use scd::{ScdAccumulator, ScdConvention, ScdMetrics, ScdSummary};
 
 /// A map handed to a metric does not fit its partner or holds a value the convention forbids.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -56,6 +56,22 @@ pub struct ScdMetrics {
     pub confusion: Confusion,
 }
 
+/// The headline semantic-change scores of one convention, small enough for a training log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScdSummary {
+    pub oa: f64,
+    pub miou: f64,
+    pub sek: f64,
+    pub fscd: f64,
+    pub score: f64,
+}
+
+impl ScdMetrics {
+    pub fn summary(&self) -> ScdSummary {
+        ScdSummary { oa: self.oa, miou: self.miou, sek: self.sek, fscd: self.fscd, score: self.score }
+    }
+}
+
 const IGNORED: usize = usize::MAX;
 
 impl ScdAccumulator {

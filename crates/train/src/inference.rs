@@ -4,7 +4,7 @@
 use tch::{Device, Kind, Tensor};
 
 use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig};
-use changedet_metrics::BinaryConfusion;
+use changedet_metrics::{BinaryConfusion, EveryConvention, ScdMaps};
 use changedet_models::input::BatchTensors;
 use changedet_models::{ChangeOutput, LoadedModel};
 
@@ -120,6 +120,20 @@ pub fn predict_dataset<E: From<TrainError>>(
         }
     }
     Ok(())
+}
+
+/// A semantic change model on a semantically labelled split with `classes` classes, scored in
+/// every convention.
+pub fn evaluate_every_convention(model: &LoadedModel, dataset: &Dataset, classes: usize, batch_size: usize, device: Device, protocol: Protocol) -> Result<EveryConvention> {
+    let mut scores = EveryConvention::new(classes);
+    predict_dataset::<TrainError>(model, dataset, batch_size, device, protocol, |p| {
+        let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
+            return Err(TrainError::Config(format!("pair '{}': no semantic prediction or label", p.name)));
+        };
+        let maps = ScdMaps { gt_a, gt_b, gt_change, pred_a: &pred_a.classes, pred_b: &pred_b.classes, pred_change: &p.change };
+        scores.add(&maps).map_err(|e| TrainError::Config(format!("pair '{}': {e}", p.name)))
+    })?;
+    Ok(scores)
 }
 
 /// The global confusion matrix of `model` on a labelled split under `protocol`.

@@ -8,7 +8,7 @@ pub mod plot;
 pub mod protocol;
 pub mod trainer;
 
-pub use inference::{PairPrediction, SemanticPrediction, evaluate, predict_dataset};
+pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_dataset};
 pub use protocol::Protocol;
 pub use trainer::{TrainJob, TrainSummary, TrainingState, train};
 

@@ -15,15 +15,16 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use changedet_data::{Augment, Batch, BatchLoader, Dataset, LoaderConfig, epoch_order};
-use changedet_metrics::BinaryMetrics;
+use changedet_metrics::{BinaryMetrics, ScdSummary};
 use changedet_models::input::BatchTensors;
+use changedet_models::recipe::{BestMetric, Validation};
 use changedet_models::{Checkpoint, LoadedModel, ModelSpec, Recipe};
 
 use changedet_raster::atomic;
 
 use crate::optim::Adam;
 use crate::protocol::Protocol;
-use crate::{Result, TrainError, evaluate, plot};
+use crate::{Result, TrainError, evaluate, evaluate_every_convention, plot};
 
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
@@ -47,6 +48,9 @@ pub struct TrainingState {
     pub best_epoch: Option<usize>,
     /// Validation metrics of the last validation.
     pub val_metrics: Option<BinaryMetrics>,
+    /// Semantic change models: the last validation's class-map scores (SECOND convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_semantic: Option<ScdSummary>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -57,6 +61,9 @@ pub struct EpochLog {
     pub lr: f64,
     pub train_loss: f64,
     pub val: BinaryMetrics,
+    /// Semantic change models: class-map scores in the SECOND convention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_semantic: Option<ScdSummary>,
     pub seconds: f64,
 }
 
@@ -98,7 +105,7 @@ fn save(path: &Path, model: &LoadedModel, optimizer: Option<&Adam>, state: &Trai
 pub fn train(job: TrainJob) -> Result<TrainSummary> {
     check_job(&job)?;
     let (model, optimizer, state) = if job.resume { resume(&job)? } else { start(&job)? };
-    check_labels_fit(&model, &job.train)?;
+    check_labels_fit(&model, &job.train, state.recipe.best_by)?;
     let mut run = Run::new(&job, model, optimizer, state);
     while run.state.epoch < run.epochs {
         if run.train_epoch()? == EpochEnd::Stopped {
@@ -148,6 +155,7 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         best_score: None,
         best_epoch: None,
         val_metrics: None,
+        val_semantic: None,
     };
     Ok((model, optimizer, state))
 }
@@ -322,14 +330,29 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The validation split's scores: the change masks, and semantic models' class maps.
+    fn scores(&self) -> Result<Validation> {
+        let (model, val, device) = (&self.model, &self.job.val, self.job.device);
+        let batch_size = self.recipe.eval_batch_size.max(1);
+        Ok(match (model.spec.semantic_classes(), val.semantic_classes) {
+            (Some(_), Some(classes)) => {
+                let scores = evaluate_every_convention(model, val, classes, batch_size, device, Protocol::Whole)?;
+                Validation { binary: scores.binary.metrics(), semantic: Some(scores.second.metrics().summary()) }
+            }
+            _ => Validation { binary: evaluate(model, val, batch_size, device, Protocol::Whole)?.metrics(), semantic: None },
+        })
+    }
+
     /// Scores the model on the validation split, logs, and keeps `best`.
     fn validate(&mut self, lr: f64, epoch: usize, train_loss: f64) -> Result<()> {
-        let confusion = evaluate(&self.model, &self.job.val, self.recipe.eval_batch_size.max(1), self.job.device, Protocol::Whole)?;
-        let metrics = confusion.metrics();
+        let validation = self.scores()?;
+        let metrics = validation.binary;
         let state = &mut self.state;
-        let entry = EpochLog { epoch, step: state.step, lr, train_loss, val: metrics, seconds: self.epoch_start.elapsed().as_secs_f64() };
+        let seconds = self.epoch_start.elapsed().as_secs_f64();
+        let entry = EpochLog { epoch, step: state.step, lr, train_loss, val: metrics, val_semantic: validation.semantic, seconds };
         state.val_metrics = Some(metrics);
-        let score = self.recipe.best_by.score(&metrics);
+        state.val_semantic = validation.semantic;
+        let score = self.recipe.best_by.score(&validation).expect("checked by check_labels_fit");
         let improved = state.best_score.is_none_or(|best| score > best);
         if improved {
             state.best_score = Some(score);
@@ -337,8 +360,9 @@ impl<'a> Run<'a> {
             save(&self.job.out_dir.join(BEST), &self.model, None, state)?;
         }
         append_log(&self.log_path, &entry)?;
+        let semantic = validation.semantic.map(|s| format!("  SeK {:.4}  Score {:.4}", s.sek, s.score)).unwrap_or_default();
         let line = format!(
-            "epoch {:>3}/{}  step {:>6}  loss {:.4}  val F1 {:.4}  IoU {:.4}  P {:.4}  R {:.4}  mIoU {:.4}{}",
+            "epoch {:>3}/{}  step {:>6}  loss {:.4}  val F1 {:.4}  IoU {:.4}  P {:.4}  R {:.4}  mIoU {:.4}{semantic}{}",
             entry.epoch,
             self.epochs,
             entry.step,
@@ -361,8 +385,11 @@ impl<'a> Run<'a> {
 }
 
 /// Semantic change models need semantic labels with their number of classes (a larger class
-/// value would index past the class scores).
-fn check_labels_fit(model: &LoadedModel, data: &Dataset) -> Result<()> {
+/// value would index past the class scores); a semantic validation score needs both.
+fn check_labels_fit(model: &LoadedModel, data: &Dataset, best_by: BestMetric) -> Result<()> {
+    if best_by.is_semantic() && (model.spec.semantic_classes().is_none() || data.semantic_classes.is_none()) {
+        return Err(TrainError::Config(format!("--best-by {} scores semantic change models on semantic change labels", best_by.name().to_lowercase())));
+    }
     let Some(classes) = model.spec.semantic_classes() else { return Ok(()) };
     match data.semantic_classes {
         Some(k) if k == classes => Ok(()),

@@ -7,7 +7,7 @@ pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
-use changedet_metrics::BinaryMetrics;
+use changedet_metrics::{BinaryMetrics, ScdSummary};
 
 pub use loss::LossKind;
 pub use schedule::Schedule;
@@ -106,20 +106,42 @@ pub enum BestMetric {
     /// Mean IoU of the two classes (mmseg's `IoUMetric`, ChangeCLIP's `save_best='mIoU'`).
     #[serde(rename = "miou")]
     MeanIou,
+    /// Separated kappa of semantic change models (SECOND convention).
+    Sek,
+    /// 0.3·mIoU + 0.7·SeK of semantic change models (SECOND convention).
+    Score,
+}
+
+/// What one validation measured: the change masks always, semantic change models' class maps
+/// in the SECOND convention too.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub binary: BinaryMetrics,
+    pub semantic: Option<ScdSummary>,
 }
 
 impl BestMetric {
-    pub fn score(self, metrics: &BinaryMetrics) -> f64 {
+    /// The score, or `None` for a semantic score of a validation that has none.
+    pub fn score(self, validation: &Validation) -> Option<f64> {
         match self {
-            BestMetric::F1 => metrics.f1,
-            BestMetric::MeanIou => metrics.miou,
+            BestMetric::F1 => Some(validation.binary.f1),
+            BestMetric::MeanIou => Some(validation.binary.miou),
+            BestMetric::Sek => validation.semantic.map(|s| s.sek),
+            BestMetric::Score => validation.semantic.map(|s| s.score),
         }
+    }
+
+    /// Whether the score needs semantic change labels and outputs.
+    pub fn is_semantic(self) -> bool {
+        matches!(self, BestMetric::Sek | BestMetric::Score)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             BestMetric::F1 => "F1",
             BestMetric::MeanIou => "mIoU",
+            BestMetric::Sek => "SeK",
+            BestMetric::Score => "Score",
         }
     }
 }
@@ -130,7 +152,9 @@ impl std::str::FromStr for BestMetric {
         match s.to_ascii_lowercase().as_str() {
             "f1" => Ok(BestMetric::F1),
             "miou" => Ok(BestMetric::MeanIou),
-            other => Err(format!("unknown validation score '{other}' (f1, miou)")),
+            "sek" => Ok(BestMetric::Sek),
+            "score" => Ok(BestMetric::Score),
+            other => Err(format!("unknown validation score '{other}' (f1, miou, sek, score)")),
         }
     }
 }
