@@ -146,47 +146,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The scene benchmark: the pair is copied once to tiled GeoTIFFs, and a VRT repeats them over a
-/// SIDE×SIDE grid (0.5 m pixels in UTM 50N), so that the input costs no disk and is read the way
-/// real scenes are (windowed, block by block).
+/// The scene benchmark: the pair repeated as a georeferenced SIDE×SIDE mosaic (see
+/// `repeat_as_mosaic`), through the scene pipeline.
 fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], tile: usize) -> Result<()> {
-    use gdal::{Dataset, DriverManager};
     anyhow::ensure!(pair.len() == 2, "--scene-from takes two images, BEFORE,AFTER");
     let dir = tempfile::tempdir()?;
-    let mut mosaics = Vec::new();
-    for (date, source) in ["before", "after"].iter().zip(pair) {
-        let tiled = dir.path().join(format!("{date}.tif"));
-        let mut options = gdal::raster::RasterCreationOptions::new();
-        options.set_name_value("TILED", "YES")?;
-        let copy = Dataset::open(source)
-            .with_context(|| format!("{}: cannot open", source.display()))?
-            .create_copy(&DriverManager::get_driver_by_name("GTiff")?, &tiled, &options)?;
-        let (w, h) = copy.raster_size();
-        let bands = copy.raster_count();
-        drop(copy);
-        let mut xml = format!(
-            "<VRTDataset rasterXSize=\"{side}\" rasterYSize=\"{side}\"><SRS>EPSG:32650</SRS><GeoTransform>500000, 0.5, 0, 4000000, 0, -0.5</GeoTransform>"
-        );
-        for band in 1..=bands {
-            xml += &format!("<VRTRasterBand dataType=\"Byte\" band=\"{band}\">");
-            for y in (0..side).step_by(h) {
-                for x in (0..side).step_by(w) {
-                    xml += &format!(
-                        "<SimpleSource><SourceFilename>{}</SourceFilename><SourceBand>{band}</SourceBand><SrcRect xOff=\"0\" yOff=\"0\" xSize=\"{w}\" ySize=\"{h}\"/><DstRect xOff=\"{x}\" yOff=\"{y}\" xSize=\"{w}\" ySize=\"{h}\"/></SimpleSource>",
-                        tiled.display()
-                    );
-                }
-            }
-            xml += "</VRTRasterBand>";
-        }
-        xml += "</VRTDataset>";
-        let vrt = dir.path().join(format!("{date}.vrt"));
-        std::fs::write(&vrt, xml)?;
-        mosaics.push(vrt);
-    }
+    let before = changedet_raster::geo::repeat_as_mosaic(&pair[0], side, dir.path(), "before")?;
+    let after = changedet_raster::geo::repeat_as_mosaic(&pair[1], side, dir.path(), "after")?;
     let job = changedet_scene::SceneJob {
         tile,
-        ..changedet_scene::SceneJob::new(vec![mosaics[0].clone()], vec![mosaics[1].clone()], dir.path().join("out"))
+        ..changedet_scene::SceneJob::new(vec![before], vec![after], dir.path().join("out"))
     };
     let summary = changedet_scene::predict_scene(model, device, &job)?;
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());

@@ -196,18 +196,9 @@ impl ClearScdAccumulator {
 
     pub fn metrics(&self) -> ClearScdMetrics {
         let k = self.classes;
-        let mut guarded = Vec::new();
-        let mut guard = |name: &str, num: f64, den: f64| {
-            if den == 0.0 {
-                guarded.push(name.to_owned());
-                0.0
-            } else {
-                num / den
-            }
-        };
-
+        let mut guard = Guard::default();
         let total = self.from_to.total() as f64;
-        let oa_scd = guard("oa_scd", self.from_to.trace() as f64, total);
+        let oa_scd = guard.ratio("oa_scd", self.from_to.trace() as f64, total);
         let kappa_trad = self.from_to.kappa();
         let mut without_unchanged = self.from_to.clone();
         without_unchanged.set(k * k, k * k, 0);
@@ -216,60 +207,24 @@ impl ClearScdAccumulator {
         let bcd_iou = self.bcd.iou();
         let iou_mean = numpy::round(numpy::mean(&bcd_iou), 5);
         let (iou_nochange, iou_change) = (bcd_iou[0], bcd_iou[1]);
-        let (tp, fp, fn_) = self.bcd.class_counts(1);
-        let f1_change = numpy::round(guard("f1_change", 2.0 * tp as f64, (2 * tp + fp + fn_) as f64), 5);
+        let f1_change = f1(&self.bcd, 1, "f1_change", &mut guard);
         let sek = kappa_nuc * iou_change.exp() / E;
 
+        // test.py's "mod" scores count changed pixels whose two predicted classes agree as misses.
+        let (tp, ..) = self.bcd.class_counts(1);
         let mut bcd_mod = self.bcd.clone();
         bcd_mod.set(1, 1, tp - self.invalid_area);
         bcd_mod.set(0, 1, bcd_mod.get(0, 1) + self.invalid_area);
         let iou_change_mod = bcd_mod.iou()[1];
-        let (tp_m, fp_m, fn_m) = bcd_mod.class_counts(1);
-        let f1_change_mod = numpy::round(guard("f1_change_mod", 2.0 * tp_m as f64, (2 * tp_m + fp_m + fn_m) as f64), 5);
+        let f1_change_mod = f1(&bcd_mod, 1, "f1_change_mod", &mut guard);
         let sek_mod = kappa_nuc * iou_change_mod.exp() / E;
 
         let seg_pair_iou = numpy::round(numpy::mean(&self.seg_pair.iou()), 5);
-        let seg_f1: Vec<f64> = (0..k)
-            .map(|c| {
-                let (tp, fp, fn_) = self.seg_pair.class_counts(c);
-                numpy::round(guard(&format!("seg_f1[{c}]"), 2.0 * tp as f64, (2 * tp + fp + fn_) as f64), 5)
-            })
-            .collect();
+        let seg_f1: Vec<f64> = (0..k).map(|c| f1(&self.seg_pair, c, &format!("seg_f1[{c}]"), &mut guard)).collect();
         let seg_pair_f1 = numpy::mean(&seg_f1);
+        let (binary_consistency, change_consistency, nochange_consistency) = self.consistencies(iou_change, &mut guard);
 
-        let binary_consistency = numpy::round(numpy::mean(&self.binary_consistency.iou()), 5);
-        let distinct_change_codes = self.change_codes.iter().filter(|&&seen| seen).count();
-        let change_den = distinct_change_codes.saturating_sub(1) as f64;
-        let change_consistency = numpy::round(guard("change_consistency", numpy::nansum(&self.change_consistency.iou()), change_den), 5);
-        let mut nochange_iou = self.nochange_consistency.iou();
-        nochange_iou[k] = iou_change;
-        let distinct_nochange_codes = self.nochange_codes.iter().filter(|&&seen| seen).count();
-        let nochange_den = distinct_nochange_codes.saturating_sub(1) as f64;
-        let nochange_consistency = numpy::round(guard("nochange_consistency", numpy::nansum(&nochange_iou), nochange_den), 5);
-
-        let pct = |x: f64| numpy::round(x * 100.0, 2);
-        let (p_iou, p_sek, p_iou_mod, p_sek_mod) = (pct(iou_change), pct(sek), pct(iou_change_mod), pct(sek_mod));
-        let printed = vec![
-            ("BCD_IoU", p_iou),
-            ("BCD_F1", pct(f1_change)),
-            ("BCD_IoU_mod", p_iou_mod),
-            ("BCD_F1_mod", pct(f1_change_mod)),
-            ("SEG_mIoU", pct(seg_pair_iou)),
-            ("SEG_mF1", pct(seg_pair_f1)),
-            ("SCD_Sek", p_sek),
-            ("SCD_Sek_mod", p_sek_mod),
-            ("Kappa", pct(kappa_trad)),
-            ("Overall_Score", numpy::round(0.3 * p_iou + 0.7 * p_sek, 2)),
-            ("Overall_Score_mod", numpy::round(0.3 * p_iou_mod + 0.7 * p_sek_mod, 2)),
-            ("binary_consistency", pct(binary_consistency)),
-            ("change_consistency", pct(change_consistency)),
-            ("nochange_consistency", pct(nochange_consistency)),
-        ]
-        .into_iter()
-        .map(|(n, v)| (n.to_owned(), v))
-        .collect();
-
-        ClearScdMetrics {
+        let mut metrics = ClearScdMetrics {
             oa_scd,
             kappa_trad,
             kappa_nuc,
@@ -288,12 +243,78 @@ impl ClearScdAccumulator {
             nochange_consistency,
             invalid_area_sum: self.invalid_area,
             right_bcd_area_sum: self.right_bcd_area,
-            distinct_change_codes,
-            distinct_nochange_codes,
-            printed,
-            guarded,
+            distinct_change_codes: self.change_codes.iter().filter(|&&seen| seen).count(),
+            distinct_nochange_codes: self.nochange_codes.iter().filter(|&&seen| seen).count(),
+            printed: Vec::new(),
+            guarded: guard.names,
             bcd_confusion_mod: bcd_mod,
             seg_pair_confusion: self.seg_pair.clone(),
+        };
+        metrics.printed = printed(&metrics);
+        metrics
+    }
+
+    /// Binary, change-type and no-change-type consistency between the change map and the two
+    /// class maps.
+    fn consistencies(&self, iou_change: f64, guard: &mut Guard) -> (f64, f64, f64) {
+        let k = self.classes;
+        let binary = numpy::round(numpy::mean(&self.binary_consistency.iou()), 5);
+        let distinct_change_codes = self.change_codes.iter().filter(|&&seen| seen).count();
+        let change_den = distinct_change_codes.saturating_sub(1) as f64;
+        let change = numpy::round(guard.ratio("change_consistency", numpy::nansum(&self.change_consistency.iou()), change_den), 5);
+        let mut nochange_iou = self.nochange_consistency.iou();
+        nochange_iou[k] = iou_change;
+        let distinct_nochange_codes = self.nochange_codes.iter().filter(|&&seen| seen).count();
+        let nochange_den = distinct_nochange_codes.saturating_sub(1) as f64;
+        let nochange = numpy::round(guard.ratio("nochange_consistency", numpy::nansum(&nochange_iou), nochange_den), 5);
+        (binary, change, nochange)
+    }
+}
+
+/// Ratios whose denominator may be 0: 0 instead of the reference's NaN, with the name noted.
+#[derive(Default)]
+struct Guard {
+    names: Vec<String>,
+}
+
+impl Guard {
+    fn ratio(&mut self, name: &str, num: f64, den: f64) -> f64 {
+        if den == 0.0 {
+            self.names.push(name.to_owned());
+            0.0
+        } else {
+            num / den
         }
     }
+}
+
+/// F1 of `class` in `confusion`, rounded to 5 digits as test.py does.
+fn f1(confusion: &Confusion, class: usize, name: &str, guard: &mut Guard) -> f64 {
+    let (tp, fp, fn_) = confusion.class_counts(class);
+    numpy::round(guard.ratio(name, 2.0 * tp as f64, (2 * tp + fp + fn_) as f64), 5)
+}
+
+/// The table test.py prints: scores × 100 rounded to 2 digits, in its order.
+fn printed(m: &ClearScdMetrics) -> Vec<(String, f64)> {
+    let pct = |x: f64| numpy::round(x * 100.0, 2);
+    let (p_iou, p_sek, p_iou_mod, p_sek_mod) = (pct(m.iou_change), pct(m.sek), pct(m.iou_change_mod), pct(m.sek_mod));
+    [
+        ("BCD_IoU", p_iou),
+        ("BCD_F1", pct(m.f1_change)),
+        ("BCD_IoU_mod", p_iou_mod),
+        ("BCD_F1_mod", pct(m.f1_change_mod)),
+        ("SEG_mIoU", pct(m.seg_pair_iou)),
+        ("SEG_mF1", pct(m.seg_pair_f1)),
+        ("SCD_Sek", p_sek),
+        ("SCD_Sek_mod", p_sek_mod),
+        ("Kappa", pct(m.kappa_trad)),
+        ("Overall_Score", numpy::round(0.3 * p_iou + 0.7 * p_sek, 2)),
+        ("Overall_Score_mod", numpy::round(0.3 * p_iou_mod + 0.7 * p_sek_mod, 2)),
+        ("binary_consistency", pct(m.binary_consistency)),
+        ("change_consistency", pct(m.change_consistency)),
+        ("nochange_consistency", pct(m.nochange_consistency)),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v))
+    .collect()
 }

@@ -1,21 +1,15 @@
 //! FC-EF, early fusion (Daudt, Le Saux, Boulch, "Fully convolutional siamese networks for change
 //! detection", ICIP 2018), as in the authors' `unet.py`: the two dates stacked as one image of
-//! twice the bands, through a single four-stage U-Net.
+//! twice the bands (`in_channels` counts one date's), through a single four-stage U-Net.
 
 use tch::Tensor;
 use tch::nn;
 
-use changedet_data::{Normalization, Preset};
+use crate::fc_unet::{Decoder, Encoder, FcConfig, Fusion};
+use crate::{ChangeModel, ChangeOutput};
 
-pub use crate::fc_unet::Config;
-use crate::fc_unet::{self, Decoder, Encoder};
-use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, Recipe, Result};
-
-/// The model's own configuration type, so that the registry tells it from FC-Siam-diff's;
-/// `in_channels` counts one date's bands.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct FcEfConfig(pub Config);
+/// The configuration the registry stores for this model (the shared one, typed).
+pub type FcEfConfig = FcConfig<FcEf>;
 
 #[derive(Debug)]
 pub struct FcEf {
@@ -23,9 +17,12 @@ pub struct FcEf {
     decoder: Decoder,
 }
 
-impl FcEf {
-    pub fn new(vs: &nn::Path, cfg: &Config) -> Self {
-        FcEf { encoder: Encoder::new(vs, cfg, 2 * cfg.in_channels), decoder: Decoder::new(vs, cfg, 1) }
+impl Fusion for FcEf {
+    const NAME: &'static str = "fc-ef";
+    const SUMMARY: &'static str = "U-Net on both dates stacked as one image (early fusion); 1.35 M parameters";
+
+    fn build(vs: &nn::Path, cfg: &crate::fc_unet::Config) -> Box<dyn ChangeModel> {
+        Box::new(FcEf { encoder: Encoder::new(vs, cfg, 2 * cfg.in_channels), decoder: Decoder::new(vs, cfg, 1) })
     }
 }
 
@@ -37,40 +34,14 @@ impl ChangeModel for FcEf {
     }
 }
 
-impl ModelConfig for FcEfConfig {
-    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
-        self.0.check("fc-ef")?;
-        Ok(Box::new(FcEf::new(vs, &self.0)))
-    }
-
-    fn normalization(&self) -> Normalization {
-        self.0.normalization
-    }
-
-    fn card(&self) -> ModelCard {
-        ModelCard {
-            paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018",
-            summary: "U-Net on both dates stacked as one image (early fusion); 1.35 M parameters",
-        }
-    }
-
-    fn reference_recipe(&self, dataset: Preset) -> Recipe {
-        fc_unet::recipe(dataset)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fc_unet::shape_and_parameters;
 
     #[test]
     fn shapes_and_parameter_count() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = FcEf::new(&vs.root(), &Config::default());
-        let x = Tensor::zeros([2, 3, 37, 50], (tch::Kind::Float, tch::Device::Cpu));
-        assert_eq!(model.forward_t(&x, &x, false).logits.size(), [2, 2, 37, 50]);
-        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         // The official unet.py with two 3-band dates.
-        assert_eq!(params, 1_350_578);
+        assert_eq!(shape_and_parameters::<FcEf>(), (vec![2, 2, 37, 50], 1_350_578));
     }
 }

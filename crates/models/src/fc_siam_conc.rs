@@ -6,16 +6,11 @@
 use tch::Tensor;
 use tch::nn;
 
-use changedet_data::{Normalization, Preset};
+use crate::fc_unet::{Decoder, Encoder, FcConfig, Fusion};
+use crate::{ChangeModel, ChangeOutput};
 
-pub use crate::fc_unet::Config;
-use crate::fc_unet::{self, Decoder, Encoder};
-use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, Recipe, Result};
-
-/// The model's own configuration type, so that the registry tells it from FC-Siam-diff's.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct FcSiamConcConfig(pub Config);
+/// The configuration the registry stores for this model (the shared one, typed).
+pub type FcSiamConcConfig = FcConfig<FcSiamConc>;
 
 #[derive(Debug)]
 pub struct FcSiamConc {
@@ -23,9 +18,12 @@ pub struct FcSiamConc {
     decoder: Decoder,
 }
 
-impl FcSiamConc {
-    pub fn new(vs: &nn::Path, cfg: &Config) -> Self {
-        FcSiamConc { encoder: Encoder::new(vs, cfg, cfg.in_channels), decoder: Decoder::new(vs, cfg, 2) }
+impl Fusion for FcSiamConc {
+    const NAME: &'static str = "fc-siam-conc";
+    const SUMMARY: &'static str = "siamese U-Net whose skips carry both dates' features concatenated; 1.55 M parameters";
+
+    fn build(vs: &nn::Path, cfg: &crate::fc_unet::Config) -> Box<dyn ChangeModel> {
+        Box::new(FcSiamConc { encoder: Encoder::new(vs, cfg, cfg.in_channels), decoder: Decoder::new(vs, cfg, 2) })
     }
 }
 
@@ -38,40 +36,14 @@ impl ChangeModel for FcSiamConc {
     }
 }
 
-impl ModelConfig for FcSiamConcConfig {
-    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
-        self.0.check("fc-siam-conc")?;
-        Ok(Box::new(FcSiamConc::new(vs, &self.0)))
-    }
-
-    fn normalization(&self) -> Normalization {
-        self.0.normalization
-    }
-
-    fn card(&self) -> ModelCard {
-        ModelCard {
-            paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018",
-            summary: "siamese U-Net whose skips carry both dates' features concatenated; 1.55 M parameters",
-        }
-    }
-
-    fn reference_recipe(&self, dataset: Preset) -> Recipe {
-        fc_unet::recipe(dataset)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fc_unet::shape_and_parameters;
 
     #[test]
     fn shapes_and_parameter_count() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = FcSiamConc::new(&vs.root(), &Config::default());
-        let x = Tensor::zeros([2, 3, 37, 50], (tch::Kind::Float, tch::Device::Cpu));
-        assert_eq!(model.forward_t(&x, &x, false).logits.size(), [2, 2, 37, 50]);
-        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         // The official siamunet_conc.py with 3-band inputs.
-        assert_eq!(params, 1_545_986);
+        assert_eq!(shape_and_parameters::<FcSiamConc>(), (vec![2, 2, 37, 50], 1_545_986));
     }
 }

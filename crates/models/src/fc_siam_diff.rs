@@ -5,11 +5,11 @@
 use tch::Tensor;
 use tch::nn;
 
-use changedet_data::{Normalization, Preset};
+use crate::fc_unet::{Decoder, Encoder, FcConfig, Fusion};
+use crate::{ChangeModel, ChangeOutput};
 
-pub use crate::fc_unet::Config;
-use crate::fc_unet::{self, Decoder, Encoder};
-use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, Recipe, Result};
+/// The configuration the registry stores for this model (the shared one, typed).
+pub type Config = FcConfig<FcSiamDiff>;
 
 #[derive(Debug)]
 pub struct FcSiamDiff {
@@ -17,9 +17,12 @@ pub struct FcSiamDiff {
     decoder: Decoder,
 }
 
-impl FcSiamDiff {
-    pub fn new(vs: &nn::Path, cfg: &Config) -> Self {
-        FcSiamDiff { encoder: Encoder::new(vs, cfg, cfg.in_channels), decoder: Decoder::new(vs, cfg, 1) }
+impl Fusion for FcSiamDiff {
+    const NAME: &'static str = "fc-siam-diff";
+    const SUMMARY: &'static str = "siamese U-Net whose skips carry |features₁ − features₂|; 1.35 M parameters";
+
+    fn build(vs: &nn::Path, cfg: &crate::fc_unet::Config) -> Box<dyn ChangeModel> {
+        Box::new(FcSiamDiff { encoder: Encoder::new(vs, cfg, cfg.in_channels), decoder: Decoder::new(vs, cfg, 1) })
     }
 }
 
@@ -32,41 +35,14 @@ impl ChangeModel for FcSiamDiff {
     }
 }
 
-impl ModelConfig for Config {
-    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
-        self.check("fc-siam-diff")?;
-        Ok(Box::new(FcSiamDiff::new(vs, self)))
-    }
-
-    fn normalization(&self) -> Normalization {
-        self.normalization
-    }
-
-    fn card(&self) -> ModelCard {
-        ModelCard {
-            paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018",
-            summary: "siamese U-Net whose skips carry |features₁ − features₂|; 1.35 M parameters",
-        }
-    }
-
-    fn reference_recipe(&self, dataset: Preset) -> Recipe {
-        fc_unet::recipe(dataset)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fc_unet::shape_and_parameters;
 
     #[test]
     fn shapes_and_parameter_count() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let model = FcSiamDiff::new(&vs.root(), &Config::default());
-        let x = Tensor::zeros([2, 3, 37, 50], (tch::Kind::Float, tch::Device::Cpu));
-        let out = model.forward_t(&x, &x, false);
-        assert_eq!(out.logits.size(), [2, 2, 37, 50]);
-        let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         // Daudt et al. give 1.35 M parameters for FC-Siam-diff.
-        assert_eq!(params, 1_350_146);
+        assert_eq!(shape_and_parameters::<FcSiamDiff>(), (vec![2, 2, 37, 50], 1_350_146));
     }
 }

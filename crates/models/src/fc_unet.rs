@@ -4,14 +4,89 @@
 //! only in what enters the encoder and what the skips carry. Layer names are the official
 //! code's (`unet.py`, `siamunet_conc.py`, `siamunet_diff.py`), so its state dicts map one to one.
 
+use std::marker::PhantomData;
+
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 use tch::nn::{self, Module};
 
 use changedet_data::{Normalization, Preset};
 
-use crate::recipe::{LossKind, OptimizerKind, Recipe, Schedule};
-use crate::{ModelError, Result};
+use crate::recipe::Recipe;
+use crate::{ChangeModel, ModelCard, ModelConfig, ModelError, Result};
+
+/// What makes FC-EF, FC-Siam-conc or FC-Siam-diff of the shared network: its name, card and
+/// how it joins the two dates (in its own file).
+pub trait Fusion {
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    fn build(vs: &nn::Path, cfg: &Config) -> Box<dyn ChangeModel>;
+}
+
+/// One of the three networks' configuration: the shared [`Config`], typed by its [`Fusion`] so
+/// that the registry tells the three apart (stored as the plain `Config`).
+#[derive(Serialize, Deserialize)]
+#[serde(from = "Config", into = "Config")]
+pub struct FcConfig<F> {
+    pub config: Config,
+    fusion: PhantomData<fn() -> F>,
+}
+
+// By hand: derived ones would ask the same of the fusion type, a network.
+impl<F> Clone for FcConfig<F> {
+    fn clone(&self) -> Self {
+        self.config.clone().into()
+    }
+}
+
+impl<F> PartialEq for FcConfig<F> {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+    }
+}
+
+impl<F> std::fmt::Debug for FcConfig<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.config.fmt(f)
+    }
+}
+
+impl<F> Default for FcConfig<F> {
+    fn default() -> Self {
+        Config::default().into()
+    }
+}
+
+impl<F> From<Config> for FcConfig<F> {
+    fn from(config: Config) -> Self {
+        FcConfig { config, fusion: PhantomData }
+    }
+}
+
+impl<F> From<FcConfig<F>> for Config {
+    fn from(config: FcConfig<F>) -> Self {
+        config.config
+    }
+}
+
+impl<F: Fusion> ModelConfig for FcConfig<F> {
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        self.config.check(F::NAME)?;
+        Ok(F::build(vs, &self.config))
+    }
+
+    fn normalization(&self) -> Normalization {
+        self.config.normalization
+    }
+
+    fn card(&self) -> ModelCard {
+        ModelCard { paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018", summary: F::SUMMARY }
+    }
+
+    fn reference_recipe(&self, dataset: Preset) -> Recipe {
+        recipe(dataset)
+    }
+}
 
 /// The configuration all three share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,20 +127,11 @@ impl Config {
     }
 }
 
-/// The recipe changedet has trained these models with so far (the paper's optimiser, Adam at
-/// 1e-3, as AdamW with decay 1e-4; constant rate).
+/// The recipe changedet has trained these models with so far: [`Recipe::default`] (50 epochs
+/// of batch 8 on 256 crops, the paper's Adam at 1e-3 as AdamW with decay 1e-4, constant rate,
+/// two-class cross-entropy, flips and 90° turns).
 pub fn recipe(_dataset: Preset) -> Recipe {
-    Recipe {
-        epochs: 50,
-        batch_size: 8,
-        crop: Some(256),
-        lr: 1e-3,
-        weight_decay: 1e-4,
-        optimizer: OptimizerKind::AdamW,
-        schedule: Schedule::Constant,
-        loss: LossKind::CrossEntropy,
-        ..Recipe::default()
-    }
+    Recipe::default()
 }
 
 /// 3×3 conv → BN → ReLU → Dropout2d. The decoder's convs are stride-1 transposed convs in the
@@ -181,4 +247,14 @@ fn pad_to(x: &Tensor, like: &Tensor) -> Tensor {
     let (h, w) = (like.size()[2], like.size()[3]);
     let (xh, xw) = (x.size()[2], x.size()[3]);
     if (xh, xw) == (h, w) { x.shallow_clone() } else { x.replication_pad2d([0, w - xw, 0, h - xh]) }
+}
+
+/// Output shape on an odd-sized pair and trainable parameters of `F` at the paper's size.
+#[cfg(test)]
+pub(crate) fn shape_and_parameters<F: Fusion>() -> (Vec<i64>, i64) {
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = F::build(&vs.root(), &Config::default());
+    let x = Tensor::zeros([2, 3, 37, 50], (tch::Kind::Float, tch::Device::Cpu));
+    let shape = model.forward_t(&x, &x, false).logits.size();
+    (shape, vs.trainable_variables().iter().map(|t| t.numel() as i64).sum())
 }

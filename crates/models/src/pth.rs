@@ -236,6 +236,9 @@ impl Unpickler {
 
     fn pop_mark(&mut self) -> Step<Vec<Value>> {
         let mark = self.marks.pop().ok_or("MARK missing")?;
+        if mark > self.stack.len() {
+            return Err("MARK beyond the stack (values popped past it)".into());
+        }
         Ok(self.stack.split_off(mark))
     }
 
@@ -245,162 +248,182 @@ impl Unpickler {
 
     fn run(mut self, data: &[u8]) -> Step<Value> {
         let mut input = Input { data, pos: 0 };
-        let mut take = |n: usize| input.take(n);
-        macro_rules! le {
-            ($t:ty) => {
-                <$t>::from_le_bytes(take(std::mem::size_of::<$t>())?.try_into().unwrap())
-            };
-        }
         loop {
-            let op = take(1)?[0];
-            match op {
-                0x80 => drop(take(1)?),  // PROTO
-                0x95 => drop(take(8)?),  // FRAME
-                b'.' => return self.pop(), // STOP
-                b'(' => self.marks.push(self.stack.len()),
-                b'0' => drop(self.pop()?),
-                b'1' => drop(self.pop_mark()?),
-                b'2' => {
-                    let top = self.top()?.clone();
-                    self.stack.push(top)
-                }
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'J' => self.stack.push(Value::Int(le!(i32) as i64)),
-                b'K' => self.stack.push(Value::Int(take(1)?[0] as i64)),
-                b'M' => self.stack.push(Value::Int(le!(u16) as i64)),
-                0x8a => {
-                    let n = take(1)?[0] as usize;
-                    let bytes = take(n)?;
-                    if n > 8 {
-                        return Err("integer wider than 64 bits".into());
-                    }
-                    let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
-                    buf[..n].copy_from_slice(bytes);
-                    self.stack.push(Value::Int(i64::from_le_bytes(buf)))
-                }
-                b'G' => self.stack.push(Value::Float(f64::from_be_bytes(take(8)?.try_into().unwrap()))),
-                b'X' | 0x8c | 0x8d => {
-                    let n = match op {
-                        b'X' => le!(u32) as usize,
-                        0x8c => take(1)?[0] as usize,
-                        _ => le!(u64) as usize,
-                    };
-                    let s = std::str::from_utf8(take(n)?).map_err(|_| "invalid UTF-8 string")?;
-                    self.stack.push(Value::Str(s.to_owned()))
-                }
-                b'U' | b'T' | b'C' | b'B' => {
-                    let n = if matches!(op, b'U' | b'C') { take(1)?[0] as usize } else { le!(u32) as usize };
-                    let bytes = take(n)?.to_vec();
-                    self.stack.push(if matches!(op, b'U' | b'T') {
-                        Value::Str(String::from_utf8_lossy(&bytes).into_owned())
-                    } else {
-                        Value::Bytes(bytes)
-                    })
-                }
-                b')' => self.stack.push(Value::Tuple(vec![])),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items))
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    if self.stack.len() < n {
-                        return Err("stack underflow".into());
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items))
-                }
-                b']' => self.stack.push(Value::List(vec![])),
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items))
-                }
-                b'a' | b'e' => {
-                    let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
-                    match self.top()? {
-                        Value::List(list) => list.extend(items),
-                        other => return Err(format!("APPEND on a non-list {other:?}")),
-                    }
-                }
-                b'}' => self.stack.push(Value::Dict(vec![])),
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Dict(pairs(items)?))
-                }
-                b's' | b'u' => {
-                    let items = if op == b's' {
-                        let v = self.pop()?;
-                        vec![self.pop()?, v]
-                    } else {
-                        self.pop_mark()?
-                    };
-                    match self.top()? {
-                        Value::Dict(dict) => dict.extend(pairs(items)?),
-                        other => return Err(format!("SETITEM on a non-dict {other:?}")),
-                    }
-                }
-                b'c' => {
-                    let module = line(&mut take)?;
-                    let name = line(&mut take)?;
-                    self.stack.push(Value::Global(allowed(&module, &name)?))
-                }
-                0x93 => {
-                    let (Value::Str(name), Value::Str(module)) = (self.pop()?, self.pop()?) else {
-                        return Err("STACK_GLOBAL with non-string operands".into());
-                    };
-                    self.stack.push(Value::Global(allowed(&module, &name)?))
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let result = reduce(callable, args)?;
-                    self.stack.push(result)
-                }
-                0x81 => {
-                    // NEWOBJ: only TorchScript classes, as attribute holders.
-                    let _args = self.pop()?;
-                    match self.pop()? {
-                        Value::Global(Global::ScriptClass(class) | Global::Record(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
-                        other => return Err(format!("NEWOBJ of {other:?}")),
-                    }
-                }
-                b'b' => {
-                    // BUILD: a TorchScript object's attributes; elsewhere (an OrderedDict's
-                    // `_metadata`) they carry no tensors.
-                    let state = self.pop()?;
-                    if let (Value::Object { attributes, .. }, Value::Dict(items)) = (self.top()?, state) {
-                        *attributes = items;
-                    }
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    self.stack.push(persistent_load(pid)?)
-                }
-                b'q' => {
-                    let key = take(1)?[0] as u32;
-                    let value = self.top()?.clone();
-                    self.memo.insert(key, value);
-                }
-                b'r' => {
-                    let key = le!(u32);
-                    let value = self.top()?.clone();
-                    self.memo.insert(key, value);
-                }
-                0x94 => {
-                    let key = self.memo.len() as u32;
-                    let value = self.top()?.clone();
-                    self.memo.insert(key, value);
-                }
-                b'h' | b'j' => {
-                    let key = if op == b'h' { take(1)?[0] as u32 } else { le!(u32) };
-                    let value = self.memo.get(&key).ok_or_else(|| format!("memo key {key} unset"))?.clone();
-                    self.stack.push(value)
-                }
-                other => return Err(format!("pickle opcode 0x{other:02x} is not supported (only plain containers and tensors are)")),
+            let op = input.byte()?;
+            if op == b'.' {
+                return self.pop(); // STOP
+            }
+            let handled = self.framing(op, &mut input)? || self.scalar(op, &mut input)? || self.container(op)? || self.reference(op, &mut input)?;
+            if !handled {
+                return Err(format!("pickle opcode 0x{op:02x} is not supported (only plain containers and tensors are)"));
             }
         }
+    }
+
+    /// Protocol, frames, marks and stack shuffles.
+    fn framing(&mut self, op: u8, input: &mut Input) -> Step<bool> {
+        match op {
+            0x80 => drop(input.take(1)?), // PROTO
+            0x95 => drop(input.take(8)?), // FRAME
+            b'(' => self.marks.push(self.stack.len()),
+            b'0' => drop(self.pop()?),
+            b'1' => drop(self.pop_mark()?),
+            b'2' => {
+                let top = self.top()?.clone();
+                self.stack.push(top)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// None, booleans, integers, floats, strings and bytes.
+    fn scalar(&mut self, op: u8, input: &mut Input) -> Step<bool> {
+        let value = match op {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(i32::from_le_bytes(input.array()?) as i64),
+            b'K' => Value::Int(input.byte()? as i64),
+            b'M' => Value::Int(u16::from_le_bytes(input.array()?) as i64),
+            0x8a => {
+                let n = input.byte()? as usize;
+                let bytes = input.take(n)?;
+                if n > 8 {
+                    return Err("integer wider than 64 bits".into());
+                }
+                let mut buf = [if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 }; 8];
+                buf[..n].copy_from_slice(bytes);
+                Value::Int(i64::from_le_bytes(buf))
+            }
+            b'G' => Value::Float(f64::from_be_bytes(input.array()?)),
+            b'X' | 0x8c | 0x8d => {
+                let n = match op {
+                    b'X' => u32::from_le_bytes(input.array()?) as u64,
+                    0x8c => input.byte()? as u64,
+                    _ => u64::from_le_bytes(input.array()?),
+                };
+                let s = std::str::from_utf8(input.take_u64(n)?).map_err(|_| "invalid UTF-8 string")?;
+                Value::Str(s.to_owned())
+            }
+            b'U' | b'T' | b'C' | b'B' => {
+                let n = if matches!(op, b'U' | b'C') { input.byte()? as u64 } else { u32::from_le_bytes(input.array()?) as u64 };
+                let bytes = input.take_u64(n)?.to_vec();
+                if matches!(op, b'U' | b'T') { Value::Str(String::from_utf8_lossy(&bytes).into_owned()) } else { Value::Bytes(bytes) }
+            }
+            _ => return Ok(false),
+        };
+        self.stack.push(value);
+        Ok(true)
+    }
+
+    /// Tuples, lists and dicts, built and extended.
+    fn container(&mut self, op: u8) -> Step<bool> {
+        match op {
+            b')' => self.stack.push(Value::Tuple(vec![])),
+            b't' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Tuple(items))
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                if self.stack.len() < n {
+                    return Err("stack underflow".into());
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Value::Tuple(items))
+            }
+            b']' => self.stack.push(Value::List(vec![])),
+            b'l' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::List(items))
+            }
+            b'a' | b'e' => {
+                let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                match self.top()? {
+                    Value::List(list) => list.extend(items),
+                    other => return Err(format!("APPEND on a non-list {other:?}")),
+                }
+            }
+            b'}' => self.stack.push(Value::Dict(vec![])),
+            b'd' => {
+                let items = self.pop_mark()?;
+                self.stack.push(Value::Dict(pairs(items)?))
+            }
+            b's' | b'u' => {
+                let items = if op == b's' {
+                    let v = self.pop()?;
+                    vec![self.pop()?, v]
+                } else {
+                    self.pop_mark()?
+                };
+                match self.top()? {
+                    Value::Dict(dict) => dict.extend(pairs(items)?),
+                    other => return Err(format!("SETITEM on a non-dict {other:?}")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Globals (allowed ones only), calls, objects, tensor storages and the memo.
+    fn reference(&mut self, op: u8, input: &mut Input) -> Step<bool> {
+        match op {
+            b'c' => {
+                let module = input.line()?;
+                let name = input.line()?;
+                self.stack.push(Value::Global(allowed(&module, &name)?))
+            }
+            0x93 => {
+                let (Value::Str(name), Value::Str(module)) = (self.pop()?, self.pop()?) else {
+                    return Err("STACK_GLOBAL with non-string operands".into());
+                };
+                self.stack.push(Value::Global(allowed(&module, &name)?))
+            }
+            b'R' => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let result = reduce(callable, args)?;
+                self.stack.push(result)
+            }
+            0x81 => {
+                // NEWOBJ: only TorchScript classes, as attribute holders.
+                let _args = self.pop()?;
+                match self.pop()? {
+                    Value::Global(Global::ScriptClass(class) | Global::Record(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
+                    other => return Err(format!("NEWOBJ of {other:?}")),
+                }
+            }
+            b'b' => {
+                // BUILD: a TorchScript object's attributes; elsewhere (an OrderedDict's
+                // `_metadata`) they carry no tensors.
+                let state = self.pop()?;
+                if let (Value::Object { attributes, .. }, Value::Dict(items)) = (self.top()?, state) {
+                    *attributes = items;
+                }
+            }
+            b'Q' => {
+                let pid = self.pop()?;
+                self.stack.push(persistent_load(pid)?)
+            }
+            b'q' | b'r' | 0x94 => {
+                let key = match op {
+                    b'q' => input.byte()? as u32,
+                    b'r' => u32::from_le_bytes(input.array()?),
+                    _ => self.memo.len() as u32,
+                };
+                let value = self.top()?.clone();
+                self.memo.insert(key, value);
+            }
+            b'h' | b'j' => {
+                let key = if op == b'h' { input.byte()? as u32 } else { u32::from_le_bytes(input.array()?) };
+                let value = self.memo.get(&key).ok_or_else(|| format!("memo key {key} unset"))?.clone();
+                self.stack.push(value)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
@@ -411,19 +434,32 @@ struct Input<'a> {
 
 impl<'a> Input<'a> {
     fn take(&mut self, n: usize) -> Step<&'a [u8]> {
-        let bytes = self.data.get(self.pos..self.pos + n).ok_or("pickle ends early (truncated file?)")?;
-        self.pos += n;
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.data.len()).ok_or("pickle ends early (truncated file?)")?;
+        let bytes = &self.data[self.pos..end];
+        self.pos = end;
         Ok(bytes)
     }
-}
 
-fn line<'a>(take: &mut impl FnMut(usize) -> Step<&'a [u8]>) -> Step<String> {
-    let mut out = Vec::new();
-    loop {
-        match take(1)?[0] {
-            b'\n' => return String::from_utf8(out).map_err(|_| "invalid UTF-8 in GLOBAL".into()),
-            b => out.push(b),
-        }
+    /// A length read from the file: it must fit the input before anything is taken.
+    fn take_u64(&mut self, n: u64) -> Step<&'a [u8]> {
+        self.take(usize::try_from(n).map_err(|_| "pickle ends early (truncated file?)")?)
+    }
+
+    fn byte(&mut self) -> Step<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Step<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    /// A newline-terminated UTF-8 line (GLOBAL's module and name).
+    fn line(&mut self) -> Step<String> {
+        let rest = &self.data[self.pos..];
+        let n = rest.iter().position(|&b| b == b'\n').ok_or("pickle ends early (truncated file?)")?;
+        let line = std::str::from_utf8(&rest[..n]).map_err(|_| "invalid UTF-8 in GLOBAL")?.to_owned();
+        self.pos += n + 1;
+        Ok(line)
     }
 }
 
@@ -519,6 +555,22 @@ mod tests {
         let pickle = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93X\x01\x00\x00\x001\x85R.";
         let err = PthFile::open(archive(pickle, &[]).path()).err().expect("refused").to_string();
         assert!(err.contains("builtins.eval"), "{err}");
+    }
+
+    #[test]
+    fn malformed_pickles_are_errors_not_panics() {
+        let cases: [(&[u8], &str); 3] = [
+            // MARK, then a POP below it, then TUPLE: the mark lies beyond the stack.
+            (b"\x80\x02N(0t.", "MARK beyond the stack"),
+            // A string whose declared length overflows the position arithmetic.
+            (b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\xff.", "ends early"),
+            // GLOBAL without its newline.
+            (b"\x80\x02ctorch", "ends early"),
+        ];
+        for (pickle, expected) in cases {
+            let err = PthFile::open(archive(pickle, &[]).path()).err().expect("refused").to_string();
+            assert!(err.contains(expected), "{pickle:?}: {err}");
+        }
     }
 
     #[test]

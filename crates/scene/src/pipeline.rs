@@ -82,21 +82,47 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     let start = Instant::now();
     geo::configure(GDAL_CACHE_MB);
     let maps = MapSet::new(model.spec.semantic_classes()).map_err(anyhow::Error::msg)?;
-    let sharded = job.shard.count > 1;
-    if sharded && job.vector.is_some() {
+    if job.shard.count > 1 && job.vector.is_some() {
         bail!("with --shard, polygons are made by `changedet merge --vector` from the merged maps");
     }
     let multiple = model.model.size_multiple();
     if !job.tile.is_multiple_of(multiple) {
         bail!("{} needs tiles whose side is a multiple of {multiple}; --tile is {}", model.spec.name(), job.tile);
     }
+    // The warped files of --align stay until the end: the after date is read through them.
+    let (dates, common, _warped) = open_dates(job)?;
+    let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
+    let blocks = plan.blocks();
+    let shard_blocks: Vec<(usize, Window)> = plan.shard(job.shard.index, job.shard.count).map(|i| (i, blocks[i])).collect();
+    prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
+    let mut staged = maps
+        .maps()
+        .iter()
+        .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let mut summary = SceneSummary {
+        width: common.grid.width,
+        height: common.grid.height,
+        blocks: shard_blocks.len(),
+        tiles: shard_blocks.iter().map(|(_, b)| plan.tiles_in(b).len()).sum(),
+        ..Default::default()
+    };
+    let run = Run { model, device, job, plan: &plan, blocks: &shard_blocks, classes: maps.classes };
+    (summary.valid_pixels, summary.changed_pixels) = run.threads(dates, &mut staged, summary.tiles)?;
+    summary.changed_area = summary.changed_pixels as f64 * common.grid.pixel_area();
+    finish_outputs(staged, maps, job, &common.grid, &shard_blocks, model, &mut summary)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
 
+/// Both dates opened on their common grid; with `--align`, the after date warped onto the
+/// before grid when they differ (the warped files are returned to be kept while reading).
+fn open_dates(job: &SceneJob) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
     let before = Scene::open(&job.before, job.bands.as_deref())?;
     let mut after = Scene::open(&job.after, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
     check_bands(&before)?;
     check_bands(&after)?;
     let mut common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
-    // With --align, a date off the before grid is read through a warped VRT (kept until the end).
     let warped = if job.align && common.is_err() { geo::warp_onto(&job.after, &before.grid, &std::env::temp_dir())? } else { Vec::new() };
     if !warped.is_empty() {
         let files: Vec<PathBuf> = warped.iter().map(|p| p.to_path_buf()).collect();
@@ -104,88 +130,85 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
     }
     let common = common?;
-    let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
-    let blocks = plan.blocks();
-    let shard_blocks = plan.shard(job.shard.index, job.shard.count);
-    let tiles_total: usize = blocks[shard_blocks.clone()].iter().map(|b| plan.tiles_in(b).len()).sum();
-    prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
-
     let dates = [
         DateInput { scales: job.scaling.resolve(&before)?, scene: before, offset: (common.before.x, common.before.y) },
         DateInput { scales: job.scaling.resolve(&after)?, scene: after, offset: (common.after.x, common.after.y) },
     ];
-    let mut staged = maps
-        .maps()
-        .iter()
-        .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
-        .collect::<Result<Vec<_>>>()?;
+    Ok((dates, common, warped))
+}
 
-    let progress = if job.progress {
-        indicatif::ProgressBar::new(tiles_total as u64).with_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed_precise} (eta {eta})").expect("valid template"),
-        )
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let norm = model.spec.normalization();
-    let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
-    let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
-    let shard_block_list: Vec<(usize, Window)> = shard_blocks.clone().map(|i| (i, blocks[i])).collect();
-    let mut summary = SceneSummary {
-        width: common.grid.width,
-        height: common.grid.height,
-        blocks: shard_block_list.len(),
-        tiles: tiles_total,
-        ..Default::default()
-    };
+/// What the three threads of a run share.
+struct Run<'a> {
+    model: &'a LoadedModel,
+    device: Device,
+    job: &'a SceneJob,
+    plan: &'a TilePlan,
+    /// This shard's blocks, with their indices in the scene's block list.
+    blocks: &'a [(usize, Window)],
+    classes: Option<usize>,
+}
 
-    std::thread::scope(|s| -> Result<()> {
-        let reader = s.spawn(|| read_tiles(dates, &plan, &shard_block_list, job.batch_size, &norm, tile_tx));
-        let writer = s.spawn(|| write_blocks(&mut staged, block_rx));
-        let inferred = infer(model, device, job, &plan, &shard_block_list, maps.classes, tile_rx, block_tx, &progress);
-        let read = reader.join().expect("reader thread");
-        let written = writer.join().expect("writer thread");
-        // The first failure in pipeline order is the cause; the others are its echoes.
-        read?;
-        let (valid, changed) = written?;
-        inferred?;
-        summary.valid_pixels = valid;
-        summary.changed_pixels = changed;
-        Ok(())
-    })?;
-    progress.finish_and_clear();
-    summary.changed_area = summary.changed_pixels as f64 * common.grid.pixel_area();
+impl Run<'_> {
+    /// Reader thread → model (this thread) → writer thread over this shard's blocks; returns
+    /// the valid and changed pixel counts.
+    fn threads(&self, dates: [DateInput; 2], staged: &mut [StagedRaster], tiles: usize) -> Result<(u64, u64)> {
+        let progress = if self.job.progress {
+            indicatif::ProgressBar::new(tiles as u64).with_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed_precise} (eta {eta})").expect("valid template"),
+            )
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let norm = self.model.spec.normalization();
+        let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
+        let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
+        let counts = std::thread::scope(|s| -> Result<(u64, u64)> {
+            let reader = s.spawn(|| read_tiles(dates, self.plan, self.blocks, self.job.batch_size, &norm, tile_tx));
+            let writer = s.spawn(|| write_blocks(staged, block_rx));
+            let inferred = self.infer(tile_rx, block_tx, &progress);
+            let read = reader.join().expect("reader thread");
+            let written = writer.join().expect("writer thread");
+            // The first failure in pipeline order is the cause; the others are its echoes.
+            read?;
+            let counts = written?;
+            inferred?;
+            Ok(counts)
+        })?;
+        progress.finish_and_clear();
+        Ok(counts)
+    }
+}
 
-    if sharded {
+/// A shard's tiled GeoTIFFs and manifest, or the COGs (and polygons) of a whole run.
+fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid: &geo::Grid, blocks: &[(usize, Window)], model: &LoadedModel, summary: &mut SceneSummary) -> Result<()> {
+    if job.shard.count > 1 {
         for map in staged {
             map.finish_tiled()?;
         }
-        ShardManifest {
+        let manifest = ShardManifest {
             format: ShardManifest::FORMAT.into(),
             index: job.shard.index,
             count: job.shard.count,
-            width: common.grid.width,
-            height: common.grid.height,
-            transform: common.grid.transform,
-            wkt: common.grid.wkt.clone(),
+            width: grid.width,
+            height: grid.height,
+            transform: grid.transform,
+            wkt: grid.wkt.clone(),
             maps,
             model: model.spec.name().into(),
-            windows: shard_block_list.iter().map(|(_, w)| *w).collect(),
+            windows: blocks.iter().map(|(_, w)| *w).collect(),
             tiles: summary.tiles,
             valid_pixels: summary.valid_pixels,
             changed_pixels: summary.changed_pixels,
-        }
-        .write(&job.out)?;
-    } else {
-        for (map, (_, kind)) in staged.into_iter().zip(maps.maps()) {
-            map.finish_cog(&kind)?;
-        }
-        if let Some(vector) = &job.vector {
-            summary.polygons = Some(crate::merge::polygons(&job.out, maps, vector)?);
-        }
+        };
+        return manifest.write(&job.out);
     }
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
+    for (map, (_, kind)) in staged.into_iter().zip(maps.maps()) {
+        map.finish_cog(&kind)?;
+    }
+    if let Some(vector) = &job.vector {
+        summary.polygons = Some(crate::merge::polygons(&job.out, maps, vector)?);
+    }
+    Ok(())
 }
 
 fn check_bands(scene: &Scene) -> Result<()> {
@@ -246,34 +269,50 @@ fn read_tiles(
     Ok(())
 }
 
-/// This thread: tiles → logits → per-block blends → maps.
-#[allow(clippy::too_many_arguments)]
-fn infer(
-    model: &LoadedModel,
-    device: Device,
-    job: &SceneJob,
-    plan: &TilePlan,
-    blocks: &[(usize, Window)],
-    classes: Option<usize>,
-    tiles: Receiver<TileBatch>,
-    out: SyncSender<BlockMaps>,
-    progress: &indicatif::ProgressBar,
-) -> Result<()> {
-    let side = plan.tile;
-    let plane = side * side;
-    let weights = taper(side, plan.overlap);
-    // Change logits, then each date's class scores.
-    let channels = 2 + 2 * classes.unwrap_or(0);
-    let mut current: Option<(BlendAccumulator, Vec<bool>)> = None;
-    for batch in tiles {
-        let window = blocks.iter().find(|(i, _)| *i == batch.block).map(|(_, w)| *w).expect("a block of this shard");
-        let (acc, valid) = current.get_or_insert_with(|| (BlendAccumulator::new(window, channels), vec![false; window.area()]));
+impl Run<'_> {
+    /// This thread: tiles → logits → per-block blends → maps.
+    fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &indicatif::ProgressBar) -> Result<()> {
+        let side = self.plan.tile;
+        let plane = side * side;
+        let weights = taper(side, self.plan.overlap);
+        // Change logits, then each date's class scores.
+        let channels = 2 + 2 * self.classes.unwrap_or(0);
+        let mut current: Option<(BlendAccumulator, Vec<bool>)> = None;
+        for batch in tiles {
+            let window = self.blocks.iter().find(|(i, _)| *i == batch.block).map(|(_, w)| *w).expect("a block of this shard");
+            let (acc, valid) = current.get_or_insert_with(|| (BlendAccumulator::new(window, channels), vec![false; window.area()]));
+            let logits = self.scores(&batch)?;
+            for (i, tile) in batch.tiles.iter().enumerate() {
+                acc.add(tile, side, &logits[i * channels * plane..(i + 1) * channels * plane], &weights);
+                if let Some(common) = tile.intersection(&window) {
+                    for y in common.y..common.bottom() {
+                        for x in common.x..common.right() {
+                            valid[(y - window.y) * window.width + x - window.x] = batch.valid[i * plane + (y - tile.y) * side + x - tile.x];
+                        }
+                    }
+                }
+            }
+            progress.inc(batch.tiles.len() as u64);
+            if batch.last_of_block {
+                let (acc, valid) = current.take().expect("a block in progress");
+                if out.send(block_maps(acc, &valid, self.classes)).is_err() {
+                    break; // the writer failed; its error is reported
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The model's scores of a batch of tiles, `[n, channels, side, side]` flattened: change
+    /// logits, then each date's class scores.
+    fn scores(&self, batch: &TileBatch) -> Result<Vec<f32>> {
+        let side = self.plan.tile as i64;
         let n = batch.tiles.len() as i64;
-        let shape = [n, MODEL_BANDS as i64, side as i64, side as i64];
-        let before = Tensor::from_slice(&batch.before).view(shape).to_device(device);
-        let after = Tensor::from_slice(&batch.after).view(shape).to_device(device);
-        let prompts = vec![job.classes.clone(); n as usize];
-        let output = tch::no_grad(|| model.model.forward_with_classes_t(&before, &after, &prompts, false));
+        let shape = [n, MODEL_BANDS as i64, side, side];
+        let before = Tensor::from_slice(&batch.before).view(shape).to_device(self.device);
+        let after = Tensor::from_slice(&batch.after).view(shape).to_device(self.device);
+        let prompts = vec![self.job.classes.clone(); n as usize];
+        let output = tch::no_grad(|| self.model.model.forward_with_classes_t(&before, &after, &prompts, false));
         let mut parts = vec![output.logits];
         if let Some([a, b]) = output.semantic {
             parts.extend([a, b]);
@@ -283,25 +322,8 @@ fn infer(
         if logits.iter().any(|v| !v.is_finite()) {
             bail!("the model produced non-finite scores on tiles {:?}", batch.tiles);
         }
-        for (i, tile) in batch.tiles.iter().enumerate() {
-            acc.add(tile, side, &logits[i * channels * plane..(i + 1) * channels * plane], &weights);
-            if let Some(common) = tile.intersection(&window) {
-                for y in common.y..common.bottom() {
-                    for x in common.x..common.right() {
-                        valid[(y - window.y) * window.width + x - window.x] = batch.valid[i * plane + (y - tile.y) * side + x - tile.x];
-                    }
-                }
-            }
-        }
-        progress.inc(batch.tiles.len() as u64);
-        if batch.last_of_block {
-            let (acc, valid) = current.take().expect("a block in progress");
-            if out.send(block_maps(acc, &valid, classes)).is_err() {
-                break; // the writer failed; its error is reported
-            }
-        }
+        Ok(logits)
     }
-    Ok(())
 }
 
 /// Blended scores → change (argmax of the two change scores), probability (their softmax),

@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use changedet_data::{Augment, BatchLoader, Dataset, LoaderConfig};
+use changedet_data::{Augment, Batch, BatchLoader, Dataset, LoaderConfig};
 use changedet_metrics::{BinaryConfusion, EveryConvention, ScdMaps};
 use changedet_models::input::BatchTensors;
 use changedet_models::{ChangeOutput, LoadedModel};
@@ -53,73 +53,84 @@ pub fn predict_dataset<E: From<TrainError>>(
         seed: 0,
         epoch: 0,
     };
-    let multiple = model.model.size_multiple();
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;
-        protocol.check_windows(model.model.as_ref(), batch.height, batch.width)?;
-        if protocol == Protocol::Whole && (batch.width % multiple != 0 || batch.height % multiple != 0) {
-            let message = format!(
-                "pair {} is {}×{} pixels, but {} needs sides that are multiples of {multiple}: crop or pad the images, or predict whole scenes by tiles",
-                batch.names[0], batch.width, batch.height, model.spec.name()
-            );
-            return Err(TrainError::Config(message).into());
-        }
-        let tensors = BatchTensors::new(&batch, device);
-        let (out, change) = match protocol {
-            Protocol::Whole => {
-                let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
-                let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8);
-                (out, change)
-            }
-            _ if model.spec.is_semantic() => {
-                return Err(TrainError::Config(format!("protocol {protocol} gives change maps only; semantic change models predict whole images")).into());
-            }
-            _ => {
-                let (logits, change) = protocol.change(model.model.as_ref(), &tensors.before, &tensors.after, &tensors.classes);
-                (ChangeOutput { logits, semantic: None }, change)
-            }
-        };
-        let logits = out.logits.to_device(Device::Cpu);
-        let probability = out.probability().to_kind(Kind::Float).to_device(Device::Cpu);
-        let change = change.to_device(Device::Cpu);
-        let plane = batch.height * batch.width;
-        let probability = Vec::<f32>::try_from(probability.flatten(0, -1)).map_err(TrainError::from)?;
-        if probability.iter().any(|p| !p.is_finite()) {
-            let message = format!("the model produced non-finite scores on pairs {:?}", batch.names);
-            return Err(TrainError::NonFinite(message).into());
-        }
-        let change = Vec::<u8>::try_from(change.flatten(0, -1)).map_err(TrainError::from)?;
-        let semantic = match &out.semantic {
-            Some(dates) => {
-                let per_date = |t: &Tensor| -> Result<(Tensor, Vec<u8>)> {
-                    let logits = t.to_device(Device::Cpu);
-                    let classes = Vec::<u8>::try_from(logits.argmax(1, false).to_kind(Kind::Uint8).flatten(0, -1))?;
-                    Ok((logits, classes))
-                };
-                Some([per_date(&dates[0])?, per_date(&dates[1])?])
-            }
-            None => None,
-        };
-        for (i, name) in batch.names.iter().enumerate() {
-            visit(PairPrediction {
-                name: name.clone(),
-                width: batch.width,
-                height: batch.height,
-                probability: probability[i * plane..(i + 1) * plane].to_vec(),
-                change: change[i * plane..(i + 1) * plane].to_vec(),
-                label: batch.label.as_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec()),
-                semantic_label: batch.semantic.as_ref().map(|dates| dates.each_ref().map(|l| l[i * plane..(i + 1) * plane].to_vec())),
-                logits: logits.get(i as i64),
-                semantic: semantic.as_ref().map(|dates| {
-                    dates.each_ref().map(|(logits, classes)| SemanticPrediction {
-                        classes: classes[i * plane..(i + 1) * plane].to_vec(),
-                        logits: logits.get(i as i64),
-                    })
-                }),
-            })?;
+        check_batch(model, protocol, &batch)?;
+        let (out, change) = forward(model, protocol, &BatchTensors::new(&batch, device))?;
+        for pair in pair_predictions(&batch, &out, &change)? {
+            visit(pair)?;
         }
     }
     Ok(())
+}
+
+/// Refuses images the protocol's windows or the model's pyramid cannot cover.
+fn check_batch(model: &LoadedModel, protocol: Protocol, batch: &Batch) -> Result<()> {
+    protocol.check_windows(model.model.as_ref(), batch.height, batch.width)?;
+    let multiple = model.model.size_multiple();
+    if protocol == Protocol::Whole && !(batch.width.is_multiple_of(multiple) && batch.height.is_multiple_of(multiple)) {
+        let message = format!(
+            "pair {} is {}×{} pixels, but {} needs sides that are multiples of {multiple}: crop or pad the images, or predict whole scenes by tiles",
+            batch.names[0], batch.width, batch.height, model.spec.name()
+        );
+        return Err(TrainError::Config(message));
+    }
+    if protocol != Protocol::Whole && model.spec.is_semantic() {
+        return Err(TrainError::Config(format!("protocol {protocol} gives change maps only; semantic change models predict whole images")));
+    }
+    Ok(())
+}
+
+/// The model's outputs and change map `[n, h, w]` (uint8) under `protocol`.
+fn forward(model: &LoadedModel, protocol: Protocol, tensors: &BatchTensors) -> Result<(ChangeOutput, Tensor)> {
+    Ok(match protocol {
+        Protocol::Whole => {
+            let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
+            let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8);
+            (out, change)
+        }
+        _ => {
+            let (logits, change) = protocol.change(model.model.as_ref(), &tensors.before, &tensors.after, &tensors.classes);
+            (ChangeOutput { logits, semantic: None }, change)
+        }
+    })
+}
+
+/// A batch's outputs split into its pairs, on the CPU.
+fn pair_predictions(batch: &Batch, out: &ChangeOutput, change: &Tensor) -> Result<Vec<PairPrediction>> {
+    let logits = out.logits.to_device(Device::Cpu);
+    let probability = Vec::<f32>::try_from(out.probability().to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?;
+    if probability.iter().any(|p| !p.is_finite()) {
+        return Err(TrainError::NonFinite(format!("the model produced non-finite scores on pairs {:?}", batch.names)));
+    }
+    let change = Vec::<u8>::try_from(change.to_device(Device::Cpu).flatten(0, -1))?;
+    let semantic = match &out.semantic {
+        Some(dates) => {
+            let per_date = |t: &Tensor| -> Result<(Tensor, Vec<u8>)> {
+                let logits = t.to_device(Device::Cpu);
+                let classes = Vec::<u8>::try_from(logits.argmax(1, false).to_kind(Kind::Uint8).flatten(0, -1))?;
+                Ok((logits, classes))
+            };
+            Some([per_date(&dates[0])?, per_date(&dates[1])?])
+        }
+        None => None,
+    };
+    let plane = batch.height * batch.width;
+    let pixels = |i: usize| i * plane..(i + 1) * plane;
+    let pairs = batch.names.iter().enumerate().map(|(i, name)| PairPrediction {
+        name: name.clone(),
+        width: batch.width,
+        height: batch.height,
+        probability: probability[pixels(i)].to_vec(),
+        change: change[pixels(i)].to_vec(),
+        label: batch.label.as_ref().map(|l| l[pixels(i)].to_vec()),
+        semantic_label: batch.semantic.as_ref().map(|dates| dates.each_ref().map(|l| l[pixels(i)].to_vec())),
+        logits: logits.get(i as i64),
+        semantic: semantic.as_ref().map(|dates| {
+            dates.each_ref().map(|(logits, classes)| SemanticPrediction { classes: classes[pixels(i)].to_vec(), logits: logits.get(i as i64) })
+        }),
+    });
+    Ok(pairs.collect())
 }
 
 /// A semantic change model on a semantically labelled split with `classes` classes, scored in

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use changedet_models::ChangeModel;
+use changedet_raster::tiling::tile_origins;
 
 use crate::{Result, TrainError};
 
@@ -51,10 +52,12 @@ impl std::str::FromStr for Protocol {
     }
 }
 
-/// Window origins along a side of `len`: every `stride`, the last one flush with the end.
+/// Window origins along a side of `len`: the scene pipeline's tile grid (every `stride`, the
+/// last one flush with the end, one window at 0 on a side shorter than it). The protocols
+/// differ from scenes in what they do where windows overlap (the reference's plain logit
+/// average or OR of argmaxes, not a smooth blend), not in where the windows are.
 fn origins(len: i64, crop: i64, stride: i64) -> Vec<i64> {
-    let count = (len - crop + stride - 1).max(0) / stride + 1;
-    (0..count).map(|i| (i * stride).min(len - crop).max(0)).collect()
+    tile_origins(len as usize, crop as usize, stride as usize).into_iter().map(|o| o as i64).collect()
 }
 
 impl Protocol {

@@ -188,73 +188,18 @@ fn from_hugging_face(tensors: BTreeMap<String, Tensor>, path: &Path) -> Result<B
     // q/k/v pieces wait here until all three are present, then become OpenAI's packed projection.
     let mut pending_qkv: BTreeMap<(String, &'static str), PendingQkv> = BTreeMap::new();
     for (key, t) in tensors {
-        let renamed = match key.as_str() {
-            "logit_scale" => Some("logit_scale".to_owned()),
-            "vision_model.embeddings.class_embedding" => Some("visual.class_embedding".into()),
-            "vision_model.embeddings.patch_embedding.weight" => Some("visual.conv1.weight".into()),
-            "vision_model.embeddings.position_embedding.weight" => Some("visual.positional_embedding".into()),
-            "text_model.embeddings.token_embedding.weight" => Some("token_embedding.weight".into()),
-            "text_model.embeddings.position_embedding.weight" => Some("positional_embedding".into()),
-            _ => None,
-        };
-        if let Some(name) = renamed {
-            out.insert(name, t);
-            continue;
+        match hugging_face_target(&key, path)? {
+            HuggingFaceTarget::Same(name) => {
+                out.insert(name, t);
+            }
+            HuggingFaceTarget::Transposed(name) => {
+                out.insert(name, t.transpose(0, 1).contiguous());
+            }
+            HuggingFaceTarget::Qkv { block, kind, slot, pattern } => {
+                let (_, parts) = pending_qkv.entry((block, kind)).or_insert_with(|| (pattern, Default::default()));
+                parts[slot] = Some(t);
+            }
         }
-        if key == "visual_projection.weight" || key == "text_projection.weight" {
-            let name = if key.starts_with("visual") { "visual.proj" } else { "text_projection" };
-            out.insert(name.to_owned(), t.transpose(0, 1).contiguous());
-            continue;
-        }
-        let (tower, rest) = if let Some(rest) = key.strip_prefix("vision_model.") {
-            ("visual.", rest)
-        } else if let Some(rest) = key.strip_prefix("text_model.") {
-            ("", rest)
-        } else {
-            return Err(checkpoint_error(path, format!("key '{key}' is not part of a Hugging Face CLIPModel")));
-        };
-        let norm = match rest.rsplit_once('.') {
-            Some(("pre_layrnorm", p)) => Some(format!("{tower}ln_pre.{p}")),
-            Some(("post_layernorm", p)) => Some(format!("{tower}ln_post.{p}")),
-            Some(("final_layer_norm", p)) => Some(format!("ln_final.{p}")),
-            _ => None,
-        };
-        if let Some(name) = norm {
-            out.insert(name, t);
-            continue;
-        }
-        let Some(layer_rest) = rest.strip_prefix("encoder.layers.") else {
-            return Err(checkpoint_error(path, format!("key '{key}' is not part of a Hugging Face CLIPModel")));
-        };
-        let (index, inner) = layer_rest.split_once('.').ok_or_else(|| checkpoint_error(path, format!("malformed key '{key}'")))?;
-        let block = format!("{tower}transformer.resblocks.{index}");
-        let qkv_slot = match inner {
-            "self_attn.q_proj.weight" | "self_attn.q_proj.bias" => Some(0),
-            "self_attn.k_proj.weight" | "self_attn.k_proj.bias" => Some(1),
-            "self_attn.v_proj.weight" | "self_attn.v_proj.bias" => Some(2),
-            _ => None,
-        };
-        if let Some(slot) = qkv_slot {
-            let (kind, suffix) = if inner.ends_with("weight") { ("in_proj_weight", "weight") } else { ("in_proj_bias", "bias") };
-            let hf_layer = key[..key.len() - inner.len()].to_owned();
-            let (_, parts) = pending_qkv.entry((block, kind)).or_insert_with(|| (format!("{hf_layer}self_attn.{{}}_proj.{suffix}"), Default::default()));
-            parts[slot] = Some(t);
-            continue;
-        }
-        let mapped = match inner {
-            "self_attn.out_proj.weight" => "attn.out_proj.weight",
-            "self_attn.out_proj.bias" => "attn.out_proj.bias",
-            "layer_norm1.weight" => "ln_1.weight",
-            "layer_norm1.bias" => "ln_1.bias",
-            "layer_norm2.weight" => "ln_2.weight",
-            "layer_norm2.bias" => "ln_2.bias",
-            "mlp.fc1.weight" => "mlp.c_fc.weight",
-            "mlp.fc1.bias" => "mlp.c_fc.bias",
-            "mlp.fc2.weight" => "mlp.c_proj.weight",
-            "mlp.fc2.bias" => "mlp.c_proj.bias",
-            _ => return Err(checkpoint_error(path, format!("key '{key}' is not part of a Hugging Face CLIPModel"))),
-        };
-        out.insert(format!("{block}.{mapped}"), t);
     }
     for ((block, kind), (hf_pattern, parts)) in pending_qkv {
         let parts: Vec<Tensor> = parts
@@ -265,4 +210,71 @@ fn from_hugging_face(tensors: BTreeMap<String, Tensor>, path: &Path) -> Result<B
         out.insert(format!("{block}.attn.{kind}"), Tensor::cat(&parts, 0));
     }
     Ok(out)
+}
+
+/// Where a Hugging Face CLIPModel entry goes in OpenAI's layout.
+enum HuggingFaceTarget {
+    Same(String),
+    /// Linear projections: Hugging Face stores `[out, in]`, OpenAI `[in, out]`.
+    Transposed(String),
+    /// One of q, k, v (`slot` 0, 1, 2) of a block's packed `in_proj_weight`/`in_proj_bias`;
+    /// `pattern` names the Hugging Face keys, `{}` for q, k or v.
+    Qkv { block: String, kind: &'static str, slot: usize, pattern: String },
+}
+
+fn hugging_face_target(key: &str, path: &Path) -> Result<HuggingFaceTarget> {
+    let foreign = || checkpoint_error(path, format!("key '{key}' is not part of a Hugging Face CLIPModel"));
+    let renamed = match key {
+        "logit_scale" => Some("logit_scale"),
+        "vision_model.embeddings.class_embedding" => Some("visual.class_embedding"),
+        "vision_model.embeddings.patch_embedding.weight" => Some("visual.conv1.weight"),
+        "vision_model.embeddings.position_embedding.weight" => Some("visual.positional_embedding"),
+        "text_model.embeddings.token_embedding.weight" => Some("token_embedding.weight"),
+        "text_model.embeddings.position_embedding.weight" => Some("positional_embedding"),
+        _ => None,
+    };
+    if let Some(name) = renamed {
+        return Ok(HuggingFaceTarget::Same(name.to_owned()));
+    }
+    match key {
+        "visual_projection.weight" => return Ok(HuggingFaceTarget::Transposed("visual.proj".into())),
+        "text_projection.weight" => return Ok(HuggingFaceTarget::Transposed("text_projection".into())),
+        _ => {}
+    }
+    let (tower, rest) = match (key.strip_prefix("vision_model."), key.strip_prefix("text_model.")) {
+        (Some(rest), _) => ("visual.", rest),
+        (_, Some(rest)) => ("", rest),
+        _ => return Err(foreign()),
+    };
+    let norm = match rest.rsplit_once('.') {
+        Some(("pre_layrnorm", p)) => Some(format!("{tower}ln_pre.{p}")),
+        Some(("post_layernorm", p)) => Some(format!("{tower}ln_post.{p}")),
+        Some(("final_layer_norm", p)) => Some(format!("ln_final.{p}")),
+        _ => None,
+    };
+    if let Some(name) = norm {
+        return Ok(HuggingFaceTarget::Same(name));
+    }
+    let layer_rest = rest.strip_prefix("encoder.layers.").ok_or_else(foreign)?;
+    let (index, inner) = layer_rest.split_once('.').ok_or_else(|| checkpoint_error(path, format!("malformed key '{key}'")))?;
+    let block = format!("{tower}transformer.resblocks.{index}");
+    if let Some(slot) = ["q", "k", "v"].iter().position(|p| inner.strip_prefix(&format!("self_attn.{p}_proj.")).is_some_and(|s| s == "weight" || s == "bias")) {
+        let (kind, suffix) = if inner.ends_with("weight") { ("in_proj_weight", "weight") } else { ("in_proj_bias", "bias") };
+        let hf_layer = &key[..key.len() - inner.len()];
+        return Ok(HuggingFaceTarget::Qkv { block, kind, slot, pattern: format!("{hf_layer}self_attn.{{}}_proj.{suffix}") });
+    }
+    let mapped = match inner {
+        "self_attn.out_proj.weight" => "attn.out_proj.weight",
+        "self_attn.out_proj.bias" => "attn.out_proj.bias",
+        "layer_norm1.weight" => "ln_1.weight",
+        "layer_norm1.bias" => "ln_1.bias",
+        "layer_norm2.weight" => "ln_2.weight",
+        "layer_norm2.bias" => "ln_2.bias",
+        "mlp.fc1.weight" => "mlp.c_fc.weight",
+        "mlp.fc1.bias" => "mlp.c_fc.bias",
+        "mlp.fc2.weight" => "mlp.c_proj.weight",
+        "mlp.fc2.bias" => "mlp.c_proj.bias",
+        _ => return Err(foreign()),
+    };
+    Ok(HuggingFaceTarget::Same(format!("{block}.{mapped}")))
 }

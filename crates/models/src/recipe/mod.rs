@@ -50,6 +50,7 @@ pub struct Recipe {
     pub eval_batch_size: usize,
 }
 
+/// The baseline the FC models train with, and the base other models' recipes change.
 impl Default for Recipe {
     fn default() -> Self {
         Recipe {

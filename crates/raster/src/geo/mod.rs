@@ -4,6 +4,7 @@
 
 mod align;
 mod grid;
+mod mosaic;
 mod output;
 mod polygons;
 mod scaling;
@@ -11,6 +12,7 @@ mod scene;
 
 pub use align::warp_onto;
 pub use grid::{Grid, Overlap, overlap};
+pub use mosaic::repeat_as_mosaic;
 pub use output::{MapKind, StagedRaster};
 pub use polygons::{PolygonOptions, polygonize, vector_driver};
 pub use scaling::{BandScale, Scaling};

@@ -123,31 +123,15 @@ impl Regions {
 
     fn label(change: &Dataset, values: Option<&Dataset>, probability: &Dataset, dir: &Path) -> gdal::errors::Result<Regions> {
         let (width, height) = change.raster_size();
-        let labels = tempfile::Builder::new().prefix(".regions.").suffix(".tif").tempfile_in(dir).map_err(|e| gdal::errors::GdalError::BadArgument(format!("{}: {e}", dir.display())))?.into_temp_path();
-        let mut options = gdal::raster::RasterCreationOptions::new();
-        for (k, v) in [("TILED", "YES"), ("COMPRESS", "DEFLATE"), ("ZLEVEL", "1"), ("BIGTIFF", "IF_SAFER")] {
-            options.set_name_value(k, v)?;
-        }
-        let mut labels_ds = DriverManager::get_driver_by_name("GTiff")?.create_with_band_type_with_options::<u32, _>(&labels, width, height, 1, &options)?;
-        // Polygons come out in the coordinates of this raster: the maps' own.
-        labels_ds.set_geo_transform(&change.geo_transform()?)?;
-        labels_ds.set_projection(&change.projection())?;
+        let (labels, labels_ds) = label_raster(change, dir)?;
         let change_band = change.rasterband(1)?;
         let value_band = values.map(|v| v.rasterband(1)).transpose()?;
         let probability_band = probability.rasterband(1)?;
+        let row_of = |band: &gdal::raster::RasterBand, y: usize| band.read_as::<u8>((0, y as isize), (width, 1), (width, 1), None).map(|b| b.into_shape_and_vec().1);
 
         // Pass 1: provisional labels, unions where regions meet, sums per provisional label.
-        let mut parent: Vec<u32> = vec![0];
-        let (mut value, mut sum, mut count) = (vec![0u8], vec![0f64], vec![0u64]);
-        let find = |parent: &mut Vec<u32>, mut l: u32| {
-            while parent[l as usize] != l {
-                parent[l as usize] = parent[parent[l as usize] as usize];
-                l = parent[l as usize];
-            }
-            l
-        };
-        let (mut above, mut above_values) = (vec![0u32; width], vec![0u8; width]);
-        let row_of = |band: &gdal::raster::RasterBand, y: usize| band.read_as::<u8>((0, y as isize), (width, 1), (width, 1), None).map(|b| b.into_shape_and_vec().1);
+        let mut labeller = Labeller::default();
+        let (mut above, mut above_codes) = (vec![0u32; width], vec![0u8; width]);
         for y in 0..height {
             let changed = row_of(&change_band, y)?;
             let codes = match &value_band {
@@ -155,60 +139,112 @@ impl Regions {
                 None => changed.clone(),
             };
             let probabilities = probability_band.read_as::<f32>((0, y as isize), (width, 1), (width, 1), None)?.into_shape_and_vec().1;
-            let mut current = vec![0u32; width];
-            for x in 0..width {
-                if changed[x] != 1 {
-                    continue;
-                }
-                let code = codes[x];
-                let left = if x > 0 && current[x - 1] != 0 && codes[x - 1] == code { current[x - 1] } else { 0 };
-                let up = if above[x] != 0 && above_values[x] == code { above[x] } else { 0 };
-                let label = match (left, up) {
-                    (0, 0) => {
-                        let next = u32::try_from(parent.len()).ok().filter(|&n| n < i32::MAX as u32).ok_or_else(|| gdal::errors::GdalError::BadArgument("more than 2³¹ change regions".into()))?;
-                        parent.push(next);
-                        value.push(code);
-                        sum.push(0.0);
-                        count.push(0);
-                        next
-                    }
-                    (l, 0) | (0, l) => l,
-                    (l, u) => {
-                        let (a, b) = (find(&mut parent, l), find(&mut parent, u));
-                        parent[a.max(b) as usize] = a.min(b);
-                        l
-                    }
-                };
-                current[x] = label;
-                if probabilities[x].is_finite() {
-                    sum[label as usize] += probabilities[x] as f64;
-                    count[label as usize] += 1;
-                }
-            }
+            let current = labeller.row(&changed, &codes, &probabilities, (&above, &above_codes))?;
             let mut row = gdal::raster::Buffer::new((width, 1), current.clone());
             labels_ds.rasterband(1)?.write((0, y as isize), (width, 1), &mut row)?;
             above = current;
-            above_values = codes;
+            above_codes = codes;
         }
 
-        // Pass 2: every label to its root; sums onto the roots; the raster rewritten with roots.
-        for l in 1..parent.len() {
-            let root = find(&mut parent, l as u32) as usize;
-            parent[l] = root as u32;
-            if root != l {
-                sum[root] += std::mem::take(&mut sum[l]);
-                count[root] += std::mem::take(&mut count[l]);
-            }
-        }
+        // Pass 2: every label to its root, and the raster rewritten with roots.
+        labeller.resolve();
         let mut band = labels_ds.rasterband(1)?;
         for y in 0..height {
             let mut row = band.read_as::<u32>((0, y as isize), (width, 1), (width, 1), None)?;
             for l in row.data_mut() {
-                *l = parent[*l as usize];
+                *l = labeller.parent[*l as usize];
             }
             band.write((0, y as isize), (width, 1), &mut row)?;
         }
         labels_ds.close()?;
+        let Labeller { value, sum, count, .. } = labeller;
         Ok(Regions { labels, value, sum, count })
+    }
+}
+
+/// An empty uint32 raster on the grid of `like`, a temporary file in `dir`.
+fn label_raster(like: &Dataset, dir: &Path) -> gdal::errors::Result<(tempfile::TempPath, Dataset)> {
+    let (width, height) = like.raster_size();
+    let labels = tempfile::Builder::new().prefix(".regions.").suffix(".tif").tempfile_in(dir).map_err(|e| gdal::errors::GdalError::BadArgument(format!("{}: {e}", dir.display())))?.into_temp_path();
+    let mut options = gdal::raster::RasterCreationOptions::new();
+    for (k, v) in [("TILED", "YES"), ("COMPRESS", "DEFLATE"), ("ZLEVEL", "1"), ("BIGTIFF", "IF_SAFER")] {
+        options.set_name_value(k, v)?;
+    }
+    let mut dataset = DriverManager::get_driver_by_name("GTiff")?.create_with_band_type_with_options::<u32, _>(&labels, width, height, 1, &options)?;
+    // Polygons come out in the coordinates of this raster: the maps' own.
+    dataset.set_geo_transform(&like.geo_transform()?)?;
+    dataset.set_projection(&like.projection())?;
+    Ok((labels, dataset))
+}
+
+/// Region labels with a union-find: per label its parent, code, and probability sum and count
+/// (label 0: no region).
+struct Labeller {
+    parent: Vec<u32>,
+    value: Vec<u8>,
+    sum: Vec<f64>,
+    count: Vec<u64>,
+}
+
+impl Default for Labeller {
+    fn default() -> Self {
+        Labeller { parent: vec![0], value: vec![0], sum: vec![0.0], count: vec![0] }
+    }
+}
+
+impl Labeller {
+    fn find(&mut self, mut l: u32) -> u32 {
+        while self.parent[l as usize] != l {
+            self.parent[l as usize] = self.parent[self.parent[l as usize] as usize];
+            l = self.parent[l as usize];
+        }
+        l
+    }
+
+    fn new_label(&mut self, code: u8) -> gdal::errors::Result<u32> {
+        let next = u32::try_from(self.parent.len()).ok().filter(|&n| n < i32::MAX as u32).ok_or_else(|| gdal::errors::GdalError::BadArgument("more than 2³¹ change regions".into()))?;
+        self.parent.push(next);
+        self.value.push(code);
+        self.sum.push(0.0);
+        self.count.push(0);
+        Ok(next)
+    }
+
+    /// Labels one row's changed pixels (1 in `changed`) from their left and upper neighbours
+    /// of the same code, uniting the two where both match; returns the row's labels.
+    fn row(&mut self, changed: &[u8], codes: &[u8], probabilities: &[f32], (above, above_codes): (&[u32], &[u8])) -> gdal::errors::Result<Vec<u32>> {
+        let mut current = vec![0u32; changed.len()];
+        for x in (0..changed.len()).filter(|&x| changed[x] == 1) {
+            let code = codes[x];
+            let left = if x > 0 && current[x - 1] != 0 && codes[x - 1] == code { current[x - 1] } else { 0 };
+            let up = if above[x] != 0 && above_codes[x] == code { above[x] } else { 0 };
+            let label = match (left, up) {
+                (0, 0) => self.new_label(code)?,
+                (l, 0) | (0, l) => l,
+                (l, u) => {
+                    let (a, b) = (self.find(l), self.find(u));
+                    self.parent[a.max(b) as usize] = a.min(b);
+                    l
+                }
+            };
+            current[x] = label;
+            if probabilities[x].is_finite() {
+                self.sum[label as usize] += probabilities[x] as f64;
+                self.count[label as usize] += 1;
+            }
+        }
+        Ok(current)
+    }
+
+    /// Points every label at its root and moves the sums onto the roots.
+    fn resolve(&mut self) {
+        for l in 1..self.parent.len() {
+            let root = self.find(l as u32) as usize;
+            self.parent[l] = root as u32;
+            if root != l {
+                self.sum[root] += std::mem::take(&mut self.sum[l]);
+                self.count[root] += std::mem::take(&mut self.count[l]);
+            }
+        }
     }
 }
