@@ -14,14 +14,29 @@ TORCH_VERSION=2.13.0
 OPEN_CLIP_VERSION=3.3.0
 
 need_apt=()
-for pkg in libgdal-dev gdal-bin g++ pkg-config fonts-dejavu-core; do
+for pkg in libgdal-dev gdal-bin g++ pkg-config fonts-dejavu-core ca-certificates; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# The venv needs a Python with its venv module (Debian ships it apart, as python3-venv).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need_apt+=(python3 python3-venv)
+fi
 if ((${#need_apt[@]})); then
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: this machine lacks ${need_apt[*]} and has no apt-get: install them with its package manager, then run setup again" >&2
+    exit 1
+  fi
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "setup: installing ${need_apt[*]} needs root: run 'apt-get install ${need_apt[*]}' as root (there is no sudo here), then setup again" >&2
+      exit 1
+    fi
+    as_root=(sudo)
+  fi
   echo "setup: installing Debian packages: ${need_apt[*]}"
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then

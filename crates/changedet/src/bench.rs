@@ -28,16 +28,16 @@ pub struct Args {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Input side in pixels.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = crate::values::at_least_one_i64, conflicts_with = "scene")]
     size: i64,
     /// Input side of the training step, if different from --size.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::at_least_one_i64, conflicts_with = "scene")]
     train_size: Option<i64>,
     /// Batch size of the training step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::values::at_least_one_i64, conflicts_with = "scene")]
     batch_size: i64,
     /// Timed repetitions (after one warm-up).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::values::at_least_one, conflicts_with = "scene")]
     iters: usize,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     scene_from: Vec<PathBuf>,
     /// Tile side of the scene benchmark.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = crate::values::at_least_one)]
     tile: usize,
 }
 

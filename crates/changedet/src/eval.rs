@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "test")]
     split: String,
     /// Pairs per forward pass (they must share a size).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::values::at_least_one)]
     batch_size: usize,
     /// Raw label value of unlabelled pixels.
     #[arg(long)]

@@ -13,6 +13,7 @@ mod predict;
 mod prepare;
 mod scene;
 mod train;
+mod values;
 
 use std::process::ExitCode;
 
@@ -68,7 +69,57 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    // libtorch reports errors (out of memory, shapes it rejects) as panics of tch's calls: they
+    // end the command with one line of error, as any other failure does.
+    let first_panic = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let recorded = first_panic.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| info.payload().downcast_ref::<String>().cloned());
+        let mut slot = recorded.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| format!("{} (at {})", message.unwrap_or_default(), info.location().map(|l| l.to_string()).unwrap_or_default()));
+    }));
+    let result = std::panic::catch_unwind(|| run(command)).unwrap_or_else(|_| {
+        let message = first_panic.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        Err(anyhow::anyhow!(explain_panic(&message)))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line for a panic: libtorch's own message with the likely remedy, or an internal error.
+fn explain_panic(message: &str) -> String {
+    match libtorch_message(message) {
+        Some(torch) if torch.to_lowercase().contains("memory") => {
+            format!("out of memory ({torch}): try a smaller --batch-size, --tile or image size, or the CPU")
+        }
+        Some(torch) => format!("libtorch refused an operation: {torch}"),
+        None => format!("internal error: {message}; please report it (RUST_BACKTRACE=1 shows where)"),
+    }
+}
+
+/// The first line of a libtorch error in a panic of tch (`…Torch("[enforce fail at …] MESSAGE\nframe #0…")`),
+/// without its source location and stack frames.
+fn libtorch_message(message: &str) -> Option<String> {
+    let start = message.find("Torch(\"")? + "Torch(\"".len();
+    let text = &message[start..];
+    let end = [text.find("\\n"), text.find('\n'), text.find("\")")].into_iter().flatten().min().unwrap_or(text.len());
+    let text = text[..end].trim();
+    // "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: …" → the part after the check.
+    let text = match text.strip_prefix("[enforce fail at").and_then(|rest| rest.split_once("] ")) {
+        Some((_, rest)) => rest.split_once(". ").map_or(rest, |(_, after)| after),
+        None => text,
+    };
+    Some(text.to_owned())
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
@@ -80,12 +131,5 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::ClipClasses(args) => clip_classes::run(args),
         Command::ClipScore(args) => clip_score::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }

@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(long, default_value = "whole")]
     protocol: Protocol,
     /// Pairs per forward pass (they must share a size).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::values::at_least_one)]
     batch_size: usize,
     /// Raw label value of unlabelled pixels (for the error overlay).
     #[arg(long)]
@@ -74,14 +74,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
+    let scene = args.scene.applies(&args.before);
+    check_options(&args, scene)?;
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
-    if args.scene.applies(&args.before) {
+    if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
         return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes);
-    }
-    if !args.scene.is_default() {
-        bail!("the scene options (--tile, --bands, --vector...) apply to georeferenced scenes; add --scene to read these images as one");
     }
     let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
         ([before], [after], _) => {
@@ -141,6 +140,19 @@ pub fn run(args: Args) -> Result<()> {
     println!("{written} pair(s) predicted, {changed_pixels} changed pixels; maps in {}", args.out.display());
     if let Some(raw) = &args.raw {
         println!("raw outputs in {}", raw.display());
+    }
+    Ok(())
+}
+
+/// Refuses options of pairs on scenes and of scenes on pairs, rather than ignoring them.
+fn check_options(args: &Args, scene: bool) -> Result<()> {
+    if scene {
+        let pair_only = [(args.label.is_some(), "--label"), (args.raw.is_some(), "--raw"), (args.protocol != Protocol::Whole, "--protocol"), (args.ignore_value.is_some(), "--ignore-value")];
+        if let Some((_, option)) = pair_only.iter().find(|(given, _)| *given) {
+            bail!("{option} applies to image pairs, not to georeferenced scenes (which are covered by blended tiles: --tile, --overlap)");
+        }
+    } else if !args.scene.is_default() {
+        bail!("the scene options (--tile, --bands, --vector...) apply to georeferenced scenes; add --scene to read these images as one");
     }
     Ok(())
 }

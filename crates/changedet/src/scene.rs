@@ -31,14 +31,14 @@ pub struct SceneArgs {
     #[arg(long)]
     align: bool,
     /// Tile side in pixels.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = crate::values::at_least_one)]
     tile: usize,
     /// Pixels shared by neighbouring tiles; their logits are blended with smooth weights.
     #[arg(long, default_value_t = 64)]
     overlap: usize,
     /// Block side in tile strides: memory grows with its square, recomputed border tiles
     /// shrink with it (about (1 + 1/B)² tiles).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::values::at_least_one)]
     block: usize,
     /// Process only part I of N of the scene's blocks (1-based), for scheduler arrays; writes
     /// tiled GeoTIFFs and shard.json to --out, to be assembled by `changedet merge`.

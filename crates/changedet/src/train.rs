@@ -5,8 +5,8 @@ use clap::Parser;
 
 use changedet_data::{Dataset, DatasetSpec};
 use changedet_models::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
-use changedet_models::{ModelSpec, Recipe};
-use changedet_train::TrainJob;
+use changedet_models::{Checkpoint, ModelSpec, Recipe};
+use changedet_train::{TrainJob, TrainingState};
 
 /// Train a model; writes last/best checkpoints, metrics.jsonl and curves.png to --out.
 ///
@@ -44,19 +44,19 @@ pub struct Args {
     /// Output folder for checkpoints, the metrics log and the plot.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::at_least_one)]
     epochs: Option<usize>,
     /// Train for this many optimiser steps instead of a number of epochs.
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", value_parser = crate::values::at_least_one)]
     iterations: Option<usize>,
     /// Validate every this many steps instead of after every epoch.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::at_least_one)]
     val_every: Option<usize>,
     /// Validation score that picks best.safetensors: f1 (changed class), miou, or for semantic
     /// change models sek or score (SECOND convention).
     #[arg(long)]
     best_by: Option<BestMetric>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::values::at_least_one)]
     batch_size: Option<usize>,
     /// Random square training crop in pixels; 0 trains on whole images.
     #[arg(long)]
@@ -78,20 +78,25 @@ pub struct Args {
     /// Disable the random flips and rotations (90° steps; also up to ±30° for clearscd).
     #[arg(long)]
     no_augment: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the initial weights, the data order and the augmentation [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Also save last.safetensors every N optimiser steps (0: at epoch ends only).
-    #[arg(long, default_value_t = 0)]
-    checkpoint_every: usize,
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
     /// Batch size for validation.
-    #[arg(long, default_value_t = Recipe::default().eval_batch_size)]
-    eval_batch_size: usize,
+    #[arg(long, value_parser = crate::values::at_least_one)]
+    eval_batch_size: Option<usize>,
     /// Raw label value of unlabelled pixels, left out of the loss and metrics.
     #[arg(long)]
     ignore_value: Option<u8>,
-    /// Continue from OUT/last.safetensors.
+    /// Continue from OUT/last.safetensors, with the run's own recipe (options that would change
+    /// it are refused).
     #[arg(long)]
     resume: bool,
+    /// Start over in an --out folder that holds a run, replacing its checkpoints and log.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Stop after this many optimiser steps without saving (for time-boxed runs).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -130,27 +135,10 @@ pub fn run(args: Args) -> Result<()> {
         },
         device
     );
-    let reference = model.reference_recipe(args.dataset.preset);
-    let recipe = Recipe {
-        epochs: args.epochs.unwrap_or(reference.epochs),
-        // --epochs asks for epochs: it replaces the reference's iteration budget and its
-        // validation interval (validation then follows the epochs unless --val-every says otherwise).
-        iterations: args.iterations.or(if args.epochs.is_some() { None } else { reference.iterations }),
-        val_every: args.val_every.or(if args.epochs.is_some() { None } else { reference.val_every }),
-        best_by: args.best_by.unwrap_or(reference.best_by),
-        batch_size: args.batch_size.unwrap_or(reference.batch_size),
-        crop: args.crop.map_or(reference.crop, |c| (c > 0).then_some(c)),
-        lr: args.lr.unwrap_or(reference.lr),
-        weight_decay: args.weight_decay.unwrap_or(reference.weight_decay),
-        optimizer: args.optimizer.unwrap_or(reference.optimizer),
-        schedule: args.schedule.unwrap_or(reference.schedule),
-        loss: args.loss.unwrap_or(reference.loss),
-        augment: !args.no_augment,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-        eval_batch_size: args.eval_batch_size,
-        ..reference
-    };
+    if args.resume {
+        refuse_changes_on_resume(&args, &model)?;
+    }
+    let recipe = recipe(&args, model.reference_recipe(args.dataset.preset));
     let best_by = recipe.best_by;
     let summary = changedet_train::train(TrainJob {
         model,
@@ -160,6 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         out_dir: args.out,
         device,
         resume: args.resume,
+        overwrite: args.overwrite,
         max_steps: args.max_steps,
         progress: true,
         pretrained: args.clip,
@@ -189,4 +178,71 @@ pub fn warn_without_class_lists(model: &ModelSpec, dataset: &Dataset) {
             model.name()
         );
     }
+}
+
+/// The model's reference recipe with the options given on the command line.
+fn recipe(args: &Args, reference: Recipe) -> Recipe {
+    Recipe {
+        epochs: args.epochs.unwrap_or(reference.epochs),
+        // --epochs asks for epochs: it replaces the reference's iteration budget and its
+        // validation interval (validation then follows the epochs unless --val-every says otherwise).
+        iterations: args.iterations.or(if args.epochs.is_some() { None } else { reference.iterations }),
+        val_every: args.val_every.or(if args.epochs.is_some() { None } else { reference.val_every }),
+        best_by: args.best_by.unwrap_or(reference.best_by),
+        batch_size: args.batch_size.unwrap_or(reference.batch_size),
+        crop: args.crop.map_or(reference.crop, |c| (c > 0).then_some(c)),
+        lr: args.lr.unwrap_or(reference.lr),
+        weight_decay: args.weight_decay.unwrap_or(reference.weight_decay),
+        optimizer: args.optimizer.unwrap_or(reference.optimizer),
+        schedule: args.schedule.unwrap_or(reference.schedule),
+        loss: args.loss.unwrap_or(reference.loss),
+        augment: !args.no_augment,
+        seed: args.seed.unwrap_or_default(),
+        checkpoint_every: args.checkpoint_every.unwrap_or_default(),
+        eval_batch_size: args.eval_batch_size.unwrap_or(reference.eval_batch_size),
+        ..reference
+    }
+}
+
+/// A resumed run keeps its own model and recipe, so that it ends as the uninterrupted run would:
+/// options given to change them are refused rather than silently dropped.
+fn refuse_changes_on_resume(args: &Args, model: &ModelSpec) -> Result<()> {
+    let path = args.out.join(changedet_train::trainer::LAST);
+    // A missing or unreadable checkpoint is the trainer's to report.
+    let Ok(checkpoint) = Checkpoint::read(&path) else { return Ok(()) };
+    let Some(Ok(state)) = checkpoint.training.map(serde_json::from_value::<TrainingState>) else { return Ok(()) };
+    let run = &state.recipe;
+    let mut changed = Vec::new();
+    if args.model_config.is_some() && checkpoint.spec != *model {
+        changed.push("--model-config (the run's configuration differs)".to_owned());
+    }
+    let mut compare = |option: &str, given: Option<String>, theirs: String| {
+        if let Some(given) = given.filter(|g| *g != theirs) {
+            changed.push(format!("{option} {given} (the run's: {theirs})"));
+        }
+    };
+    let text = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    compare("--epochs", args.epochs.map(|v| text(&v)), text(&run.epochs));
+    compare("--iterations", args.iterations.map(|v| text(&Some(v))), text(&run.iterations));
+    compare("--val-every", args.val_every.map(|v| text(&Some(v))), text(&run.val_every));
+    compare("--best-by", args.best_by.map(|v| text(&v)), text(&run.best_by));
+    compare("--batch-size", args.batch_size.map(|v| text(&v)), text(&run.batch_size));
+    compare("--crop", args.crop.map(|c| text(&(c > 0).then_some(c))), text(&run.crop));
+    compare("--lr", args.lr.map(|v| text(&v)), text(&run.lr));
+    compare("--weight-decay", args.weight_decay.map(|v| text(&v)), text(&run.weight_decay));
+    compare("--optimizer", args.optimizer.map(|v| text(&v)), text(&run.optimizer));
+    compare("--schedule", args.schedule.map(|v| text(&v)), text(&run.schedule));
+    compare("--loss", args.loss.map(|v| text(&v)), text(&run.loss));
+    compare("--no-augment", args.no_augment.then(|| text(&false)), text(&run.augment));
+    compare("--seed", args.seed.map(|v| text(&v)), text(&run.seed));
+    compare("--checkpoint-every", args.checkpoint_every.map(|v| text(&v)), text(&run.checkpoint_every));
+    compare("--eval-batch-size", args.eval_batch_size.map(|v| text(&v)), text(&run.eval_batch_size));
+    if changed.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} is resumed with its own recipe, and these options would change it: {}; drop them, or start a new run (--overwrite)",
+        path.display(),
+        changed.join(", ")
+    )
 }

@@ -74,8 +74,10 @@ fn resumed_clearscd_run_equals_the_uninterrupted_one_and_eval_scores_every_conve
     ok(&train_args(&dataset, s(&split), &["--max-steps", "3"]));
     let interrupted = Checkpoint::read(&split.join("last.safetensors")).unwrap().training.unwrap();
     assert_eq!((interrupted["step"].as_u64(), interrupted["epoch"].as_u64()), (Some(3), Some(1)));
-    // A resumed run takes its recipe from the checkpoint: a restart would use this schedule.
-    ok(&train_args(&dataset, s(&split), &["--resume", "--schedule", "poly:0.9"]));
+    // A resumed run keeps the checkpoint's recipe: an option that would change it is refused.
+    let err = fails(&train_args(&dataset, s(&split), &["--resume", "--schedule", "poly:0.9"]));
+    assert!(err.contains("--schedule") && err.contains("own recipe"), "{err}");
+    ok(&train_args(&dataset, s(&split), &["--resume"]));
 
     let (a, b) = (Checkpoint::read(&whole.join("last.safetensors")).unwrap(), Checkpoint::read(&split.join("last.safetensors")).unwrap());
     assert!(a.model.keys().any(|k| k == "queue_A0") && a.model.keys().any(|k| k == "ptr_B3"));

@@ -56,11 +56,17 @@ fn mix(seed: u64, epoch: u64, sample: u64) -> u64 {
 }
 
 /// Decodes, augments and normalises batches on a background thread (each batch's pairs in
-/// parallel), handing them out in order. Dropping the loader stops the work.
+/// parallel), handing them out in order. Dropping the loader stops the work. Every batch comes
+/// out, or an error: a decoder that panics, or a worker that stops early, is an error naming
+/// the pairs, never a shorter iteration.
 pub struct BatchLoader {
     receiver: Receiver<Result<Batch>>,
     worker: Option<JoinHandle<()>>,
+    /// Batches not yet handed out.
+    remaining: usize,
 }
+
+type LoadBatch = fn(&Dataset, &[usize], &LoaderConfig) -> Result<Batch>;
 
 pub struct LoaderConfig {
     pub batch_size: usize,
@@ -74,24 +80,48 @@ impl BatchLoader {
     /// Loads `indices` of `dataset` in that order, `batch_size` at a time; the last batch may be
     /// smaller.
     pub fn new(dataset: &Dataset, indices: Vec<usize>, config: LoaderConfig) -> Self {
+        Self::spawn(dataset, indices, config, load_batch)
+    }
+
+    fn spawn(dataset: &Dataset, indices: Vec<usize>, config: LoaderConfig, load: LoadBatch) -> Self {
         let dataset = dataset.clone();
+        let remaining = indices.len().div_ceil(config.batch_size.max(1));
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::spawn(move || {
             for chunk in indices.chunks(config.batch_size.max(1)) {
-                let batch = load_batch(&dataset, chunk, &config);
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&dataset, chunk, &config)));
+                let batch = loaded.unwrap_or_else(|panic| Err(panicked(&dataset, chunk, panic.as_ref())));
                 if sender.send(batch).is_err() {
                     break;
                 }
             }
         });
-        BatchLoader { receiver, worker: Some(worker) }
+        BatchLoader { receiver, worker: Some(worker), remaining }
     }
+}
+
+/// The error of a batch whose loading panicked (a decoder bug on a malformed file).
+fn panicked(dataset: &Dataset, chunk: &[usize], panic: &(dyn std::any::Any + Send)) -> DataError {
+    let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+    let pairs: Vec<String> = chunk.iter().map(|&i| dataset.pairs[i].before.display().to_string()).collect();
+    DataError::Batch { message: format!("decoding the pairs of {} failed: {what}", pairs.join(", ")) }
 }
 
 impl Iterator for BatchLoader {
     type Item = Result<Batch>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.receiver.recv().ok()
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        match self.receiver.recv() {
+            Ok(batch) => Some(batch),
+            Err(_) => {
+                let missing = self.remaining + 1;
+                self.remaining = 0;
+                Some(Err(DataError::Batch { message: format!("the batch loader stopped with {missing} batch(es) not loaded") }))
+            }
+        }
     }
 }
 
@@ -175,6 +205,23 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_decoder_is_an_error_naming_the_pairs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/levir-cd-256");
+        let spec: crate::DatasetSpec = format!("levir-cd:{}", root.display()).parse().unwrap();
+        let dataset = Dataset::open(&spec, "all", false, None).unwrap();
+        let config = || LoaderConfig { batch_size: 2, augment: Augment::default(), normalization: Normalization::IMAGENET, seed: 0, epoch: 0 };
+        let failing: LoadBatch = |dataset, indices, config| match indices[0] {
+            2 => panic!("a decoder bug"),
+            _ => load_batch(dataset, indices, config),
+        };
+        let batches: Vec<Result<Batch>> = BatchLoader::spawn(&dataset, (0..6).collect(), config(), failing).collect();
+        assert_eq!(batches.len(), 3, "every batch is accounted for");
+        let err = batches[1].as_ref().expect_err("the second batch failed").to_string();
+        assert!(err.contains("a decoder bug") && err.contains(&dataset.pairs[2].before.display().to_string()), "{err}");
+        assert!(batches[0].is_ok() && batches[2].is_ok());
+    }
 
     #[test]
     fn epoch_orders_are_reproducible_and_differ_between_epochs() {

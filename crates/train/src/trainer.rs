@@ -51,6 +51,9 @@ pub struct TrainingState {
     /// Semantic change models: the last validation's class-map scores (SECOND convention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_semantic: Option<ScdSummary>,
+    /// Pairs of the training split: a resumed run's data order depends on it.
+    #[serde(default)]
+    pub train_pairs: Option<usize>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -76,6 +79,8 @@ pub struct TrainJob {
     pub device: Device,
     /// Continue from `out_dir/last.safetensors` with its recipe, weights and optimiser state.
     pub resume: bool,
+    /// Start over in an `out_dir` that holds a run (its checkpoints and log are replaced).
+    pub overwrite: bool,
     /// Stop after this many optimiser steps without saving, as a crash would.
     pub max_steps: Option<usize>,
     pub progress: bool,
@@ -127,6 +132,14 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
 fn check_job(job: &TrainJob) -> Result<()> {
     fs::create_dir_all(&job.out_dir).map_err(|e| TrainError::Io(job.out_dir.clone(), e))?;
     probe_writable(&job.out_dir)?;
+    let existing = [LAST, BEST, LOG].iter().map(|f| job.out_dir.join(f)).find(|p| p.exists());
+    if let Some(existing) = existing.filter(|_| !job.resume && !job.overwrite) {
+        return Err(TrainError::Config(format!(
+            "{} holds a training run ({}): pass --resume to continue it or --overwrite to start over",
+            job.out_dir.display(),
+            existing.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        )));
+    }
     if job.train.is_empty() || job.val.is_empty() {
         return Err(TrainError::Config("the training and validation splits must not be empty".into()));
     }
@@ -156,6 +169,7 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         best_epoch: None,
         val_metrics: None,
         val_semantic: None,
+        train_pairs: Some(job.train.len()),
     };
     Ok((model, optimizer, state))
 }
@@ -170,6 +184,13 @@ fn resume(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
     .map_err(|e| TrainError::Config(format!("{}: training state unreadable: {e}", last_path.display())))?;
     if ckpt.spec.name() != job.model.name() {
         return Err(TrainError::Config(format!("{} holds a {} model, not {}", last_path.display(), ckpt.spec.name(), job.model.name())));
+    }
+    if let Some(pairs) = state.train_pairs.filter(|&pairs| pairs != job.train.len()) {
+        return Err(TrainError::Config(format!(
+            "{}: the run was trained on {pairs} pairs but this training split has {}: resume with the run's own split",
+            last_path.display(),
+            job.train.len()
+        )));
     }
     let model = ckpt.load_model(&last_path, job.device)?;
     let recipe = &state.recipe;
@@ -252,7 +273,9 @@ impl<'a> Run<'a> {
     fn train_epoch(&mut self) -> Result<EpochEnd> {
         let epoch = self.state.epoch;
         self.bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.epochs));
-        let done_in_epoch = self.state.step - epoch * self.steps_per_epoch;
+        let done_in_epoch = self.state.step.checked_sub(epoch * self.steps_per_epoch).ok_or_else(|| {
+            TrainError::Config(format!("step {} lies before epoch {epoch}: the run's training split must have changed size", self.state.step))
+        })?;
         let order = epoch_order(self.job.train.len(), self.recipe.seed, epoch, true);
         let loader_config = LoaderConfig {
             batch_size: self.batch_size,
@@ -412,12 +435,22 @@ fn append_log(path: &Path, entry: &EpochLog) -> Result<()> {
     writeln!(file, "{}", serde_json::to_string(entry).expect("log serialises")).map_err(|e| TrainError::Io(path.to_owned(), e))
 }
 
+/// The log's entries. A last line cut short (a crash while appending it) is left out; any other
+/// unreadable line is an error naming it.
 pub fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
     let text = fs::read_to_string(path).map_err(|e| TrainError::Io(path.to_owned(), e))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| TrainError::Config(format!("{}: bad log line: {e}", path.display()))))
-        .collect()
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (i, &(number, line)) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(e) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                tracing::warn!("{}: ignoring the torn last line {} ({e})", path.display(), number + 1);
+            }
+            Err(e) => return Err(TrainError::Config(format!("{}: bad log line {}: {e}", path.display(), number + 1))),
+        }
+    }
+    Ok(entries)
 }
 
 /// Drops log lines of epochs after the checkpoint a run resumes from (an interrupted run may

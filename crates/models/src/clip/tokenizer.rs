@@ -77,13 +77,16 @@ fn byte_symbols() -> [char; 256] {
 
 impl Tokenizer {
     /// Where the vocabulary is looked for when no path is given: `$CHANGEDET_CLIP_VOCAB`, then the
-    /// copy `scripts/setup.sh` caches in the workspace's `.cache/`.
+    /// copy `scripts/setup.sh` caches in the workspace's `.cache/`, then the copy among the CLIP
+    /// goldens in the `shared/` folder beside the workspace (so that tests need no set-up).
     pub fn default_vocabulary_paths() -> Vec<PathBuf> {
         let mut paths = Vec::new();
         if let Some(p) = std::env::var_os(VOCAB_ENV) {
             paths.push(PathBuf::from(p));
         }
-        paths.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache").join(VOCAB_FILE_NAME));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        paths.push(workspace.join(".cache").join(VOCAB_FILE_NAME));
+        paths.push(workspace.join("../shared/golden/clip").join(VOCAB_FILE_NAME));
         paths
     }
 
