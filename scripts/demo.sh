@@ -20,7 +20,7 @@ dataset="levir-cd:$data/levir-cd-256"
 
 "$changedet" train --model fc-siam-diff --dataset "$dataset" \
   --train-split "$out/train.txt" --val-split "$out/test.txt" \
-  --epochs 25 --batch-size 4 --crop 128 --lr 2e-3 --out "$out/run"
+  --epochs 25 --batch-size 4 --crop 128 --lr 2e-3 --out "$out/run" --overwrite
 "$changedet" eval --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
   --split "$out/test.txt" --json "$out/eval.json"
 "$changedet" predict --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
