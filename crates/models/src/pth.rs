@@ -9,6 +9,13 @@
 //! accepted and turned into inert placeholders, never interpreted; the weights are read from the
 //! `state_dict` entry.
 //!
+//! A checkpoint is a file from the internet, so reading one is bounded: archive entries may
+//! decompress to at most [`DECOMPRESSION_FACTOR`] × the file's size in all; values shared through
+//! the pickle's memo or DUP may expand the object graph by at most [`EXPANSION_FACTOR`] × the
+//! pickle's length; containers nest at most [`MAX_DEPTH`] deep; and a tensor may hold no more
+//! elements than its storage. Memory therefore stays within a small multiple of the file size,
+//! and every malformed input is an error naming the file, never a panic.
+//!
 //! TorchScript archives (`torch.jit.save`, e.g. OpenAI's `RN50.pt`) keep their tensors the same
 //! way; their `data.pkl` is a tree of module objects (`__torch__.*` classes). Those become inert
 //! [`Value::Object`]s holding their attributes: no method of them exists here, let alone runs,
@@ -21,6 +28,14 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::{ModelError, Result};
+
+/// Archive entries may decompress to this many times the file's size, all together (stored
+/// entries, which `torch.save` writes, take exactly their size).
+pub const DECOMPRESSION_FACTOR: u64 = 4;
+/// Values the memo and DUP copy may add up to this many nodes per pickle byte.
+pub const EXPANSION_FACTOR: usize = 8;
+/// Deepest container nesting accepted (module trees of real checkpoints stay under 40).
+pub const MAX_DEPTH: u32 = 256;
 
 /// A value of the unpickled object graph. Tensors stay references into the archive until
 /// [`PthFile::tensor`] materialises them.
@@ -129,10 +144,16 @@ impl PthFile {
             .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
             .ok_or_else(|| error(path, "no */data.pkl in the archive: not a torch.save checkpoint"))?;
         let prefix = pickle_name.trim_end_matches("data.pkl").to_owned();
+        let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut budget = file_len.saturating_mul(DECOMPRESSION_FACTOR).saturating_add(1 << 20);
         let mut read = |name: &str| -> Result<Vec<u8>> {
-            let mut entry = archive.by_name(name).map_err(|e| error(path, format!("archive entry '{name}': {e}")))?;
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| error(path, format!("archive entry '{name}' is unreadable (truncated file?): {e}")))?;
+            let entry = archive.by_name(name).map_err(|e| error(path, format!("archive entry '{name}': {e}")))?;
+            // The header's size is a claim: capacity and reading stop at the budget.
+            let mut bytes = Vec::with_capacity(entry.size().min(budget) as usize);
+            entry.take(budget + 1).read_to_end(&mut bytes).map_err(|e| error(path, format!("archive entry '{name}' is unreadable (truncated file?): {e}")))?;
+            budget = budget.checked_sub(bytes.len() as u64).ok_or_else(|| {
+                error(path, format!("archive entry '{name}' decompresses to more than {DECOMPRESSION_FACTOR}× the file's size (a zip bomb?)"))
+            })?;
             Ok(bytes)
         };
         if let Ok(order) = read(&format!("{prefix}byteorder"))
@@ -141,7 +162,7 @@ impl PthFile {
             return Err(error(path, "big-endian checkpoints are not supported"));
         }
         let pickle = read(&pickle_name)?;
-        let root = Unpickler::default().run(&pickle).map_err(|m| error(path, format!("{pickle_name}: {m}")))?;
+        let root = Unpickler::new(pickle.len()).run(&pickle).map_err(|m| error(path, format!("{pickle_name}: {m}")))?;
         let mut storages = HashMap::new();
         let mut keys = Vec::new();
         collect_storage_keys(&root, &mut keys);
@@ -156,14 +177,11 @@ impl PthFile {
 
     /// Builds the tensor a reference points to (a copy, contiguous, on the CPU).
     pub fn tensor(&self, t: &TensorRef) -> Result<Tensor> {
-        let bytes = &self.storages[&t.storage];
-        let element = t.kind.elt_size_in_bytes();
-        let storage = Tensor::f_from_data_size(bytes, &[(bytes.len() / element) as i64], t.kind)?;
-        let last = t.offset + t.size.iter().zip(&t.stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>();
-        if t.size.iter().all(|&s| s > 0) && last >= storage.size()[0] {
-            return Err(error(&self.path, format!("tensor of shape {:?} reaches past its storage '{}'", t.size, t.storage)));
-        }
-        Ok(storage.f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.offset)?.contiguous())
+        let bytes = self.storages.get(&t.storage).ok_or_else(|| error(&self.path, format!("storage '{}' is missing", t.storage)))?;
+        let elements = (bytes.len() / t.kind.elt_size_in_bytes()) as i64;
+        check_view(t, elements).map_err(|m| error(&self.path, format!("tensor of shape {:?} in storage '{}': {m}", t.size, t.storage)))?;
+        let storage = Tensor::f_from_data_size(bytes, &[elements], t.kind)?;
+        Ok(storage.f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.offset)?.f_contiguous()?)
     }
 
     /// The state dict: the top-level dict of tensors, or the one under `state_dict`, `model` or
@@ -194,6 +212,26 @@ impl PthFile {
     }
 }
 
+/// A view must lie inside its storage and hold no more elements than it (so that copying it
+/// out costs no more memory than the file), with overflow-safe arithmetic.
+fn check_view(t: &TensorRef, elements: i64) -> Step<()> {
+    if t.size.len() != t.stride.len() || t.offset < 0 || t.size.iter().chain(&t.stride).any(|&v| v < 0) {
+        return Err(format!("negative or mismatched sizes, strides {:?} or offset {}", t.stride, t.offset));
+    }
+    let numel = t.size.iter().try_fold(1i64, |n, &s| n.checked_mul(s)).ok_or("its element count overflows")?;
+    if numel == 0 {
+        return Ok(());
+    }
+    if numel > elements {
+        return Err(format!("{numel} elements but its storage holds {elements}"));
+    }
+    let reach = t.size.iter().zip(&t.stride).try_fold(t.offset, |last, (&s, &st)| (s - 1).checked_mul(st).and_then(|r| last.checked_add(r)));
+    match reach {
+        Some(last) if last < elements => Ok(()),
+        _ => Err("it reaches past its storage".into()),
+    }
+}
+
 /// Tensor attributes of a TorchScript module tree, named as `state_dict()` names them.
 fn collect_module_tensors<'a>(value: &'a Value, prefix: &str, out: &mut Vec<(String, &'a TensorRef)>) {
     let Value::Object { attributes, .. } = value else { return };
@@ -220,30 +258,68 @@ fn collect_storage_keys(value: &Value, keys: &mut Vec<String>) {
     }
 }
 
-#[derive(Default)]
+/// The pickle machine. Every stack and memo value carries its nesting depth, so that no
+/// container deeper than [`MAX_DEPTH`] is ever built, and copies made by DUP and the memo are
+/// charged against an expansion budget.
 struct Unpickler {
-    stack: Vec<Value>,
+    stack: Vec<(Value, u32)>,
     marks: Vec<usize>,
-    memo: BTreeMap<u32, Value>,
+    memo: BTreeMap<u32, (Value, u32)>,
+    /// Nodes that copies may still add.
+    expansion_left: usize,
 }
 
 type Step<T> = std::result::Result<T, String>;
 
 impl Unpickler {
+    fn new(pickle_len: usize) -> Self {
+        Unpickler { stack: Vec::new(), marks: Vec::new(), memo: BTreeMap::new(), expansion_left: pickle_len.saturating_mul(EXPANSION_FACTOR).saturating_add(1 << 16) }
+    }
+
+    fn push(&mut self, value: Value) {
+        self.stack.push((value, 0));
+    }
+
+    /// Pushes a container holding values of depth `inner`.
+    fn push_container(&mut self, value: Value, inner: u32) -> Step<()> {
+        self.stack.push((value, nest(inner)?));
+        Ok(())
+    }
+
     fn pop(&mut self) -> Step<Value> {
+        Ok(self.pop_entry()?.0)
+    }
+
+    fn pop_entry(&mut self) -> Step<(Value, u32)> {
         self.stack.pop().ok_or_else(|| "stack underflow".to_owned())
     }
 
-    fn pop_mark(&mut self) -> Step<Vec<Value>> {
+    /// The values above the last mark, and the deepest of their depths.
+    fn pop_mark(&mut self) -> Step<(Vec<Value>, u32)> {
         let mark = self.marks.pop().ok_or("MARK missing")?;
         if mark > self.stack.len() {
             return Err("MARK beyond the stack (values popped past it)".into());
         }
-        Ok(self.stack.split_off(mark))
+        Ok(unzip_depths(self.stack.split_off(mark)))
     }
 
-    fn top(&mut self) -> Step<&mut Value> {
+    fn top_entry(&mut self) -> Step<&mut (Value, u32)> {
         self.stack.last_mut().ok_or_else(|| "stack underflow".to_owned())
+    }
+
+    /// Puts `items` (of depth `inner`) into the container on top of the stack with `insert`.
+    fn extend_top(&mut self, inner: u32, insert: impl FnOnce(&mut Value) -> Step<()>) -> Step<()> {
+        let (top, depth) = self.top_entry()?;
+        insert(top)?;
+        *depth = (*depth).max(nest(inner)?);
+        Ok(())
+    }
+
+    /// A copy of `entry`, paid for from the expansion budget.
+    fn copy(&mut self, entry: &(Value, u32)) -> Step<(Value, u32)> {
+        let nodes = count_nodes(&entry.0, self.expansion_left).ok_or("shared values (memo, DUP) expand the pickle past its bound")?;
+        self.expansion_left -= nodes;
+        Ok(entry.clone())
     }
 
     fn run(mut self, data: &[u8]) -> Step<Value> {
@@ -269,8 +345,9 @@ impl Unpickler {
             b'0' => drop(self.pop()?),
             b'1' => drop(self.pop_mark()?),
             b'2' => {
-                let top = self.top()?.clone();
-                self.stack.push(top)
+                let top = self.top_entry()?.clone();
+                let copy = self.copy(&top)?;
+                self.stack.push(copy)
             }
             _ => return Ok(false),
         }
@@ -313,54 +390,61 @@ impl Unpickler {
             }
             _ => return Ok(false),
         };
-        self.stack.push(value);
+        self.push(value);
         Ok(true)
     }
 
     /// Tuples, lists and dicts, built and extended.
     fn container(&mut self, op: u8) -> Step<bool> {
         match op {
-            b')' => self.stack.push(Value::Tuple(vec![])),
+            b')' => self.push(Value::Tuple(vec![])),
             b't' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items))
+                let (items, inner) = self.pop_mark()?;
+                self.push_container(Value::Tuple(items), inner)?
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 if self.stack.len() < n {
                     return Err("stack underflow".into());
                 }
-                let items = self.stack.split_off(self.stack.len() - n);
-                self.stack.push(Value::Tuple(items))
+                let (items, inner) = unzip_depths(self.stack.split_off(self.stack.len() - n));
+                self.push_container(Value::Tuple(items), inner)?
             }
-            b']' => self.stack.push(Value::List(vec![])),
+            b']' => self.push(Value::List(vec![])),
             b'l' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::List(items))
+                let (items, inner) = self.pop_mark()?;
+                self.push_container(Value::List(items), inner)?
             }
             b'a' | b'e' => {
-                let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
-                match self.top()? {
-                    Value::List(list) => list.extend(items),
-                    other => return Err(format!("APPEND on a non-list {other:?}")),
-                }
+                let (items, inner) = if op == b'a' { unzip_depths(vec![self.pop_entry()?]) } else { self.pop_mark()? };
+                self.extend_top(inner, |top| match top {
+                    Value::List(list) => {
+                        list.extend(items);
+                        Ok(())
+                    }
+                    other => Err(format!("APPEND on a non-list {other:?}")),
+                })?
             }
-            b'}' => self.stack.push(Value::Dict(vec![])),
+            b'}' => self.push(Value::Dict(vec![])),
             b'd' => {
-                let items = self.pop_mark()?;
-                self.stack.push(Value::Dict(pairs(items)?))
+                let (items, inner) = self.pop_mark()?;
+                self.push_container(Value::Dict(pairs(items)?), inner)?
             }
             b's' | b'u' => {
-                let items = if op == b's' {
-                    let v = self.pop()?;
-                    vec![self.pop()?, v]
+                let (items, inner) = if op == b's' {
+                    let v = self.pop_entry()?;
+                    unzip_depths(vec![self.pop_entry()?, v])
                 } else {
                     self.pop_mark()?
                 };
-                match self.top()? {
-                    Value::Dict(dict) => dict.extend(pairs(items)?),
-                    other => return Err(format!("SETITEM on a non-dict {other:?}")),
-                }
+                let items = pairs(items)?;
+                self.extend_top(inner, |top| match top {
+                    Value::Dict(dict) => {
+                        dict.extend(items);
+                        Ok(())
+                    }
+                    other => Err(format!("SETITEM on a non-dict {other:?}")),
+                })?
             }
             _ => return Ok(false),
         }
@@ -373,39 +457,42 @@ impl Unpickler {
             b'c' => {
                 let module = input.line()?;
                 let name = input.line()?;
-                self.stack.push(Value::Global(allowed(&module, &name)?))
+                self.push(Value::Global(allowed(&module, &name)?))
             }
             0x93 => {
                 let (Value::Str(name), Value::Str(module)) = (self.pop()?, self.pop()?) else {
                     return Err("STACK_GLOBAL with non-string operands".into());
                 };
-                self.stack.push(Value::Global(allowed(&module, &name)?))
+                self.push(Value::Global(allowed(&module, &name)?))
             }
             b'R' => {
-                let args = self.pop()?;
+                let (args, depth) = self.pop_entry()?;
                 let callable = self.pop()?;
-                let result = reduce(callable, args)?;
-                self.stack.push(result)
+                // The result holds at most what the arguments held.
+                self.stack.push((reduce(callable, args)?, depth))
             }
             0x81 => {
                 // NEWOBJ: only TorchScript classes, as attribute holders.
                 let _args = self.pop()?;
                 match self.pop()? {
-                    Value::Global(Global::ScriptClass(class) | Global::Record(class)) => self.stack.push(Value::Object { class, attributes: vec![] }),
+                    Value::Global(Global::ScriptClass(class) | Global::Record(class)) => self.push(Value::Object { class, attributes: vec![] }),
                     other => return Err(format!("NEWOBJ of {other:?}")),
                 }
             }
             b'b' => {
                 // BUILD: a TorchScript object's attributes; elsewhere (an OrderedDict's
                 // `_metadata`) they carry no tensors.
-                let state = self.pop()?;
-                if let (Value::Object { attributes, .. }, Value::Dict(items)) = (self.top()?, state) {
-                    *attributes = items;
-                }
+                let (state, inner) = self.pop_entry()?;
+                self.extend_top(inner, |top| {
+                    if let (Value::Object { attributes, .. }, Value::Dict(items)) = (top, state) {
+                        *attributes = items;
+                    }
+                    Ok(())
+                })?
             }
             b'Q' => {
                 let pid = self.pop()?;
-                self.stack.push(persistent_load(pid)?)
+                self.push(persistent_load(pid)?)
             }
             b'q' | b'r' | 0x94 => {
                 let key = match op {
@@ -413,18 +500,51 @@ impl Unpickler {
                     b'r' => u32::from_le_bytes(input.array()?),
                     _ => self.memo.len() as u32,
                 };
-                let value = self.top()?.clone();
-                self.memo.insert(key, value);
+                let top = self.top_entry()?.clone();
+                let copy = self.copy(&top)?;
+                self.memo.insert(key, copy);
             }
             b'h' | b'j' => {
                 let key = if op == b'h' { input.byte()? as u32 } else { u32::from_le_bytes(input.array()?) };
-                let value = self.memo.get(&key).ok_or_else(|| format!("memo key {key} unset"))?.clone();
-                self.stack.push(value)
+                let entry = self.memo.get(&key).ok_or_else(|| format!("memo key {key} unset"))?.clone();
+                let copy = self.copy(&entry)?;
+                self.stack.push(copy)
             }
             _ => return Ok(false),
         }
         Ok(true)
     }
+}
+
+/// The depth of a container around values of depth `inner`, refused past [`MAX_DEPTH`].
+fn nest(inner: u32) -> Step<u32> {
+    match inner + 1 {
+        depth if depth > MAX_DEPTH => Err(format!("containers nest deeper than {MAX_DEPTH}")),
+        depth => Ok(depth),
+    }
+}
+
+fn unzip_depths(entries: Vec<(Value, u32)>) -> (Vec<Value>, u32) {
+    let inner = entries.iter().map(|(_, d)| *d).max().unwrap_or(0);
+    (entries.into_iter().map(|(v, _)| v).collect(), inner)
+}
+
+/// The nodes of `value`, counted without recursion; `None` once more than `limit`.
+fn count_nodes(value: &Value, limit: usize) -> Option<usize> {
+    let mut pending = vec![value];
+    let mut count = 0usize;
+    while let Some(v) = pending.pop() {
+        count += 1;
+        if count > limit {
+            return None;
+        }
+        match v {
+            Value::Tuple(items) | Value::List(items) => pending.extend(items),
+            Value::Dict(items) | Value::Object { attributes: items, .. } => pending.extend(items.iter().flat_map(|(k, v)| [k, v])),
+            _ => {}
+        }
+    }
+    Some(count)
 }
 
 struct Input<'a> {
@@ -571,6 +691,46 @@ mod tests {
             let err = PthFile::open(archive(pickle, &[]).path()).err().expect("refused").to_string();
             assert!(err.contains(expected), "{pickle:?}: {err}");
         }
+    }
+
+    #[test]
+    fn hostile_pickles_are_bounded() {
+        // 100 000 nested lists: recursion over them (drop, clone) would overflow the stack.
+        let mut deep = b"\x80\x02".to_vec();
+        deep.extend(std::iter::repeat_n(b']', 100_000));
+        deep.extend(std::iter::repeat_n(b'a', 99_999));
+        deep.push(b'.');
+        // DUP and TUPLE2 64 times: 2^64 nodes if shared values were copied.
+        let mut doubling = b"\x80\x02]".to_vec();
+        doubling.extend(b"2\x86".repeat(64));
+        doubling.push(b'.');
+        for (pickle, expected) in [(deep, "nest deeper than 256"), (doubling, "expand the pickle past its bound")] {
+            let err = PthFile::open(archive(&pickle, &[]).path()).err().expect("refused").to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_view_larger_than_its_storage_is_refused() {
+        // 10^12 elements of stride 0 over a 4-float storage: copying it out would take 4 TB.
+        let pickle = b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85K\x00\x85\x89ccollections\nOrderedDict\n)RtRs.";
+        let storage: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let file = archive(pickle, &storage);
+        let err = PthFile::open(file.path()).unwrap().state_dict().expect_err("refused").to_string();
+        assert!(err.contains("1000000000000 elements but its storage holds 4"), "{err}");
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused() {
+        // 64 MiB of zeros deflated into a file of a few hundred kB.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("archive/data.pkl", deflated).unwrap();
+        zip.write_all(&vec![0u8; 64 << 20]).unwrap();
+        zip.finish().unwrap();
+        let err = PthFile::open(file.path()).err().expect("refused").to_string();
+        assert!(err.contains("decompresses to more than 4× the file's size"), "{err}");
     }
 
     #[test]
