@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::clip::weights::{ClipStateDict, VisionConfig};
 use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, VitConfig};
 use crate::decoders::fpn_neck::FpnNeck;
+use crate::import::dims;
 use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
 use crate::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
 use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
@@ -279,7 +280,7 @@ pub fn load_clip_towers(vs: &mut nn::VarStore, path: &Path) -> Result<usize> {
         let tensor = if target.ends_with("positional_embedding") && tensor.dim() == 2 && target.starts_with("backbone.") && tensor.size() != expected {
             let grid = ((expected[0] - 1) as f64).sqrt().round() as i64;
             crate::clip::transformer::resize_positional_grid(&tensor.to_kind(tch::Kind::Float), grid, grid)
-        } else if target == "text_encoder.positional_embedding" && tensor.size()[0] > expected[0] {
+        } else if target == "text_encoder.positional_embedding" && tensor.size().first().is_some_and(|&rows| rows > expected[0]) {
             tensor.narrow(0, 0, expected[0])
         } else {
             tensor
@@ -307,7 +308,6 @@ impl Config {
     /// the number of learned context tokens, and the level the score maps join. Head counts
     /// are not stored: CLIP's rule (64-wide heads) and the reference's 4 decoder heads apply.
     pub fn from_state_dict(tensors: &BTreeMap<String, Tensor>, path: &Path, vit: bool) -> Result<Config> {
-        let shape = |key: &str| tensors.get(key).map(Tensor::size).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: key.to_owned() });
         let clip = ClipStateDict::new(tensors.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect(), path)?;
         let vision = clip.vision_config(path)?;
         if matches!(vision, VisionConfig::Vit(_)) != vit {
@@ -315,19 +315,19 @@ impl Config {
             return Err(ModelError::Checkpoint { path: path.to_owned(), message: format!("backbone.* holds {found} image encoder; use the other changeclip variant") });
         }
         let text = clip.text_config(path)?;
-        let text_proj = shape("context_decoder.text_proj.1.weight")?;
+        let text_proj: [i64; 2] = dims(tensors, "context_decoder.text_proj.1.weight", path)?;
         let layers = (0..).take_while(|i| tensors.contains_key(&format!("context_decoder.decoder.{i}.norm1.weight"))).count() as i64;
         let base = if vit { Config::vit_b16() } else { Config::default() };
         let mut config = Config {
             context_decoder: ContextDecoderConfig { width: text_proj[0], visual_dim: text_proj[1], layers, ..base.context_decoder.clone() },
-            prompt_length: text.context_length - shape("contexts2")?[2],
-            width: shape("neck.fpn_convs.0.conv.weight")?[0],
+            prompt_length: text.context_length - dims::<4>(tensors, "contexts2", path)?[2],
+            width: dims::<4>(tensors, "neck.fpn_convs.0.conv.weight", path)?[0],
             vision,
             text,
             ..base
         };
         let plain = image_level_channels(&config.vision);
-        let minus: Vec<i64> = (0..4).map(|i| shape(&format!("minus_conv.{i}.conv.weight")).map(|s| s[1])).collect::<Result<_>>()?;
+        let minus: Vec<i64> = (0..4).map(|i| dims::<4>(tensors, &format!("minus_conv.{i}.conv.weight"), path).map(|s| s[1])).collect::<Result<_>>()?;
         config.score_concat_index = (0..4).find(|&i| minus[i] == plain[i] + 2).ok_or_else(|| ModelError::Checkpoint {
             path: path.to_owned(),
             message: format!("minus_conv input channels {minus:?} do not fit the backbone's levels {plain:?} plus 2 score maps"),
@@ -336,12 +336,52 @@ impl Config {
     }
 }
 
-impl ModelConfig for Config {
-    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+impl Config {
+    /// Refuses sizes that build no network or one far beyond CLIP's largest (a checkpoint's
+    /// configuration comes from a file), before anything is allocated.
+    fn check(&self) -> std::result::Result<(), String> {
         // The Swin branch's group norm takes 32 groups of half the width.
         if !(64..=4096).contains(&self.width) || self.width % 64 != 0 {
-            return Err(ModelError::Config { model: "changeclip".into(), message: format!("width {} must be a multiple of 64 from 64 to 4096", self.width) });
+            return Err(format!("width {} must be a multiple of 64 from 64 to 4096", self.width));
         }
+        let (t, c) = (&self.text, &self.context_decoder);
+        let mut sizes = vec![
+            ("text.width", t.width, 4096),
+            ("text.heads", t.heads, 64),
+            ("text.layers", t.layers, 64),
+            ("text.embed_dim", t.embed_dim, 4096),
+            ("text.context_length", t.context_length, 1024),
+            ("text.vocab_size", t.vocab_size, 1 << 20),
+            ("prompt_length", self.prompt_length, t.context_length - 1),
+            ("context_decoder.width", c.width, 4096),
+            ("context_decoder.heads", c.heads, 64),
+            ("context_decoder.layers", c.layers, 64),
+            ("context_decoder.visual_dim", c.visual_dim, 4096),
+        ];
+        match &self.vision {
+            VisionConfig::ResNet(r) => {
+                sizes.extend([("vision.width", r.width, 1024), ("vision.output_dim", r.output_dim, 4096), ("vision.heads", r.heads, 64), ("vision.positional_grid", r.positional_grid, 128)]);
+                sizes.extend(r.layers.iter().map(|&l| ("vision.layers", l, 64)));
+            }
+            VisionConfig::Vit(v) => sizes.extend([
+                ("vision.patch_size", v.patch_size, 64),
+                ("vision.width", v.width, 4096),
+                ("vision.layers", v.layers, 64),
+                ("vision.heads", v.heads, 64),
+                ("vision.output_dim", v.output_dim, 4096),
+                ("vision.positional_grid", v.positional_grid, 128),
+            ]),
+        }
+        match sizes.into_iter().find(|&(_, value, max)| !(1..=max).contains(&value)) {
+            Some((name, value, max)) => Err(format!("{name} is {value}; it must be from 1 to {max}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ModelConfig for Config {
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        self.check().map_err(|message| ModelError::Config { model: "changeclip".into(), message })?;
         Ok(Box::new(ChangeClip::new(vs, self)?))
     }
 

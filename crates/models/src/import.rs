@@ -27,6 +27,14 @@ fn unused_entry(spec: &ModelSpec, key: &str) -> Option<&'static str> {
     spec.config().unused_reference_entry(key)
 }
 
+/// The shape of `key` in `tensors`, which must have exactly `N` dimensions (a crafted file may
+/// hold anything under a known name).
+pub fn dims<const N: usize>(tensors: &BTreeMap<String, Tensor>, key: &str, path: &Path) -> Result<[i64; N]> {
+    let tensor = tensors.get(key).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: key.to_owned() })?;
+    let size = tensor.size();
+    size.as_slice().try_into().map_err(|_| ModelError::Checkpoint { path: path.to_owned(), message: format!("'{key}' has shape {size:?}, not {N} dimensions") })
+}
+
 /// Reads a state dict from a PyTorch checkpoint (`.pth`, `.pth.tar`, `.pt` written by
 /// `torch.save`) or a safetensors file.
 pub fn read_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {

@@ -148,3 +148,27 @@ fn mutated_changedet_checkpoints_are_errors_or_models() {
     eprintln!("{count} mutated changedet checkpoints: {accepted} loaded, {} refused", count - accepted);
     assert!(accepted < count);
 }
+
+#[test]
+fn crafted_shapes_and_configurations_are_refused_before_anything_is_built() {
+    let path = Path::new("crafted.pth");
+    // Tensors of the wrong rank where import reads sizes off shapes.
+    let scalar = || tch::Tensor::from(1.0f32);
+    let state: std::collections::BTreeMap<String, tch::Tensor> = [("head_seg.0.weight".to_owned(), scalar())].into();
+    let err = ModelSpec::for_reference_state_dict("clearscd", &state, path, None).unwrap_err().to_string();
+    assert!(err.contains("head_seg.0.weight") && err.contains("too few dimensions"), "{err}");
+    let vector = || tch::Tensor::zeros([7], (tch::Kind::Float, tch::Device::Cpu));
+    let state: std::collections::BTreeMap<String, tch::Tensor> = [("token_embedding.weight".to_owned(), vector()), ("transformer.resblocks.0.ln_1.weight".to_owned(), vector())].into();
+    let clip = changedet_models::clip::ClipStateDict::new(state, path).unwrap();
+    let err = clip.text_config(path).unwrap_err().to_string();
+    assert!(err.contains("token_embedding.weight") && err.contains("not 2 dimensions"), "{err}");
+
+    // A checkpoint whose embedded configuration asks for a gigantic network.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gigantic.safetensors");
+    let config = serde_json::json!({"text": {"context_length": 77, "vocab_size": 49408, "width": 1 << 30, "heads": 8, "layers": 12, "embed_dim": 1024}});
+    let metadata = [("format", changedet_models::checkpoint::FORMAT.to_owned()), ("model", "changeclip-rn50".to_owned()), ("config", config.to_string())];
+    changedet_models::tensor_io::write(&file, std::iter::empty(), metadata.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).unwrap();
+    let err = Checkpoint::read(&file).unwrap().load_model(&file, tch::Device::Cpu).err().expect("refused").to_string();
+    assert!(err.contains("text.width is 1073741824"), "{err}");
+}

@@ -108,8 +108,8 @@ impl ClipStateDict {
         Ok(ClipStateDict { tensors, layout, skipped })
     }
 
-    fn shape(&self, key: &str, path: &Path) -> Result<Vec<i64>> {
-        self.tensors.get(key).map(Tensor::size).ok_or_else(|| ModelError::MissingKey { path: path.to_owned(), key: key.to_owned() })
+    fn shape<const N: usize>(&self, key: &str, path: &Path) -> Result<[i64; N]> {
+        crate::import::dims(&self.tensors, key, path)
     }
 
     fn count(&self, pattern: impl Fn(usize) -> String) -> usize {
@@ -132,13 +132,14 @@ impl ClipStateDict {
         let grid_of = |rows: i64| ((rows - 1) as f64).sqrt().round() as i64;
         if self.tensors.contains_key("visual.layer1.0.conv1.weight") {
             let layers = [1, 2, 3, 4].map(|stage| self.count(|b| format!("visual.layer{stage}.{b}.conv1.weight")) as i64);
-            let width = self.shape("visual.conv3.weight", path)?[0];
-            let output_dim = self.shape("visual.attnpool.c_proj.weight", path)?[0];
-            let positional_grid = grid_of(self.shape("visual.attnpool.positional_embedding", path)?[0]);
+            let [width, ..] = self.shape::<4>("visual.conv3.weight", path)?;
+            let [output_dim, _] = self.shape("visual.attnpool.c_proj.weight", path)?;
+            let [rows, _] = self.shape("visual.attnpool.positional_embedding", path)?;
+            let positional_grid = grid_of(rows);
             let heads = if self.layout == Layout::ChangeClip { 32 } else { width * 32 / 64 };
             return Ok(VisionConfig::ResNet(ResNetConfig { layers, width, output_dim, heads, positional_grid }));
         }
-        let conv = self.shape("visual.conv1.weight", path)?;
+        let conv = self.shape::<4>("visual.conv1.weight", path)?;
         let layers = self.count(|i| format!("visual.transformer.resblocks.{i}.ln_1.weight"));
         let multi_scale_necks = self.tensors.contains_key("visual.fpn1.1.weight");
         let out_indices = if layers == 12 { vec![3, 5, 7, 11] } else { (layers.saturating_sub(4)..layers).collect() };
@@ -147,8 +148,8 @@ impl ClipStateDict {
             width: conv[0],
             layers: layers as i64,
             heads: (conv[0] / 64).max(1),
-            output_dim: self.shape("visual.proj", path)?[1],
-            positional_grid: grid_of(self.shape("visual.positional_embedding", path)?[0]),
+            output_dim: self.shape::<2>("visual.proj", path)?[1],
+            positional_grid: grid_of(self.shape::<2>("visual.positional_embedding", path)?[0]),
             drop_path_rate: if multi_scale_necks { 0.1 } else { 0.0 },
             out_indices,
             multi_scale_necks,
@@ -158,14 +159,14 @@ impl ClipStateDict {
 
     /// The text tower's architecture from its shapes (heads: width / 64, OpenAI's rule).
     pub fn text_config(&self, path: &Path) -> Result<TextConfig> {
-        let [vocab_size, width] = self.shape("token_embedding.weight", path)?[..] else { unreachable!("embedding is 2-D") };
+        let [vocab_size, width] = self.shape("token_embedding.weight", path)?;
         Ok(TextConfig {
-            context_length: self.shape("positional_embedding", path)?[0],
+            context_length: self.shape::<2>("positional_embedding", path)?[0],
             vocab_size,
             width,
             heads: (width / 64).max(1),
             layers: self.count(|i| format!("transformer.resblocks.{i}.ln_1.weight")) as i64,
-            embed_dim: self.shape("text_projection", path)?[1],
+            embed_dim: self.shape::<2>("text_projection", path)?[1],
         })
     }
 
