@@ -1,0 +1,70 @@
+//! A training process killed with SIGKILL at arbitrary moments (inside steps, checkpoint
+//! writes and validations) and resumed each time ends with exactly the weights and optimiser
+//! state of an uninterrupted run: the real process and the real files, not the library alone.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use changedet_models::Checkpoint;
+use common::*;
+
+const PAIRS: [&str; 4] = ["test_102_0512_0000.png", "test_121_0768_0256.png", "test_2_0000_0000.png", "test_2_0000_0512.png"];
+
+fn train(dataset: &str, split: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_changedet"));
+    command.args(["train", "--dataset", dataset, "--train-split", split, "--val-split", split, "--out", s(out)]);
+    command.args(["--model-config", r#"{"width": 4}"#, "--epochs", "8", "--batch-size", "1", "--crop", "128", "--checkpoint-every", "1", "--device", "cpu"]);
+    command.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = format!("levir-cd:{}", levir_256().display());
+    let split = write_list(&tmp.path().join("four.txt"), &PAIRS);
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+
+    let start = Instant::now();
+    assert!(train(&dataset, &split, &whole, &[]).status().unwrap().success());
+    let duration = start.elapsed();
+
+    // Kill after fractions of an uninterrupted run's time, resuming each time, until a run ends.
+    let mut kills = 0;
+    for fraction in [0.2, 0.3, 0.4, 0.35, 0.45, 0.3, 0.5, 0.4].into_iter().chain(std::iter::repeat(10.0)) {
+        let resume = killed.join("last.safetensors").exists();
+        let mut child = train(&dataset, &split, &killed, &[if resume { "--resume" } else { "--overwrite" }]).spawn().unwrap();
+        let deadline = Instant::now() + duration.mul_f64(fraction);
+        let status = loop {
+            match child.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        match status {
+            Some(status) => {
+                assert!(status.success(), "a resumed run failed");
+                break;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL: no chance to clean up
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    eprintln!("{kills} kills; an uninterrupted run takes {duration:?}");
+    assert!(kills >= 3, "only {kills} kills landed inside a run ({duration:?} uninterrupted)");
+    assert!(partial_files(&killed).is_empty(), "half-written files left: {:?}", partial_files(&killed));
+
+    let (a, b) = (Checkpoint::read(&whole.join("last.safetensors")).unwrap(), Checkpoint::read(&killed.join("last.safetensors")).unwrap());
+    for (name, tensor) in a.model.iter().chain(&a.optimizer) {
+        let other = b.model.get(name).or_else(|| b.optimizer.get(name)).unwrap_or_else(|| panic!("{name} missing after {kills} kills"));
+        assert!(tensor.equal(other), "{name} differs after {kills} kills");
+    }
+    assert_eq!(a.training.unwrap()["step"], b.training.unwrap()["step"]);
+}
