@@ -22,12 +22,12 @@ dataset="levir-cd:$data/levir-cd-256"
   --train-split "$out/train.txt" --val-split "$out/test.txt" \
   --epochs 25 --batch-size 4 --crop 128 --lr 2e-3 --out "$out/run" --overwrite
 "$changedet" eval --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
-  --split "$out/test.txt" --json "$out/eval.json"
+  --split "$out/test.txt" --json "$out/eval.json" --overwrite
 "$changedet" predict --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
-  --split "$out/test.txt" --out "$out/maps"
+  --split "$out/test.txt" --out "$out/maps" --overwrite
 "$changedet" predict --checkpoint "$out/run/best.safetensors" \
   --before "$data/levir-cd-1024/A/test_2.png" --after "$data/levir-cd-1024/B/test_2.png" \
-  --label "$data/levir-cd-1024/label/test_2.png" --out "$out/maps-1024"
+  --label "$data/levir-cd-1024/label/test_2.png" --out "$out/maps-1024" --overwrite
 # A real georeferenced pair (CBERS-4 AWFI, one file per band, int16, a custom Albers CRS): the
 # whole-scene pipeline writes COG maps and change polygons with the scene's georeference. (The
 # model was trained on LEVIR's 0.5 m RGB, so on 64 m imagery its map only shows the mechanics.)

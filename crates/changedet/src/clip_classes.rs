@@ -101,9 +101,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         for (folder, images) in folders {
             let target = class_lists::json_path(&output_folder(&args, &folder)?, &args.tag);
-            if target.exists() && !args.overwrite {
-                bail!("{} exists; pass --overwrite to replace it", target.display());
-            }
+            changedet_raster::atomic::check_replaceable([&target], args.overwrite).map_err(anyhow::Error::msg)?;
             let entries = score_folder(&zero_shot, &images, resolution, args.batch_size, &folder)?;
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -41,6 +41,9 @@ pub struct Args {
     /// Also write the metrics as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    overwrite: bool,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -51,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::read(&args.checkpoint)?;
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
+    changedet_raster::atomic::check_replaceable(&args.json, args.overwrite).map_err(anyhow::Error::msg)?;
     crate::train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         return evaluate_semantic(&args, &model, &dataset, classes, device);

@@ -31,9 +31,13 @@ pub struct Args {
     /// The changedet checkpoint to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    changedet_raster::atomic::check_replaceable([&args.out], args.overwrite).map_err(anyhow::Error::msg)?;
     let state_dict = read_state_dict(&args.src)?;
     let overrides = match &args.config {
         Some(text) => match serde_json::from_str(text).context("--config is not a JSON object")? {

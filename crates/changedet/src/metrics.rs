@@ -42,6 +42,9 @@ pub struct Args {
     /// Also draw confusion-matrix and per-class IoU charts (PNG) into this folder.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Replace an existing --json file or charts.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +72,8 @@ pub fn run(args: Args) -> Result<()> {
     if !(2..=254).contains(&classes) {
         bail!("--classes must be between 2 and 254");
     }
+    let charts = args.plot.iter().flat_map(|dir| [dir.join("confusion.png"), dir.join("iou.png")]);
+    changedet_raster::atomic::check_replaceable(args.json.iter().cloned().chain(charts), args.overwrite).map_err(anyhow::Error::msg)?;
     let ground_truth = match args.gt_encoding {
         GtEncoding::Hiucd => GroundTruth::Hiucd,
         GtEncoding::Second => GroundTruth::Second,

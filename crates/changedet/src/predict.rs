@@ -68,6 +68,9 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Replace existing outputs (maps, raw outputs; for scenes the COGs and polygons).
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     scene: crate::scene::SceneArgs,
 }
@@ -80,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = checkpoint.load_model(&args.checkpoint, device)?;
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
-        return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes);
+        return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes, args.overwrite);
     }
     let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
         ([before], [after], _) => {
@@ -99,6 +102,8 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
     crate::train::warn_without_class_lists(&model.spec, &dataset);
+    let existing = dataset.pairs.iter().map(|p| args.out.join(format!("{}_change.png", p.name))).chain(args.raw.clone());
+    changedet_raster::atomic::check_replaceable(existing, args.overwrite).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let paths: HashMap<String, PathBuf> = dataset.pairs.iter().map(|p| (p.name.clone(), p.after.clone())).collect();
     let map_set = MapSet::new(model.spec.semantic_classes()).map_err(anyhow::Error::msg)?;

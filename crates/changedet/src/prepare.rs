@@ -33,9 +33,16 @@ pub struct Args {
     /// Output folder (created if needed).
     #[arg(long)]
     out: PathBuf,
+    /// Write into an --out folder that already holds files, replacing those of the same names.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let holds_files = std::fs::read_dir(&args.out).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files && !args.overwrite {
+        anyhow::bail!("{} holds files; pass --overwrite to write into it", args.out.display());
+    }
     let report = match args.dataset {
         Source::Hiucd => prepare_hiucd(&args.src, &args.out)?,
         Source::Second => prepare_second(&args.src, &args.out)?,

@@ -46,9 +46,6 @@ pub struct SceneArgs {
     shard: Option<Shard>,
     #[command(flatten)]
     vector: VectorArgs,
-    /// Replace existing outputs.
-    #[arg(long)]
-    overwrite: bool,
 }
 
 #[derive(Args, Clone, Debug, PartialEq)]
@@ -93,7 +90,7 @@ impl SceneArgs {
 
 /// `predict` on a scene pair.
 #[allow(clippy::too_many_arguments)]
-pub fn predict(args: &SceneArgs, model: &LoadedModel, device: Device, before: &[PathBuf], after: &[PathBuf], out: &Path, batch_size: usize, classes: [Vec<String>; 2]) -> Result<()> {
+pub fn predict(args: &SceneArgs, model: &LoadedModel, device: Device, before: &[PathBuf], after: &[PathBuf], out: &Path, batch_size: usize, classes: [Vec<String>; 2], overwrite: bool) -> Result<()> {
     if model.spec.config().uses_class_lists() && classes[0].is_empty() {
         tracing::warn!("no --classes-before for this scene: {}'s prompts fall back to the bare prefix", model.spec.name());
     }
@@ -106,7 +103,7 @@ pub fn predict(args: &SceneArgs, model: &LoadedModel, device: Device, before: &[
         block_strides: args.block,
         batch_size,
         shard: args.shard.unwrap_or(Shard::WHOLE),
-        overwrite: args.overwrite,
+        overwrite,
         vector: args.vector.output(),
         classes,
         progress: true,

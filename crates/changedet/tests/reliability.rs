@@ -103,3 +103,29 @@ fn options_that_do_not_apply_are_refused_not_ignored() {
         assert!(err.contains(option[0]) && err.contains("not to georeferenced scenes"), "{err}");
     }
 }
+
+#[test]
+fn every_command_replaces_outputs_only_with_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = changedet_models::LoadedModel::new(changedet_models::ModelSpec::new("fc-siam-diff", Some(serde_json::json!({"width": 2}))).unwrap(), tch::Device::Cpu).unwrap();
+    let checkpoint = tmp.path().join("model.safetensors");
+    changedet_models::Checkpoint::write(&checkpoint, &model, &[], None).unwrap();
+    let levir = levir_256();
+    let (a, b) = (levir.join("A").join(PAIRS[0]), levir.join("B").join(PAIRS[0]));
+    let maps = tmp.path().join("maps");
+    let predict = ["predict", "--checkpoint", s(&checkpoint), "--before", s(&a), "--after", s(&b), "--out", s(&maps), "--device", "cpu"];
+    ok(&predict);
+    let err = fails(&predict);
+    assert!(err.contains("test_102_0512_0000_change.png exists; pass --overwrite"), "{err}");
+    ok(&[&predict[..], &["--overwrite"]].concat());
+
+    // The maps folder scored against itself: only whether the JSON may be replaced matters here.
+    let json = tmp.path().join("scores.json");
+    std::fs::write(&json, "{}").unwrap();
+    let err = fails(&["metrics", "--pred", s(&maps), "--gt", s(&maps), "--convention", "binary", "--json", s(&json)]);
+    assert!(err.contains("scores.json exists; pass --overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), "{}", "refused before any work");
+
+    let err = fails(&["import", s(&checkpoint), "--model", "fc-siam-diff", "--out", s(&checkpoint)]);
+    assert!(err.contains("model.safetensors exists; pass --overwrite"), "{err}");
+}

@@ -39,6 +39,16 @@ pub fn write_with<E: From<io::Error>>(target: &Path, write: impl FnOnce(&mut Fil
     Ok(())
 }
 
+/// The one rule of every command that writes outputs: an existing output is replaced only when
+/// the user asked for it (`--overwrite`); otherwise the command stops before any work, naming
+/// the first one that exists.
+pub fn check_replaceable<P: AsRef<Path>>(targets: impl IntoIterator<Item = P>, overwrite: bool) -> Result<(), String> {
+    match targets.into_iter().find(|t| t.as_ref().exists()) {
+        Some(existing) if !overwrite => Err(format!("{} exists; pass --overwrite to replace it", existing.as_ref().display())),
+        _ => Ok(()),
+    }
+}
+
 /// [`write_with`] for bytes already in memory.
 pub fn write_bytes(target: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(target, |file| io::Write::write_all(file, bytes))

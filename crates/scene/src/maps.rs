@@ -21,12 +21,8 @@ pub fn prepare_outputs(maps: &MapSet, out: &Path, polygons: Option<&Path>, overw
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
     let paths = maps.maps().into_iter().map(|(name, _)| map_path(out, name));
-    for path in paths.chain(polygons.map(Path::to_owned)).chain(std::iter::once(out.join(ShardManifest::FILE))) {
-        if path.exists() && !overwrite {
-            bail!("{} exists; pass --overwrite to replace it", path.display());
-        }
-    }
-    Ok(())
+    let paths = paths.chain(polygons.map(Path::to_owned)).chain(std::iter::once(out.join(ShardManifest::FILE)));
+    changedet_raster::atomic::check_replaceable(paths, overwrite).map_err(anyhow::Error::msg)
 }
 
 /// Left beside a shard's maps; `merge` checks that the shards fit together.
