@@ -137,8 +137,9 @@ fn tiny_changeclip_overfits_four_real_pairs() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!((report["metrics"]["f1"].as_f64().unwrap() - best).abs() < 1e-9);
     assert_eq!(report["protocol"], "whole");
-    // The sliding-window protocol is reported with the metrics it produced.
-    ok(&["eval", "--checkpoint", s(&runs.join("best.safetensors")), "--dataset", &dataset, "--split", "all", "--protocol", "slide:64:32", "--json", s(&json), "--device", "cpu"]);
+    // The sliding-window protocol is reported with the metrics it produced (the report replaced
+    // on request: outputs are never replaced silently).
+    ok(&["eval", "--checkpoint", s(&runs.join("best.safetensors")), "--dataset", &dataset, "--split", "all", "--protocol", "slide:64:32", "--json", s(&json), "--overwrite", "--device", "cpu"]);
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["protocol"], "slide:64:32");
     assert!(report["metrics"]["f1"].as_f64().unwrap() > 0.5);
