@@ -258,6 +258,12 @@ fn collect_storage_keys(value: &Value, keys: &mut Vec<String>) {
     }
 }
 
+/// Runs the pickle machine on `bytes` alone (no archive, no storages), within the same bounds as
+/// [`PthFile::open`]: what the fuzz targets in `fuzz/` exercise.
+pub fn parse_pickle(bytes: &[u8]) -> std::result::Result<Value, String> {
+    Unpickler::new(bytes.len()).run(bytes)
+}
+
 /// The pickle machine. Every stack and memo value carries its nesting depth, so that no
 /// container deeper than [`MAX_DEPTH`] is ever built, and copies made by DUP and the memo are
 /// charged against an expansion budget.

@@ -95,7 +95,18 @@ fn survive(inputs: Vec<Vec<u8>>, read: impl Fn(&Path) -> bool) -> usize {
         assert!(elapsed < Duration::from_secs(5), "mutant {i} took {elapsed:?}");
         accepted += usize::from(ok);
     }
+    // Inputs of at most a few hundred kB: reading them must not have grown the process past
+    // libtorch's own footprint by more than a small multiple of that.
+    let peak = peak_rss_mib();
+    eprintln!("peak resident memory so far: {peak:.0} MiB");
+    assert!(peak < 1536.0, "peak resident memory {peak:.0} MiB");
     accepted
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
 }
 
 #[test]
