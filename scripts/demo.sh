@@ -1,47 +1,64 @@
 #!/usr/bin/env bash
-# The main job on the bundled real samples: train FC-Siam-diff briefly on LEVIR-CD pairs, evaluate
-# it on held-out pairs, and predict change maps (a held-out split and a full 1024×1024 LEVIR tile).
-# Everything it writes goes to demo-output/.
+# The main job: the shipped default model (models/default.safetensors, see the README's model
+# card) on real pairs it never trained on, from five domains (committed in samples/, so a plain
+# clone runs it), scored per domain; change maps for those pairs and for two real georeferenced
+# scenes; and a brief fine-tune, to show training. Everything it writes goes to demo-output/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-data="${CHANGEDET_SAMPLES:-$root/../shared/data}"
+samples="$root/samples"
 out="$root/demo-output"
 
 bash scripts/setup.sh
 cargo build --release --locked -p changedet
 changedet="${CARGO_TARGET_DIR:-$root/target}/release/changedet"
-
 mkdir -p "$out"
-# LEVIR-CD 256×256 crops: 8 pairs to train on, 3 held out for evaluation.
-ls "$data/levir-cd-256/A" | head -n 8 > "$out/train.txt"
-ls "$data/levir-cd-256/A" | tail -n 3 > "$out/test.txt"
-dataset="levir-cd:$data/levir-cd-256"
 
-"$changedet" train --model fc-siam-diff --dataset "$dataset" \
-  --train-split "$out/train.txt" --val-split "$out/test.txt" \
-  --epochs 25 --batch-size 4 --crop 128 --lr 2e-3 --out "$out/run" --overwrite
-"$changedet" eval --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
-  --split "$out/test.txt" --json "$out/eval.json" --overwrite
-"$changedet" predict --checkpoint "$out/run/best.safetensors" --dataset "$dataset" \
-  --split "$out/test.txt" --out "$out/maps" --overwrite
-"$changedet" predict --checkpoint "$out/run/best.safetensors" \
-  --before "$data/levir-cd-1024/A/test_2.png" --after "$data/levir-cd-1024/B/test_2.png" \
-  --label "$data/levir-cd-1024/label/test_2.png" --out "$out/maps-1024" --overwrite
-# A real georeferenced pair (CBERS-4 AWFI, one file per band, int16, a custom Albers CRS): the
-# whole-scene pipeline writes COG maps and change polygons with the scene's georeference. (The
-# model was trained on LEVIR's 0.5 m RGB, so on 64 m imagery its map only shows the mechanics.)
-cbers="$data/cbers4-awfi-2date"
-"$changedet" predict --checkpoint "$out/run/best.safetensors" \
-  --before "$(ls "$cbers"/A/*.tif | paste -sd,)" --after "$(ls "$cbers"/B/*.tif | paste -sd,)" \
-  --bands 3,2,1 --tile 64 --overlap 16 --out "$out/scene" --vector "$out/scene/changes.gpkg" --overwrite
+"$changedet" info models/default.safetensors | grep -E "^(model|trained|best val)"
+# Scores and maps per domain, with the default model (no --checkpoint).
+domains=(levir-cd dsifn-cd oscd airchange egy-bcd)
+for domain in "${domains[@]}"; do
+  preset="$domain"
+  [[ "$domain" == egy-bcd ]] && preset=generic
+  "$changedet" eval --dataset "$preset:$samples/$domain" --split all --json "$out/eval-$domain.json" --overwrite > /dev/null
+  "$changedet" predict --dataset "$preset:$samples/$domain" --split all --out "$out/maps/$domain" --overwrite > /dev/null
+done
 
+# Two real georeferenced scenes through the whole-scene pipeline (COG maps and change polygons):
+# Sentinel-2 10 m bands of Paris (OSCD; B04, B03, B02 as RGB) and a CBERS-4 AWFI pair (64 m).
+paris="$samples/scenes/oscd-paris"
+"$changedet" predict --before "$(ls "$paris"/imgs_1/*.tif | paste -sd,)" --after "$(ls "$paris"/imgs_2/*.tif | paste -sd,)" \
+  --bands 3,2,1 --tile 256 --overlap 32 --out "$out/scene-paris" --vector "$out/scene-paris/changes.gpkg" --overwrite
+cbers="$samples/scenes/cbers4"
+"$changedet" predict --before "$(ls "$cbers"/A/*.tif | paste -sd,)" --after "$(ls "$cbers"/B/*.tif | paste -sd,)" \
+  --bands 3,2,1 --tile 64 --overlap 16 --out "$out/scene-cbers4" --vector "$out/scene-cbers4/changes.gpkg" --overwrite
+
+# Training: fine-tune the default model briefly on one DSIFN pair, validated on the other (a
+# demonstration of the loop; its scores are not the table's).
+ls "$samples/dsifn-cd/A" | head -n 1 > "$out/finetune-train.txt"
+ls "$samples/dsifn-cd/A" | tail -n 1 > "$out/finetune-val.txt"
+"$changedet" train --from models/default.safetensors --dataset "dsifn-cd:$samples/dsifn-cd" \
+  --train-split "$out/finetune-train.txt" --val-split "$out/finetune-val.txt" --epochs 3 --loss bce-dice \
+  --out "$out/finetune" --overwrite
+
+"$root/.venv/bin/python" - "$out" "${domains[@]}" <<'PY'
+import json, sys
+out, domains = sys.argv[1], sys.argv[2:]
+print("\nThe default model on pairs it never trained on (whole images; TP/FP/FN summed per domain):")
+print(f"{'domain':<11}{'pairs':>6}{'changed px':>12}{'precision':>11}{'recall':>8}{'F1':>8}{'IoU':>8}")
+for d in domains:
+    r = json.load(open(f"{out}/eval-{d}.json"))
+    m = r["metrics"]; c = m["confusion"]
+    print(f"{d:<11}{r['pairs']:>6}{c['tp'] + c['fn']:>12}{m['precision']:>11.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['iou']:>8.3f}")
+PY
 cat <<MSG
 
-Demo finished. Outputs:
-  checkpoints      $out/run/best.safetensors, $out/run/last.safetensors
-  training log     $out/run/metrics.jsonl and the curves in $out/run/curves.png
-  evaluation       $out/eval.json
-  change maps      $out/maps/ (held-out 256×256 pairs), $out/maps-1024/ (a whole 1024×1024 tile)
-  scene maps       $out/scene/ (change.tif, probability.tif, changes.gpkg: open them in QGIS)
+(levir-cd and egy-bcd: pairs held out of training and validation; the other three: the
+validation parts that picked the best epoch. See the README's model card.)
+
+Outputs in $out:
+  eval-DOMAIN.json       the scores above, with the confusion matrices
+  maps/DOMAIN/           change, probability and overlay PNGs for every pair
+  scene-paris/, scene-cbers4/   change.tif, probability.tif (COGs) and changes.gpkg: open them in QGIS
+  finetune/              a short training run: checkpoints, metrics.jsonl, curves.png
 MSG

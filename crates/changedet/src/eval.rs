@@ -1,11 +1,11 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_models::{Checkpoint, LoadedModel};
+use changedet_models::LoadedModel;
 use changedet_train::Protocol;
 
 use crate::metrics::print_report;
@@ -18,9 +18,9 @@ use crate::metrics::print_report;
 /// `changedet metrics` (binary, second, fromto, clearscd).
 #[derive(Parser)]
 pub struct Args {
-    /// changedet checkpoint (written by `train`).
+    /// changedet checkpoint (written by `train`); the shipped default model when left out.
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Dataset as NAME:PATH or a bare PATH.
     #[arg(long)]
     dataset: DatasetSpec,
@@ -51,13 +51,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
-    let checkpoint = Checkpoint::read(&args.checkpoint)?;
-    let model = checkpoint.load_model(&args.checkpoint, device)?;
+    let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
     changedet_raster::atomic::check_replaceable(&args.json, args.overwrite).map_err(anyhow::Error::msg)?;
     crate::train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
-        return evaluate_semantic(&args, &model, &dataset, classes, device);
+        return evaluate_semantic(&args, (&model, &checkpoint), &dataset, classes, device);
     }
     let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device, args.protocol)?;
     let metrics = confusion.metrics();
@@ -68,16 +67,16 @@ pub fn run(args: Args) -> Result<()> {
         println!("{name:<15} {:>8.4}", value);
     }
     println!("confusion: TP {}  FP {}  FN {}  TN {}", confusion.tp, confusion.fp, confusion.fn_, confusion.tn);
-    write_json(&args, &model, &dataset, json!({ "convention": "binary", "metrics": metrics }))
+    write_json(&args, (&model, &checkpoint), &dataset, json!({ "convention": "binary", "metrics": metrics }))
 }
 
 /// Writes `--json`: what was evaluated, on what, and `results`.
-fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Value) -> Result<()> {
+fn write_json(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, results: Value) -> Result<()> {
     let Some(path) = &args.json else { return Ok(()) };
     let mut report = json!({
         "protocol": args.protocol.to_string(),
         "model": model.spec.name(),
-        "checkpoint": args.checkpoint,
+        "checkpoint": checkpoint,
         "dataset": args.dataset.root,
         "split": args.split,
         "pairs": dataset.len(),
@@ -89,9 +88,9 @@ fn write_json(args: &Args, model: &LoadedModel, dataset: &Dataset, results: Valu
     Ok(())
 }
 
-fn evaluate_semantic(args: &Args, model: &LoadedModel, dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
+fn evaluate_semantic(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
     let scores = changedet_train::evaluate_every_convention(model, dataset, classes, args.batch_size, device, args.protocol)?;
     println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
     let results = print_report(&scores, |_| true, true)?;
-    write_json(args, model, dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
+    write_json(args, (model, checkpoint), dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

@@ -47,7 +47,10 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
     println!("config       {}", serde_json::to_string_pretty(&model.spec.config_json())?);
     match checkpoint.training.map(serde_json::from_value::<TrainingState>) {
         Some(Ok(state)) => {
-            println!("trained      {} epochs, {} steps", state.epoch, state.step);
+            println!("trained      {} epochs, {} steps, {:.0} s", state.epoch, state.step, state.seconds);
+            for source in &state.data {
+                println!("data         {source}");
+            }
             if let (Some(score), Some(epoch)) = (state.best_score, state.best_epoch) {
                 println!("best val {:<4}{score:.4} (epoch {epoch})", state.recipe.best_by.name());
             }

@@ -4,6 +4,7 @@
 mod bench;
 mod clip_classes;
 mod clip_score;
+mod default_model;
 mod device;
 mod eval;
 mod import;
@@ -26,12 +27,17 @@ use clap::{Parser, Subcommand};
 /// so `eval`, `predict`, `info` and `bench` need nothing but the checkpoint file.
 ///
 /// Datasets are given as NAME:PATH, where NAME is a preset (levir-cd, levir-cd-plus, whu-cd,
-/// dsifn-cd, sysu-cd, cdd, generic) and PATH the dataset's root folder.
+/// dsifn-cd, oscd, airchange, sysu-cd, cdd, generic, hiucd, second) and PATH the dataset's root
+/// folder. `predict` and `eval` use the shipped default model when --checkpoint is left out.
 #[derive(Parser)]
 #[command(name = "changedet", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for computing: libtorch's kernels and the parallel image decoding and scoring
+    /// (default: all cores). Fewer leave cores to other work (results agree up to float rounding).
+    #[arg(long, global = true, value_parser = values::at_least_one)]
+    threads: Option<usize>,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -69,7 +75,14 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let command = Cli::parse().command;
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        tch::set_num_threads(threads as i32);
+        tch::set_num_interop_threads(threads as i32);
+        // Only fails if a pool already exists, which nothing has made yet.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
+    let command = cli.command;
     // libtorch reports errors (out of memory, shapes it rejects) as panics of tch's calls: they
     // end the command with one line of error, as any other failure does.
     let first_panic = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));

@@ -82,7 +82,10 @@ pub fn run(args: Args) -> Result<()> {
     println!("{} pairs: predictions {} against ground truth {}", stems.len(), args.pred.display(), args.gt.display());
     let results = print_report(&report, wants, semantic)?;
     if let Some(path) = &args.json {
-        let report = json!({ "pairs": stems.len(), "classes": classes, "conventions": Value::Object(results.clone()) });
+        let mut report = json!({ "pairs": stems.len(), "conventions": Value::Object(results.clone()) });
+        if semantic {
+            report["classes"] = json!(classes);
+        }
         changedet_raster::atomic::write_bytes(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("{}: cannot write the JSON report", path.display()))?;
         println!("metrics written to {}", path.display());
@@ -111,7 +114,7 @@ pub fn print_report(report: &EveryConvention, wants: impl Fn(Convention) -> bool
     let mut results = serde_json::Map::new();
     if wants(Convention::Binary) {
         let m = report.binary.metrics();
-        print_table("binary (changed class; anchors §3.1)", m.rows().iter().map(|(k, v)| (k.to_string(), *v)));
+        print_table("binary (scores of the changed class; mIoU over both classes)", m.rows().iter().map(|(k, v)| (k.to_string(), *v)));
         results.insert("binary".into(), serde_json::to_value(m)?);
     }
     for (convention, acc, label) in [

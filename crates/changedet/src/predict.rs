@@ -5,8 +5,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use changedet_data::maps::{MapSet, PairMaps};
-use changedet_data::{Dataset, DatasetSpec, PairPaths};
-use changedet_models::{Checkpoint, tensor_io};
+use changedet_data::{Dataset, DatasetSpec, LabelEncoding, PairPaths};
+use changedet_models::tensor_io;
 use changedet_train::Protocol;
 use changedet_raster::read_rgb;
 
@@ -20,9 +20,9 @@ use changedet_raster::read_rgb;
 /// SECOND's for 6) and NAME_fromto.png (0 where unchanged, else 1 + K·from + to).
 #[derive(Parser)]
 pub struct Args {
-    /// changedet checkpoint (written by `train`).
+    /// changedet checkpoint (written by `train`); the shipped default model when left out.
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
     /// Before-date image or scene (with --after); a scene may be several files, comma-separated,
     /// stacked as bands in that order.
     #[arg(long, requires = "after", conflicts_with = "dataset", value_delimiter = ',')]
@@ -79,8 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let scene = args.scene.applies(&args.before);
     check_options(&args, scene)?;
-    let checkpoint = Checkpoint::read(&args.checkpoint)?;
-    let model = checkpoint.load_model(&args.checkpoint, device)?;
+    let (model, _) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
         return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes, args.overwrite);
@@ -88,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
         ([before], [after], _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
-            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, classes: Default::default() };
+            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, encoding: LabelEncoding::ZeroMax, classes: Default::default() };
             let mut dataset = Dataset::from_pairs(vec![pair], None, args.ignore_value)?;
             dataset.attach_class_lists()?;
             for (date, given) in [&args.classes_before, &args.classes_after].into_iter().enumerate() {

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use changedet_data::{Dataset, DatasetSpec};
+use changedet_data::{Dataset, DatasetSpec, PatchGrid};
 use changedet_models::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
 use changedet_models::{Checkpoint, ModelSpec, Recipe};
 use changedet_train::{TrainJob, TrainingState};
@@ -15,8 +15,13 @@ use changedet_train::{TrainJob, TrainingState};
 /// or mIoU). --iterations sets a step budget instead of epochs. `--resume` continues an interrupted run from
 /// `OUT/last.safetensors` with its own recipe, weights, optimiser state and data order.
 ///
+/// Several --dataset options train on all of them together (each with its own label encoding);
+/// each --train-split/--val-split then belongs to the --dataset at the same position, or a single
+/// one applies to all.
+///
 /// Options left out take the model's reference recipe: fc-siam-diff (also fc-ef, fc-siam-conc)
-/// 50 epochs, batch 8, crop 256, AdamW lr 1e-3, decay 1e-4, constant; clearscd (on hiucd:/second: datasets, with its SACL and
+/// Daudt et al.'s: 50 epochs of batch 32 over 96×96 patches every 47 px, Adam lr 1e-3, L2 1e-4,
+/// step:1:0.95, class-weighted-ce, flips and 90° turns, each image z-scored; clearscd (on hiucd:/second: datasets, with its SACL and
 /// BSCC losses, --loss clearscd) 100 epochs, batch 8, crop 512, Adam lr 2.5e-4, L2 5e-4, step:10:0.9;
 /// changeclip-rn50/-vit 20000 iterations of batch 40 (ViT 24), validation every 1000 (WHU-CD,
 /// SYSU-CD 500, CDD 2000) keeping the best mIoU, crop 256, AdamW lr 1e-4 (SYSU-CD 3e-5; ViT also
@@ -32,15 +37,17 @@ pub struct Args {
     /// JSON object overriding fields of the model's configuration, e.g. '{"dropout":0.1}'.
     #[arg(long)]
     model_config: Option<String>,
-    /// Dataset as NAME:PATH (e.g. levir-cd:/data/LEVIR-CD) or a bare PATH.
-    #[arg(long)]
-    dataset: DatasetSpec,
-    /// Training split: a name (train: folder train/ or list/train.txt), `all`, or a .txt list of pair names.
+    /// Dataset as NAME:PATH (e.g. levir-cd:/data/LEVIR-CD) or a bare PATH; repeat it to train
+    /// on several datasets at once.
+    #[arg(long, required = true)]
+    dataset: Vec<DatasetSpec>,
+    /// Training split: a name (train: folder train/, list/train.txt or meta/train.txt), `all`,
+    /// or a .txt list of pair names (one per line or comma-separated); one per --dataset, or one for all.
     #[arg(long, default_value = "train")]
-    train_split: String,
+    train_split: Vec<String>,
     /// Validation split, as --train-split.
     #[arg(long, default_value = "val")]
-    val_split: String,
+    val_split: Vec<String>,
     /// Output folder for checkpoints, the metrics log and the plot.
     #[arg(long)]
     out: PathBuf,
@@ -61,6 +68,10 @@ pub struct Args {
     /// Random square training crop in pixels; 0 trains on whole images.
     #[arg(long)]
     crop: Option<u32>,
+    /// Train on the fixed patches of a grid, SIDE:STRIDE (e.g. 96:47), every patch once per
+    /// epoch, instead of one random crop per pair.
+    #[arg(long, conflicts_with = "crop")]
+    patches: Option<PatchGrid>,
     #[arg(long)]
     lr: Option<f64>,
     #[arg(long)]
@@ -72,7 +83,8 @@ pub struct Args {
     #[arg(long)]
     schedule: Option<Schedule>,
     /// ce (two-class cross-entropy, mean over labelled pixels), ce-all-pixels (mean over all
-    /// pixels, mmseg's default), bce-dice, or clearscd (ClearSCD's own objective, its only one).
+    /// pixels, mmseg's default), bce-dice, class-weighted-ce (class weights from the training
+    /// split's change fraction, Daudt et al.'s), or clearscd (ClearSCD's own objective, its only one).
     #[arg(long)]
     loss: Option<LossKind>,
     /// Disable the random flips and rotations (90° steps; also up to ±30° for clearscd).
@@ -105,6 +117,10 @@ pub struct Args {
     /// `clip-classes` reads), as the reference does.
     #[arg(long, conflicts_with = "resume")]
     clip: Option<PathBuf>,
+    /// Start from the weights of this changedet checkpoint (fine-tuning; the model and its
+    /// configuration are the checkpoint's, so --model and --model-config are not needed).
+    #[arg(long, conflicts_with_all = ["resume", "clip", "model", "model_config"])]
+    from: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -118,27 +134,35 @@ pub fn run(args: Args) -> Result<()> {
         .map(serde_json::from_str)
         .transpose()
         .context("--model-config is not valid JSON")?;
-    let model = ModelSpec::new(&args.model, overrides)?;
-    let train = Dataset::open(&args.dataset, &args.train_split, true, args.ignore_value)?;
-    let val = Dataset::open(&args.dataset, &args.val_split, true, args.ignore_value)?;
+    let model = match &args.from {
+        Some(path) => Checkpoint::read(path)?.spec,
+        None => ModelSpec::new(&args.model, overrides)?,
+    };
+    let train = open_splits(&args.dataset, &args.train_split, "--train-split", args.ignore_value)?;
+    let val = open_splits(&args.dataset, &args.val_split, "--val-split", args.ignore_value)?;
     warn_without_class_lists(&model, &train);
+    let roots: Vec<String> = args.dataset.iter().map(|d| d.root.display().to_string()).collect();
     tracing::info!(
         "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {:?}",
-        args.dataset.root.display(),
+        roots.join(" + "),
         train.len(),
-        args.train_split,
+        args.train_split.join(" + "),
         val.len(),
-        args.val_split,
+        args.val_split.join(" + "),
         match train.semantic_classes {
             Some(k) => format!("semantic, {k} classes"),
-            None => format!("{:?}", train.encoding),
+            None => format!("{:?}", train.encodings()),
         },
         device
     );
     if args.resume {
         refuse_changes_on_resume(&args, &model)?;
     }
-    let recipe = recipe(&args, model.reference_recipe(args.dataset.preset));
+    let recipe = recipe(&args, model.reference_recipe(args.dataset[0].preset));
+    let split = |splits: &[String], i: usize| splits[i.min(splits.len() - 1)].clone();
+    let data = (args.dataset.iter().enumerate())
+        .map(|(i, spec)| format!("{spec} (train {}, validation {})", split(&args.train_split, i), split(&args.val_split, i)))
+        .collect();
     let best_by = recipe.best_by;
     let summary = changedet_train::train(TrainJob {
         model,
@@ -152,6 +176,8 @@ pub fn run(args: Args) -> Result<()> {
         max_steps: args.max_steps,
         progress: true,
         pretrained: args.clip,
+        init: args.from,
+        data,
     })?;
     println!(
         "trained {} epochs ({} steps); best validation {} {:.4}",
@@ -167,6 +193,19 @@ pub fn run(args: Args) -> Result<()> {
         println!("curves:      {}", plot.display());
     }
     Ok(())
+}
+
+/// The split `splits` names of each dataset (one split for all, or one per dataset), joined.
+fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>) -> Result<Dataset> {
+    if splits.len() != 1 && splits.len() != datasets.len() {
+        anyhow::bail!("{} {option} options for {} --dataset options: give one for all, or one per dataset", splits.len(), datasets.len());
+    }
+    let opened = datasets
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| Dataset::open(spec, &splits[i.min(splits.len() - 1)], true, ignore_value))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Dataset::join(opened)?)
 }
 
 /// Vision-language models prompt with each image's class names: without them the prompts fall
@@ -190,7 +229,8 @@ fn recipe(args: &Args, reference: Recipe) -> Recipe {
         val_every: args.val_every.or(if args.epochs.is_some() { None } else { reference.val_every }),
         best_by: args.best_by.unwrap_or(reference.best_by),
         batch_size: args.batch_size.unwrap_or(reference.batch_size),
-        crop: args.crop.map_or(reference.crop, |c| (c > 0).then_some(c)),
+        crop: args.crop.map_or(if args.patches.is_some() { None } else { reference.crop }, |c| (c > 0).then_some(c)),
+        patch_grid: if args.crop.is_some() { None } else { args.patches.or(reference.patch_grid) },
         lr: args.lr.unwrap_or(reference.lr),
         weight_decay: args.weight_decay.unwrap_or(reference.weight_decay),
         optimizer: args.optimizer.unwrap_or(reference.optimizer),
@@ -228,11 +268,14 @@ fn refuse_changes_on_resume(args: &Args, model: &ModelSpec) -> Result<()> {
     compare("--best-by", args.best_by.map(|v| text(&v)), text(&run.best_by));
     compare("--batch-size", args.batch_size.map(|v| text(&v)), text(&run.batch_size));
     compare("--crop", args.crop.map(|c| text(&(c > 0).then_some(c))), text(&run.crop));
+    compare("--patches", args.patches.map(|v| text(&Some(v))), text(&run.patch_grid));
     compare("--lr", args.lr.map(|v| text(&v)), text(&run.lr));
     compare("--weight-decay", args.weight_decay.map(|v| text(&v)), text(&run.weight_decay));
     compare("--optimizer", args.optimizer.map(|v| text(&v)), text(&run.optimizer));
     compare("--schedule", args.schedule.map(|v| text(&v)), text(&run.schedule));
-    compare("--loss", args.loss.map(|v| text(&v)), text(&run.loss));
+    // The run's class weights were measured on its split; the kind of loss is what may differ.
+    let measured = |loss: LossKind| run.loss.change_fraction().map_or(loss, |p| loss.with_change_fraction(p));
+    compare("--loss", args.loss.map(|v| text(&measured(v))), text(&run.loss));
     compare("--no-augment", args.no_augment.then(|| text(&false)), text(&run.augment));
     compare("--seed", args.seed.map(|v| text(&v)), text(&run.seed));
     compare("--checkpoint-every", args.checkpoint_every.map(|v| text(&v)), text(&run.checkpoint_every));

@@ -57,6 +57,7 @@ fn fc_siam_diff_overfits_four_real_pairs_and_eval_agrees_with_predicted_maps() {
     ok(&[
         "train", "--dataset", &dataset, "--train-split", &four, "--val-split", &four, "--out", s(&run),
         "--epochs", "80", "--batch-size", "4", "--crop", "0", "--no-augment", "--lr", "2e-3",
+        "--optimizer", "adamw", "--schedule", "constant", "--loss", "ce",
         "--model-config", r#"{"dropout":0.0}"#, "--seed", "1", "--device", "cpu",
     ]);
     for file in ["best.safetensors", "last.safetensors", "metrics.jsonl", "curves.png"] {
@@ -76,6 +77,17 @@ fn fc_siam_diff_overfits_four_real_pairs_and_eval_agrees_with_predicted_maps() {
     let confusion = confusion_from_pngs(&maps, &levir.join("label"), &HELD_OUT);
     let reported: BinaryConfusion = serde_json::from_value(report["metrics"]["confusion"].clone()).unwrap();
     assert_eq!(reported, confusion);
+    // `metrics` reads predict's folder as it is (NAME_change.png beside the other maps).
+    let labels = tmp.path().join("labels");
+    std::fs::create_dir_all(&labels).unwrap();
+    for name in HELD_OUT {
+        std::fs::copy(levir.join("label").join(name), labels.join(name)).unwrap();
+    }
+    let scored = tmp.path().join("scored.json");
+    ok(&["metrics", "--pred", s(&maps), "--gt", s(&labels), "--json", s(&scored)]);
+    let scored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&scored).unwrap()).unwrap();
+    let from_metrics: BinaryConfusion = serde_json::from_value(scored["conventions"]["binary"]["confusion"].clone()).unwrap();
+    assert_eq!(from_metrics, confusion);
     let m = confusion.metrics();
     for (name, value) in m.rows() {
         let printed = report["metrics"][name].as_f64().unwrap();
@@ -152,7 +164,14 @@ fn iteration_budget_validates_every_n_steps_keeps_the_best_miou_and_resumes() {
     let entries = log(&whole);
     assert_eq!(entries.iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 5]);
     assert_eq!(entries.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
-    let best_miou = entries.iter().map(|e| e["val"]["miou"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    // The best of the validations that mark some but not most pixels changed.
+    let candidate = |e: &&serde_json::Value| {
+        let c = &e["val"]["confusion"];
+        let n = |k: &str| c[k].as_u64().unwrap();
+        let marked = n("tp") + n("fp");
+        marked > 0 && 2 * marked <= n("tp") + n("fp") + n("fn") + n("tn")
+    };
+    let best_miou = entries.iter().filter(candidate).map(|e| e["val"]["miou"].as_f64().unwrap()).fold(f64::MIN, f64::max);
     let best = changedet_models::Checkpoint::read(&whole.join("best.safetensors")).unwrap().training.unwrap();
     assert_eq!(best["best_score"].as_f64().unwrap(), best_miou);
 
@@ -189,9 +208,8 @@ fn predict_raw_outputs_equal_the_model_called_directly() {
     let input = |path: &Path| {
         let img = image::open(path).unwrap().into_rgb8();
         let (w, h) = img.dimensions();
-        let chw: Vec<f32> = (0..3)
-            .flat_map(|c| img.pixels().map(move |p| norm.apply(p[c], c)).collect::<Vec<_>>())
-            .collect();
+        let mut chw: Vec<f32> = (0..3).flat_map(|c| img.pixels().map(move |p| p[c] as f32).collect::<Vec<_>>()).collect();
+        norm.normalise_planar(&mut chw, None);
         Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64])
     };
     let expected = tch::no_grad(|| model.model.forward_t(&input(&before), &input(&after), false)).logits;
@@ -204,4 +222,36 @@ fn predict_raw_outputs_equal_the_model_called_directly() {
     let argmax = Vec::<i64>::try_from(written.argmax(1, false).flatten(0, -1).to_kind(Kind::Int64)).unwrap();
     let flips = change.pixels().zip(&argmax).filter(|(p, a)| (p[0] == 255) != (**a == 1)).count();
     assert_eq!(flips, 0, "the change map is the argmax of the raw logits");
+}
+
+#[test]
+fn several_datasets_train_together_on_patches_and_a_checkpoint_fine_tunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let levir = format!("levir-cd:{}", levir_256().display());
+    let dsifn = format!("dsifn-cd:{}", shared_data("dsifn-cd-256").display());
+    let four = write_list(&tmp.path().join("four.txt"), &FOUR);
+    let two = write_list(&tmp.path().join("two.txt"), &["8_3.png", "9_3.png"]);
+    let run = tmp.path().join("run");
+    let log = ok(&[
+        "train", "--dataset", &levir, "--train-split", &four, "--val-split", &four, "--dataset", &dsifn, "--train-split", &two,
+        "--val-split", &two, "--patches", "128:128", "--epochs", "1", "--batch-size", "8", "--out", s(&run), "--device", "cpu",
+    ]);
+    // 6 pairs of 256² in 128² patches: 24 patches, 3 steps of 8.
+    assert!(log.contains("trained 1 epochs (3 steps)"), "{log}");
+    let info = ok(&["info", s(&run.join("best.safetensors"))]);
+    let sources: Vec<&str> = info.lines().filter(|l| l.starts_with("data")).collect();
+    assert_eq!(sources.len(), 2, "{info}");
+    assert!(sources[0].contains("levir-cd:") && sources[1].contains("dsifn-cd:"), "{info}");
+    assert!(info.contains(r#""patch_grid":{"side":128,"stride":128}"#), "{info}");
+
+    // Fine-tuning starts from the checkpoint's weights and configuration.
+    let tuned = tmp.path().join("tuned");
+    let base = run.join("last.safetensors");
+    ok(&["train", "--from", s(&base), "--dataset", &dsifn, "--train-split", &two, "--val-split", &two, "--epochs", "1", "--lr", "0", "--out", s(&tuned), "--device", "cpu"]);
+    let (a, b) = (changedet_models::Checkpoint::read(&base).unwrap(), changedet_models::Checkpoint::read(&tuned.join("last.safetensors")).unwrap());
+    assert_eq!(a.spec, b.spec);
+    // At learning rate 0 only BatchNorm's running statistics move.
+    for (key, ta) in a.model.iter().filter(|(k, _)| k.ends_with("weight") || k.ends_with("bias")) {
+        assert!(ta.equal(&b.model[key]), "{key} changed at learning rate 0");
+    }
 }

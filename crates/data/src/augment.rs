@@ -171,6 +171,11 @@ fn remap(r: &Raster, width: u32, height: u32, source: impl Fn(usize, usize) -> (
     Raster::new(width, height, c, data)
 }
 
+/// Crops every raster of `sample` to the square `[x, x + side) × [y, y + side)`.
+pub(crate) fn crop_sample(sample: &mut PairSample, x: u32, y: u32, side: u32) {
+    for_each(sample, |r| crop(r, x, y, side, side));
+}
+
 pub(crate) fn crop(r: &Raster, x0: u32, y0: u32, w: u32, h: u32) -> Raster {
     remap(r, w, h, |x, y| (x + x0 as usize, y + y0 as usize))
 }

@@ -23,6 +23,13 @@ pub enum Preset {
     LevirCdPlus,
     WhuCd,
     DsifnCd,
+    /// OSCD (Onera Satellite Change Detection) as RGB previews: `A/ B/ label/` PNGs named by
+    /// city, 0/255 labels; the official splits `train`/`test` are `meta/train.txt`/`test.txt`
+    /// (comma-separated city names).
+    Oscd,
+    /// SZTAKI AirChange: `A/ B/ label/` BMPs whose labels have a few stray grey pixels (changed
+    /// where ≥ 128, as the benchmark's `> 127`).
+    AirChange,
     /// SYSU-CD: `time1/ time2/ label/`.
     SysuCd,
     /// CDD (SVCD): `train|val|test/` each with `A/ B/ OUT/`, JPEG labels.
@@ -38,7 +45,7 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const NAMES: &'static str = "levir-cd, levir-cd-plus, whu-cd, dsifn-cd, sysu-cd, cdd, generic, hiucd, second";
+    pub const NAMES: &'static str = "levir-cd, levir-cd-plus, whu-cd, dsifn-cd, oscd, airchange, sysu-cd, cdd, generic, hiucd, second";
 
     /// Land-cover classes of a semantic change dataset; `None` for binary change datasets.
     pub fn semantic_classes(self) -> Option<usize> {
@@ -55,7 +62,7 @@ impl Preset {
         const TIME: [&str; 3] = ["time1", "time2", "label"];
         const OUT: [&str; 3] = ["A", "B", "OUT"];
         match self {
-            Preset::LevirCd | Preset::LevirCdPlus | Preset::WhuCd | Preset::DsifnCd => &[ABL],
+            Preset::LevirCd | Preset::LevirCdPlus | Preset::WhuCd | Preset::DsifnCd | Preset::Oscd | Preset::AirChange => &[ABL],
             Preset::SysuCd => &[TIME],
             Preset::Cdd => &[OUT],
             Preset::Generic => &[ABL, TIME, OUT],
@@ -66,7 +73,7 @@ impl Preset {
     /// The encoding a preset fixes, or `None` to detect it from the label values.
     fn encoding(self) -> Option<LabelEncoding> {
         match self {
-            Preset::Cdd => Some(LabelEncoding::Threshold128),
+            Preset::Cdd | Preset::AirChange => Some(LabelEncoding::Threshold128),
             _ => None,
         }
     }
@@ -80,6 +87,8 @@ impl FromStr for Preset {
             "levir-cd-plus" | "levir-cd+" => Preset::LevirCdPlus,
             "whu-cd" | "whu" => Preset::WhuCd,
             "dsifn-cd" | "dsifn" => Preset::DsifnCd,
+            "oscd" => Preset::Oscd,
+            "airchange" | "air-change" | "sztaki" | "sztaki-airchange" => Preset::AirChange,
             "sysu-cd" | "sysu" => Preset::SysuCd,
             "cdd" | "svcd" => Preset::Cdd,
             "generic" => Preset::Generic,
@@ -87,6 +96,19 @@ impl FromStr for Preset {
             "second" => Preset::Second,
             other => return Err(format!("unknown dataset preset '{other}' (known: {})", Preset::NAMES)),
         })
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
+impl std::fmt::Display for DatasetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.preset, self.root.display())
     }
 }
 
@@ -118,6 +140,9 @@ pub struct PairPaths {
     pub after: PathBuf,
     pub label: Option<PathBuf>,
     pub semantic: Option<SemanticLabels>,
+    /// How `label`'s pixel values encode change (pairs of one dataset share it; pairs of
+    /// datasets joined for training keep their own).
+    pub encoding: LabelEncoding,
     /// Class names of each date's image, most likely first (ChangeCLIP's prompts; empty when
     /// the dataset has no class-list files, see [`crate::class_lists`]).
     pub classes: [Vec<String>; 2],
@@ -128,7 +153,6 @@ pub struct PairPaths {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub pairs: Vec<PairPaths>,
-    pub encoding: LabelEncoding,
     /// Raw label value that marks unlabelled pixels, if the dataset has one.
     pub ignore_value: Option<u8>,
     /// Land-cover classes, for semantic change datasets.
@@ -196,6 +220,7 @@ impl Dataset {
                         None
                     },
                     semantic: None,
+                    encoding: LabelEncoding::ZeroMax,
                     classes: Default::default(),
                 })
             })
@@ -207,8 +232,9 @@ impl Dataset {
     }
 
     /// A dataset of explicitly given pairs, validated like a folder: sizes must agree, and the
-    /// label encoding is `encoding` or, when `None`, detected from the label values.
-    pub fn from_pairs(pairs: Vec<PairPaths>, encoding: Option<LabelEncoding>, ignore_value: Option<u8>) -> Result<Dataset> {
+    /// label encoding (set on every pair) is `encoding` or, when `None`, detected from the label
+    /// values.
+    pub fn from_pairs(mut pairs: Vec<PairPaths>, encoding: Option<LabelEncoding>, ignore_value: Option<u8>) -> Result<Dataset> {
         pairs.par_iter().try_for_each(check_sizes)?;
         let labels: Vec<&PathBuf> = pairs.iter().filter_map(|p| p.label.as_ref()).collect();
         let encoding = match encoding {
@@ -225,7 +251,51 @@ impl Dataset {
             }
             None => LabelEncoding::ZeroMax,
         };
-        Ok(Dataset { pairs, encoding, ignore_value, semantic_classes: None })
+        pairs.iter_mut().for_each(|p| p.encoding = encoding);
+        Ok(Dataset { pairs, ignore_value, semantic_classes: None })
+    }
+
+    /// The pairs of several datasets as one (training on several domains). Each pair keeps its
+    /// label encoding; the datasets must agree on the kind of labels and the ignored value.
+    pub fn join(datasets: Vec<Dataset>) -> Result<Dataset> {
+        let mut datasets = datasets.into_iter();
+        let mut joined = datasets.next().ok_or_else(|| layout_error(Path::new("."), "no dataset to join"))?;
+        for next in datasets {
+            if next.semantic_classes != joined.semantic_classes || next.ignore_value != joined.ignore_value {
+                let first = next.pairs.first().map(|p| p.before.clone()).unwrap_or_default();
+                return Err(layout_error(&first, "cannot join the other datasets: binary and semantic change labels (or ignored values) differ"));
+            }
+            joined.pairs.extend(next.pairs);
+        }
+        Ok(joined)
+    }
+
+    /// Fraction of the labelled pixels that changed, over the whole split (the class weights of
+    /// Daudt et al.'s recipe come from it).
+    pub fn change_fraction(&self) -> Result<f64> {
+        let (changed, labelled) = (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let label = crate::load_pair(self, i)?.label.map(|l| l.data).unwrap_or_default();
+                let changed = label.iter().filter(|&&v| v == 1).count();
+                Ok::<_, DataError>((changed, label.iter().filter(|&&v| v != crate::IGNORE).count()))
+            })
+            .try_reduce(|| (0, 0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
+        if labelled == 0 {
+            return Err(layout_error(self.pairs.first().map_or(Path::new("."), |p| p.before.as_path()), "the split has no labelled pixel"));
+        }
+        Ok(changed as f64 / labelled as f64)
+    }
+
+    /// The distinct label encodings of the pairs, for reports.
+    pub fn encodings(&self) -> Vec<LabelEncoding> {
+        let mut seen = Vec::new();
+        for pair in &self.pairs {
+            if !seen.contains(&pair.encoding) {
+                seen.push(pair.encoding);
+            }
+        }
+        seen
     }
 
     pub fn len(&self) -> usize {
@@ -324,6 +394,7 @@ fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Re
                 after: after_dir.join(name),
                 label: None,
                 semantic: has_labels.then(|| labels(name)),
+                encoding: LabelEncoding::ZeroOne,
                 classes: Default::default(),
             };
             let files = [&pair.before, &pair.after].into_iter().chain(pair.semantic.iter().flat_map(SemanticLabels::paths));
@@ -334,7 +405,7 @@ fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Re
         })
         .collect::<Result<Vec<_>>>()?;
     pairs.par_iter().try_for_each(check_sizes)?;
-    Ok(Dataset { pairs, encoding: LabelEncoding::ZeroOne, ignore_value: None, semantic_classes: Some(classes) })
+    Ok(Dataset { pairs, ignore_value: None, semantic_classes: Some(classes) })
 }
 
 fn check_sizes(pair: &PairPaths) -> Result<()> {
@@ -369,14 +440,14 @@ fn resolve_split(root: &Path, split: &str) -> Result<(PathBuf, Option<Vec<String
     if folder.is_dir() {
         return Ok((folder, None));
     }
-    let list = root.join("list").join(format!("{split}.txt"));
-    if list.is_file() {
-        return Ok((root.to_owned(), Some(read_list(&list)?)));
+    let lists = ["list", "meta"].map(|folder| root.join(folder).join(format!("{split}.txt")));
+    if let Some(list) = lists.iter().find(|l| l.is_file()) {
+        return Ok((root.to_owned(), Some(read_list(list)?)));
     }
     Err(layout_error(
         root,
         format!(
-            "no split '{split}': neither a folder {split}/ nor list/{split}.txt exists; \
+            "no split '{split}': neither a folder {split}/ nor list/{split}.txt (or meta/{split}.txt) exists; \
              use 'all' for every pair, or the path of a .txt file listing pair names"
         ),
     ))
@@ -386,7 +457,8 @@ fn read_list(path: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(path).map_err(|e| layout_error(path, format!("cannot read split list: {e}")))?;
     let names: Vec<String> = text
         .lines()
-        .filter_map(|line| line.split_whitespace().next())
+        .flat_map(|line| line.split(','))
+        .filter_map(|field| field.split_whitespace().next())
         .filter_map(|field| Path::new(field).file_name().and_then(|n| n.to_str()).map(str::to_owned))
         .collect();
     if names.is_empty() {
@@ -456,7 +528,7 @@ mod tests {
         let spec = DatasetSpec { preset: Preset::LevirCd, root: root.to_owned() };
         let ds = Dataset::open(&spec, "val", true, None).unwrap();
         assert_eq!(ds.pairs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["b"]);
-        assert_eq!(ds.encoding, LabelEncoding::ZeroMax);
+        assert_eq!(ds.encodings(), [LabelEncoding::ZeroMax]);
 
         fs::remove_file(root.join("B/a.png")).unwrap();
         let err = Dataset::open(&spec, "all", true, None).unwrap_err().to_string();
@@ -464,5 +536,38 @@ mod tests {
         png(&root.join("B/a.png"), 5, 4, 0);
         let err = Dataset::open(&spec, "all", true, None).unwrap_err().to_string();
         assert!(err.contains("5×4") && err.contains("A/a.png"), "{err}");
+    }
+
+    #[test]
+    fn oscd_splits_airchange_labels_and_joined_datasets() {
+        let dir = tempfile::tempdir().unwrap();
+        let oscd = dir.path().join("oscd");
+        for city in ["paris", "rennes", "nantes"] {
+            for sub in ["A", "B", "label"] {
+                png(&oscd.join(sub).join(format!("{city}.png")), 4, 4, 0);
+            }
+        }
+        fs::create_dir_all(oscd.join("meta")).unwrap();
+        fs::write(oscd.join("meta/train.txt"), "paris,rennes").unwrap();
+        let spec = DatasetSpec { preset: "oscd".parse().unwrap(), root: oscd.clone() };
+        let train = Dataset::open(&spec, "train", true, None).unwrap();
+        assert_eq!(train.pairs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["paris", "rennes"]);
+
+        // AirChange's labels have stray grey values: thresholded, not refused.
+        let air = dir.path().join("air");
+        for sub in ["A", "B"] {
+            png(&air.join(sub).join("Szada_2.png"), 4, 4, 0);
+        }
+        png(&air.join("label/Szada_2.png"), 4, 4, 200);
+        let spec = DatasetSpec { preset: "airchange".parse().unwrap(), root: air };
+        let air = Dataset::open(&spec, "all", true, None).unwrap();
+        assert_eq!(air.encodings(), [LabelEncoding::Threshold128]);
+        assert_eq!(crate::load_pair(&air, 0).unwrap().label.unwrap().data, vec![1; 16]);
+
+        let joined = Dataset::join(vec![train, air]).unwrap();
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined.encodings(), [LabelEncoding::ZeroMax, LabelEncoding::Threshold128], "each pair keeps its encoding");
+        assert_eq!(crate::load_pair(&joined, 2).unwrap().label.unwrap().data, vec![1; 16]);
+        assert!((joined.change_fraction().unwrap() - 16.0 / 48.0).abs() < 1e-12);
     }
 }

@@ -9,6 +9,7 @@ mod label;
 mod loader;
 mod normalization;
 mod photometric;
+mod sampling;
 pub mod map_scores;
 pub mod maps;
 pub mod palette;
@@ -20,7 +21,8 @@ pub use dataset::{Dataset, DatasetSpec, PairPaths, Preset};
 pub use semantic::SemanticLabels;
 pub use label::{IGNORE, LabelEncoding};
 pub use loader::{Batch, BatchLoader, LoaderConfig, epoch_order, load_pair};
-pub use normalization::Normalization;
+pub use normalization::{Normalization, PerImage};
+pub use sampling::{DecodedPairs, PatchGrid, Sample};
 
 use std::path::PathBuf;
 

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
@@ -6,7 +7,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::{Augment, DataError, Dataset, Normalization, PairSample, Result};
+use crate::augment::crop_sample;
+use crate::{Augment, DataError, Dataset, DecodedPairs, Normalization, PairSample, Result, Sample};
 
 /// Batches that are decoded ahead of the one the model is working on.
 const PREFETCH: usize = 2;
@@ -66,7 +68,7 @@ pub struct BatchLoader {
     remaining: usize,
 }
 
-type LoadBatch = fn(&Dataset, &[usize], &LoaderConfig) -> Result<Batch>;
+type LoadBatch = fn(&Dataset, &[Sample], &LoaderConfig) -> Result<Batch>;
 
 pub struct LoaderConfig {
     pub batch_size: usize,
@@ -74,16 +76,23 @@ pub struct LoaderConfig {
     pub normalization: Normalization,
     pub seed: u64,
     pub epoch: usize,
+    /// Decoded pairs kept across loaders (`None`: decode every sample's pair from its files).
+    pub cache: Option<Arc<DecodedPairs>>,
 }
 
 impl BatchLoader {
-    /// Loads `indices` of `dataset` in that order, `batch_size` at a time; the last batch may be
-    /// smaller.
+    /// Loads the pairs `indices` of `dataset` in that order, `batch_size` at a time; the last
+    /// batch may be smaller.
     pub fn new(dataset: &Dataset, indices: Vec<usize>, config: LoaderConfig) -> Self {
-        Self::spawn(dataset, indices, config, load_batch)
+        Self::samples(dataset, Sample::pairs(indices), config)
     }
 
-    fn spawn(dataset: &Dataset, indices: Vec<usize>, config: LoaderConfig, load: LoadBatch) -> Self {
+    /// Loads `samples` (whole pairs or patches) in that order, as [`BatchLoader::new`].
+    pub fn samples(dataset: &Dataset, samples: Vec<Sample>, config: LoaderConfig) -> Self {
+        Self::spawn(dataset, samples, config, load_batch)
+    }
+
+    fn spawn(dataset: &Dataset, indices: Vec<Sample>, config: LoaderConfig, load: LoadBatch) -> Self {
         let dataset = dataset.clone();
         let remaining = indices.len().div_ceil(config.batch_size.max(1));
         let (sender, receiver) = sync_channel(PREFETCH);
@@ -101,9 +110,9 @@ impl BatchLoader {
 }
 
 /// The error of a batch whose loading panicked (a decoder bug on a malformed file).
-fn panicked(dataset: &Dataset, chunk: &[usize], panic: &(dyn std::any::Any + Send)) -> DataError {
+fn panicked(dataset: &Dataset, chunk: &[Sample], panic: &(dyn std::any::Any + Send)) -> DataError {
     let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-    let pairs: Vec<String> = chunk.iter().map(|&i| dataset.pairs[i].before.display().to_string()).collect();
+    let pairs: Vec<String> = chunk.iter().map(|s| dataset.pairs[s.pair].before.display().to_string()).collect();
     DataError::Batch { message: format!("decoding the pairs of {} failed: {what}", pairs.join(", ")) }
 }
 
@@ -148,7 +157,7 @@ pub fn load_pair(dataset: &Dataset, index: usize) -> Result<PairSample> {
         }
         (Some(path), _, _) => {
             let mut label = changedet_raster::read_gray(path)?;
-            dataset.encoding.decode(path, &mut label.data, dataset.ignore_value)?;
+            paths.encoding.decode(path, &mut label.data, dataset.ignore_value)?;
             (Some(label), None)
         }
         _ => (None, None),
@@ -156,16 +165,25 @@ pub fn load_pair(dataset: &Dataset, index: usize) -> Result<PairSample> {
     Ok(PairSample { name: paths.name.clone(), before, after, label, semantic })
 }
 
-fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Result<Batch> {
+fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> Result<Batch> {
     let samples = indices
         .par_iter()
-        .map(|&i| {
-            let mut sample = load_pair(dataset, i)?;
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, config.epoch as u64, i as u64));
+        .map(|&Sample { pair, window }| {
+            let mut sample = match &config.cache {
+                Some(cache) => cache.get(dataset, pair)?,
+                None => load_pair(dataset, pair)?,
+            };
+            let norms = [&sample.before, &sample.after].map(|image| config.normalization.for_image(&image.data));
+            if let Some([x, y, side]) = window {
+                crop_sample(&mut sample, x, y, side);
+            }
+            let stream = window.map_or(pair as u64, |[x, y, _]| mix(pair as u64, x as u64, y as u64));
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, config.epoch as u64, stream));
             config.augment.apply(&mut sample, &mut rng);
-            Ok(sample)
+            Ok((sample, norms))
         })
         .collect::<Result<Vec<_>>>()?;
+    let (samples, norms): (Vec<PairSample>, Vec<[Normalization; 2]>) = samples.into_iter().unzip();
     let (width, height) = samples[0].before.size();
     if let Some(odd) = samples.iter().find(|s| s.before.size() != (width, height)) {
         return Err(DataError::Batch {
@@ -178,9 +196,9 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
     let plane = width as usize * height as usize;
     let mut before = vec![0f32; samples.len() * 3 * plane];
     let mut after = vec![0f32; samples.len() * 3 * plane];
-    for (i, s) in samples.iter().enumerate() {
-        config.normalization.write_chw(&s.before.data, &mut before[i * 3 * plane..(i + 1) * 3 * plane]);
-        config.normalization.write_chw(&s.after.data, &mut after[i * 3 * plane..(i + 1) * 3 * plane]);
+    for (i, (s, [norm_before, norm_after])) in samples.iter().zip(&norms).enumerate() {
+        norm_before.write_chw(&s.before.data, &mut before[i * 3 * plane..(i + 1) * 3 * plane]);
+        norm_after.write_chw(&s.after.data, &mut after[i * 3 * plane..(i + 1) * 3 * plane]);
     }
     let label = if samples.iter().all(|s| s.label.is_some()) {
         Some(samples.iter().flat_map(|s| s.label.as_ref().expect("checked").data.iter().copied()).collect())
@@ -191,7 +209,7 @@ fn load_batch(dataset: &Dataset, indices: &[usize], config: &LoaderConfig) -> Re
         [0, 1].map(|date| samples.iter().flat_map(|s| s.semantic.as_ref().expect("checked")[date].data.iter().copied()).collect())
     });
     Ok(Batch {
-        classes: indices.iter().map(|&i| dataset.pairs[i].classes.clone()).collect(),
+        classes: indices.iter().map(|s| dataset.pairs[s.pair].classes.clone()).collect(),
         names: samples.into_iter().map(|s| s.name).collect(),
         height: height as usize,
         width: width as usize,
@@ -211,12 +229,12 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/levir-cd-256");
         let spec: crate::DatasetSpec = format!("levir-cd:{}", root.display()).parse().unwrap();
         let dataset = Dataset::open(&spec, "all", false, None).unwrap();
-        let config = || LoaderConfig { batch_size: 2, augment: Augment::default(), normalization: Normalization::IMAGENET, seed: 0, epoch: 0 };
-        let failing: LoadBatch = |dataset, indices, config| match indices[0] {
+        let config = || LoaderConfig { batch_size: 2, augment: Augment::default(), normalization: Normalization::IMAGENET, seed: 0, epoch: 0, cache: None };
+        let failing: LoadBatch = |dataset, indices, config| match indices[0].pair {
             2 => panic!("a decoder bug"),
             _ => load_batch(dataset, indices, config),
         };
-        let batches: Vec<Result<Batch>> = BatchLoader::spawn(&dataset, (0..6).collect(), config(), failing).collect();
+        let batches: Vec<Result<Batch>> = BatchLoader::spawn(&dataset, Sample::pairs(0..6), config(), failing).collect();
         assert_eq!(batches.len(), 3, "every batch is accounted for");
         let err = batches[1].as_ref().expect_err("the second batch failed").to_string();
         assert!(err.contains("a decoder bug") && err.contains(&dataset.pairs[2].before.display().to_string()), "{err}");

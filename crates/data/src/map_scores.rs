@@ -108,8 +108,22 @@ fn stem(path: &Path) -> Option<String> {
     path.file_stem().and_then(|s| s.to_str()).map(str::to_owned)
 }
 
-/// Image files of `dir` by stem.
+/// Image files of `dir` by stem. In a folder `predict` wrote (`NAME_change.png` beside
+/// `NAME_probability.png`, …) the change maps stand for their pairs, under `NAME`.
 fn files_by_stem(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let files = image_files(dir)?;
+    let written_by_predict = files.iter().any(|(s, _)| s.ends_with(PROBABILITY_SUFFIX)) && files.iter().any(|(s, _)| s.ends_with(CHANGE_SUFFIX));
+    if !written_by_predict {
+        return Ok(files);
+    }
+    Ok(files.into_iter().filter_map(|(s, p)| Some((s.strip_suffix(CHANGE_SUFFIX)?.to_owned(), p))).collect())
+}
+
+/// The names `predict` gives a pair's change and probability maps (see `MapSet::write_pair_pngs`).
+const CHANGE_SUFFIX: &str = "_change";
+const PROBABILITY_SUFFIX: &str = "_probability";
+
+fn image_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
         .map_err(|e| layout(dir, format!("cannot list the folder: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -136,8 +150,14 @@ fn match_files(pred: &Path, gt: &Path) -> Result<Vec<String>> {
     Ok(g.into_iter().collect())
 }
 
+/// The map of pair `stem` in `dir`: `stem.EXT`, or `stem_change.EXT` in a `predict` folder.
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
-    IMAGE_EXTENSIONS.iter().map(|e| dir.join(format!("{stem}.{e}"))).find(|p| p.is_file()).ok_or_else(|| layout(dir, format!("no map named '{stem}'")))
+    let names = [stem.to_owned(), format!("{stem}{CHANGE_SUFFIX}")];
+    names
+        .iter()
+        .flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}"))))
+        .find(|p| p.is_file())
+        .ok_or_else(|| layout(dir, format!("no map named '{stem}'")))
 }
 
 fn same_size(a: &Raster, a_path: &Path, b: &Raster, b_path: &Path) -> Result<()> {

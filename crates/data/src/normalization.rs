@@ -1,28 +1,43 @@
 use serde::{Deserialize, Serialize};
 
-/// How 8-bit pixels become model inputs: `(pixel / 255 − mean) / std` per RGB channel.
+/// How pixels on the 0–255 scale become model inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Normalization {
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
+#[serde(untagged)]
+pub enum Normalization {
+    /// `(pixel / 255 − mean) / std` per RGB channel (ImageNet statistics for most models).
+    Fixed { mean: [f64; 3], std: [f64; 3] },
+    /// Each image minus its mean, over the standard deviation, both over all its pixels and
+    /// bands (Daudt et al.'s code, `(I - I.mean()) / I.std()`), so that inputs of any
+    /// radiometry look alike. Scenes are normalised tile by tile.
+    PerImage(PerImage),
+}
+
+/// The tag of [`Normalization::PerImage`] in configurations: `"per-image-z-score"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PerImage {
+    #[serde(rename = "per-image-z-score")]
+    ZScore,
 }
 
 impl Normalization {
-    pub const IMAGENET: Normalization = Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    pub const IMAGENET: Normalization = Normalization::Fixed { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    pub const PER_IMAGE: Normalization = Normalization::PerImage(PerImage::ZScore);
 
-    /// One channel value. The reference transforms divide by 255 in f32, then subtract and
-    /// divide with Python floats (numpy promotes to f64 and rounds back to f32 after each step);
-    /// doing the same makes our inputs bit-identical to theirs.
-    pub fn apply(&self, pixel: u8, channel: usize) -> f32 {
-        self.apply_value(pixel as f32, channel)
-    }
-
-    /// The same for a value already on the 0–255 scale but not necessarily whole (16-bit scenes
-    /// after their scaling).
-    pub fn apply_value(&self, value: f32, channel: usize) -> f32 {
-        let scaled = value / 255.0;
-        let centred = (scaled as f64 - self.mean[channel]) as f32;
-        (centred as f64 / self.std[channel]) as f32
+    /// The statistics this normalisation applies to (crops of) the interleaved image `rgb`:
+    /// itself when fixed, the image's own mean and spread when per image. Training crops and
+    /// patches are normalised with their whole image's statistics, as the reference z-scores
+    /// each image before cutting patches.
+    pub fn for_image(&self, rgb: &[u8]) -> Normalization {
+        match self {
+            Normalization::Fixed { .. } => *self,
+            Normalization::PerImage(_) => {
+                let n = rgb.len().max(1) as f64;
+                let mean = rgb.iter().map(|&v| v as f64).sum::<f64>() / n;
+                let variance = rgb.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                let std = if variance.sqrt() > 1e-6 { variance.sqrt() } else { 1.0 };
+                Normalization::Fixed { mean: [mean / 255.0; 3], std: [std / 255.0; 3] }
+            }
+        }
     }
 
     /// Writes an interleaved RGB image into planar channels (CHW) of `out`.
@@ -30,10 +45,96 @@ impl Normalization {
         let plane = rgb.len() / 3;
         debug_assert_eq!(out.len(), rgb.len());
         for c in 0..3 {
-            let dst = &mut out[c * plane..(c + 1) * plane];
-            for (d, px) in dst.iter_mut().zip(rgb.chunks_exact(3)) {
-                *d = self.apply(px[c], c);
+            for (d, px) in out[c * plane..(c + 1) * plane].iter_mut().zip(rgb.chunks_exact(3)) {
+                *d = px[c] as f32;
             }
         }
+        self.normalise_planar(out, None);
+    }
+
+    /// Normalises planar values `[3, h, w]` on the 0–255 scale (not necessarily whole: 16-bit
+    /// scenes after their scaling) in place. Pixels outside `valid` (when given) neither count
+    /// towards per-image statistics nor keep a value: they become 0, the mean.
+    pub fn normalise_planar(&self, values: &mut [f32], valid: Option<&[bool]>) {
+        let plane = values.len() / 3;
+        let is_valid = |i: usize| valid.is_none_or(|v| v[i % plane]);
+        match *self {
+            Normalization::Fixed { mean, std } => {
+                for (c, channel) in values.chunks_mut(plane).enumerate() {
+                    for v in channel.iter_mut() {
+                        *v = fixed(*v, mean[c], std[c]);
+                    }
+                }
+            }
+            Normalization::PerImage(_) => {
+                let (mut n, mut sum, mut squares) = (0usize, 0f64, 0f64);
+                for (_, &v) in values.iter().enumerate().filter(|&(i, _)| is_valid(i)) {
+                    n += 1;
+                    sum += v as f64;
+                    squares += v as f64 * v as f64;
+                }
+                let mean = sum / n.max(1) as f64;
+                // A constant image has no spread: centre it and leave its scale alone.
+                let std = (squares / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
+                let std = if std > 1e-6 { std } else { 1.0 };
+                for v in values.iter_mut() {
+                    *v = ((*v as f64 - mean) / std) as f32;
+                }
+            }
+        }
+        if let Some(valid) = valid {
+            for (i, v) in values.iter_mut().enumerate() {
+                if !valid[i % plane] {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// One value under fixed statistics. The reference transforms divide by 255 in f32, then
+/// subtract and divide with Python floats (numpy promotes to f64 and rounds back to f32 after
+/// each step); doing the same makes our inputs bit-identical to theirs.
+fn fixed(value: f32, mean: f64, std: f64) -> f32 {
+    let scaled = value / 255.0;
+    let centred = (scaled as f64 - mean) as f32;
+    (centred as f64 / std) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_image_z_score_has_zero_mean_and_unit_spread() {
+        let rgb: Vec<u8> = (0..48u8).map(|v| v * 5).collect();
+        let mut out = vec![0f32; rgb.len()];
+        Normalization::PER_IMAGE.write_chw(&rgb, &mut out);
+        let mean = out.iter().map(|&v| v as f64).sum::<f64>() / out.len() as f64;
+        let var = out.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / out.len() as f64;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "mean {mean}, variance {var}");
+    }
+
+    #[test]
+    fn a_crop_takes_its_whole_images_statistics() {
+        let rgb: Vec<u8> = (0..48u8).map(|v| v * 5).collect();
+        let mut whole = vec![0f32; rgb.len()];
+        Normalization::PER_IMAGE.write_chw(&rgb, &mut whole);
+        let mut again = vec![0f32; rgb.len()];
+        Normalization::PER_IMAGE.for_image(&rgb).write_chw(&rgb, &mut again);
+        assert!(whole.iter().zip(&again).all(|(a, b)| (a - b).abs() < 1e-5));
+        let crop = &rgb[..12];
+        let mut cropped = vec![0f32; crop.len()];
+        Normalization::PER_IMAGE.for_image(&rgb).write_chw(crop, &mut cropped);
+        assert!((cropped[0] - whole[0]).abs() < 1e-5, "the crop keeps the image's statistics");
+    }
+
+    #[test]
+    fn configurations_name_the_normalisation() {
+        let json = serde_json::to_string(&Normalization::PER_IMAGE).unwrap();
+        assert_eq!(json, "\"per-image-z-score\"");
+        assert_eq!(serde_json::from_str::<Normalization>(&json).unwrap(), Normalization::PER_IMAGE);
+        let fixed: Normalization = serde_json::from_str(r#"{"mean":[0.5,0.5,0.5],"std":[0.5,0.5,0.5]}"#).unwrap();
+        assert_eq!(fixed, Normalization::Fixed { mean: [0.5; 3], std: [0.5; 3] });
     }
 }

@@ -9,6 +9,8 @@ use crate::{MetricsError, ratio};
 pub struct BinaryConfusion {
     pub tp: u64,
     pub fp: u64,
+    /// False negatives (`fn` in JSON).
+    #[serde(rename = "fn", alias = "fn_")]
     pub fn_: u64,
     pub tn: u64,
 }

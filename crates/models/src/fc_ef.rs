@@ -37,11 +37,16 @@ impl ChangeModel for FcEf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fc_unet::shape_and_parameters;
+    use crate::fc_unet::{assert_pytorch_initialisation, shape_and_parameters};
 
     #[test]
     fn shapes_and_parameter_count() {
         // The official unet.py with two 3-band dates.
         assert_eq!(shape_and_parameters::<FcEf>(), (vec![2, 2, 37, 50], 1_350_578));
+    }
+
+    #[test]
+    fn starts_from_pytorchs_default_initialisation() {
+        assert_pytorch_initialisation::<FcEf>();
     }
 }

@@ -39,11 +39,16 @@ impl ChangeModel for FcSiamConc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fc_unet::shape_and_parameters;
+    use crate::fc_unet::{assert_pytorch_initialisation, shape_and_parameters};
 
     #[test]
     fn shapes_and_parameter_count() {
         // The official siamunet_conc.py with 3-band inputs.
         assert_eq!(shape_and_parameters::<FcSiamConc>(), (vec![2, 2, 37, 50], 1_545_986));
+    }
+
+    #[test]
+    fn starts_from_pytorchs_default_initialisation() {
+        assert_pytorch_initialisation::<FcSiamConc>();
     }
 }

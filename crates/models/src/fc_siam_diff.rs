@@ -38,11 +38,16 @@ impl ChangeModel for FcSiamDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fc_unet::shape_and_parameters;
+    use crate::fc_unet::{assert_pytorch_initialisation, shape_and_parameters};
 
     #[test]
     fn shapes_and_parameter_count() {
         // Daudt et al. give 1.35 M parameters for FC-Siam-diff.
         assert_eq!(shape_and_parameters::<FcSiamDiff>(), (vec![2, 2, 37, 50], 1_350_146));
+    }
+
+    #[test]
+    fn starts_from_pytorchs_default_initialisation() {
+        assert_pytorch_initialisation::<FcSiamDiff>();
     }
 }

@@ -24,6 +24,7 @@ pub mod pth;
 pub mod recipe;
 pub mod registry;
 pub mod tensor_io;
+pub mod torch_init;
 
 pub use checkpoint::Checkpoint;
 pub use recipe::Recipe;

@@ -64,13 +64,15 @@ impl DateInput {
                 valid[y * side + x] &= ok[y * tile.width + x];
             }
         }
-        for (c, (raw, scale)) in raw.chunks(plane).zip(&self.scales).enumerate() {
+        for (raw, scale) in raw.chunks_mut(plane).zip(&self.scales) {
+            if let Some(scale) = scale {
+                raw.iter_mut().for_each(|v| *v = scale.apply(*v));
+            }
+        }
+        norm.normalise_planar(&mut raw, Some(&ok));
+        for (c, raw) in raw.chunks(plane).enumerate() {
             for y in 0..tile.height {
-                for x in 0..tile.width {
-                    let v = raw[y * tile.width + x];
-                    let v = scale.map_or(v, |s| s.apply(v));
-                    out[(c * side + y) * side + x] = norm.apply_value(v, c);
-                }
+                out[(c * side + y) * side..][..tile.width].copy_from_slice(&raw[y * tile.width..(y + 1) * tile.width]);
             }
         }
         Ok(())

@@ -52,6 +52,7 @@ pub fn predict_dataset<E: From<TrainError>>(
         normalization: model.spec.normalization(),
         seed: 0,
         epoch: 0,
+        cache: None,
     };
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;

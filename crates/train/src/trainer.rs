@@ -14,7 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use changedet_data::{Augment, Batch, BatchLoader, Dataset, LoaderConfig, epoch_order};
+use std::sync::Arc;
+
+use changedet_data::{Augment, Batch, BatchLoader, Dataset, DecodedPairs, LoaderConfig, Sample, epoch_order};
 use changedet_metrics::{BinaryMetrics, ScdSummary};
 use changedet_models::input::BatchTensors;
 use changedet_models::recipe::{BestMetric, Validation};
@@ -54,6 +56,12 @@ pub struct TrainingState {
     /// Pairs of the training split: a resumed run's data order depends on it.
     #[serde(default)]
     pub train_pairs: Option<usize>,
+    /// Where the training and validation pairs came from (datasets and splits, as given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<String>,
+    /// Wall-clock seconds of training and validation so far, over every resumption.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// One line of `metrics.jsonl`.
@@ -86,6 +94,10 @@ pub struct TrainJob {
     pub progress: bool,
     /// Pretrained weights the model starts from (ChangeCLIP: CLIP's towers).
     pub pretrained: Option<PathBuf>,
+    /// A changedet checkpoint of the same model whose weights the run starts from (fine-tuning).
+    pub init: Option<PathBuf>,
+    /// Where the splits came from, recorded in the checkpoints (see [`TrainingState::data`]).
+    pub data: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -111,13 +123,14 @@ pub fn train(job: TrainJob) -> Result<TrainSummary> {
     check_job(&job)?;
     let (model, optimizer, state) = if job.resume { resume(&job)? } else { start(&job)? };
     check_labels_fit(&model, &job.train, state.recipe.best_by)?;
-    let mut run = Run::new(&job, model, optimizer, state);
+    let mut run = Run::new(&job, model, optimizer, state)?;
     while run.state.epoch < run.epochs {
         if run.train_epoch()? == EpochEnd::Stopped {
             return Ok(run.summary(None));
         }
     }
     run.bar.finish_and_clear();
+    run.keep_a_best()?;
     let plot_path = job.out_dir.join(PLOT);
     let plot = match plot::plot_curves(&run.log_path, &plot_path) {
         Ok(()) => Some(plot_path),
@@ -157,10 +170,23 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         let copied = job.model.load_pretrained(&mut model.vs, path)?;
         tracing::info!("{}: {copied} pretrained tensors copied into the model", path.display());
     }
+    if let Some(path) = &job.init {
+        let checkpoint = Checkpoint::read(path)?;
+        if checkpoint.spec != job.model {
+            return Err(TrainError::Config(format!("{} holds {} with another configuration than the model to train", path.display(), checkpoint.spec.name())));
+        }
+        changedet_models::checkpoint::copy_into(&mut model.vs, &checkpoint.model, path, job.model.name())?;
+    }
     let optimizer = Adam::with_decay_exemptions(&model.vs, job.recipe.optimizer, job.recipe.weight_decay, &job.recipe.no_decay_keys);
     let _ = fs::remove_file(job.out_dir.join(LOG));
+    let mut recipe = job.recipe.clone();
+    if recipe.loss.needs_change_fraction() {
+        let p = job.train.change_fraction()?;
+        tracing::info!("training split: {:.2} % of labelled pixels changed (class weights)", 100.0 * p);
+        recipe.loss = recipe.loss.with_change_fraction(p);
+    }
     let state = TrainingState {
-        recipe: job.recipe.clone(),
+        recipe,
         step: 0,
         epoch: 0,
         epoch_loss_sum: 0.0,
@@ -170,6 +196,8 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         val_metrics: None,
         val_semantic: None,
         train_pairs: Some(job.train.len()),
+        data: job.data.clone(),
+        seconds: 0.0,
     };
     Ok((model, optimizer, state))
 }
@@ -220,17 +248,30 @@ struct Run<'a> {
     total_steps: usize,
     epochs: usize,
     augment: Augment,
+    /// What one epoch visits: whole pairs, or the patches of the recipe's grid.
+    samples: Vec<Sample>,
+    cache: Option<Arc<DecodedPairs>>,
     bar: ProgressBar,
     epoch_start: Instant,
+    /// When this process took the run over, and the run's seconds before that.
+    resumed_at: Instant,
+    seconds_before: f64,
     last_path: PathBuf,
     log_path: PathBuf,
 }
 
 impl<'a> Run<'a> {
-    fn new(job: &'a TrainJob, model: LoadedModel, optimizer: Adam, state: TrainingState) -> Self {
+    fn new(job: &'a TrainJob, model: LoadedModel, optimizer: Adam, state: TrainingState) -> Result<Self> {
         let recipe = state.recipe.clone();
         let batch_size = recipe.batch_size.max(1);
-        let steps_per_epoch = job.train.len().div_ceil(batch_size);
+        let (samples, cache) = match recipe.patch_grid {
+            Some(grid) => (grid.samples(&job.train)?, Some(DecodedPairs::new(&job.train))),
+            None => (Sample::pairs(0..job.train.len()), None),
+        };
+        if samples.is_empty() {
+            return Err(TrainError::Config("no training patch fits: every image is smaller than the patch grid's side".into()));
+        }
+        let steps_per_epoch = samples.len().div_ceil(batch_size);
         let total_steps = recipe.iterations.unwrap_or(steps_per_epoch * recipe.epochs);
         let augment = match recipe.augment {
             true => Augment {
@@ -250,11 +291,13 @@ impl<'a> Run<'a> {
                 .progress_chars("=> "),
         );
         bar.set_position(state.step as u64);
-        Run {
+        Ok(Run {
             epochs: total_steps.div_ceil(steps_per_epoch),
             last_path: job.out_dir.join(LAST),
             log_path: job.out_dir.join(LOG),
             epoch_start: Instant::now(),
+            resumed_at: Instant::now(),
+            seconds_before: state.seconds,
             job,
             model,
             optimizer,
@@ -264,8 +307,10 @@ impl<'a> Run<'a> {
             steps_per_epoch,
             total_steps,
             augment,
+            samples,
+            cache,
             bar,
-        }
+        })
     }
 
     /// The rest of the current epoch's batches, then its validation (unless the recipe
@@ -276,17 +321,18 @@ impl<'a> Run<'a> {
         let done_in_epoch = self.state.step.checked_sub(epoch * self.steps_per_epoch).ok_or_else(|| {
             TrainError::Config(format!("step {} lies before epoch {epoch}: the run's training split must have changed size", self.state.step))
         })?;
-        let order = epoch_order(self.job.train.len(), self.recipe.seed, epoch, true);
+        let order = epoch_order(self.samples.len(), self.recipe.seed, epoch, true);
         let loader_config = LoaderConfig {
             batch_size: self.batch_size,
             augment: self.augment,
             normalization: self.model.spec.normalization(),
             seed: self.recipe.seed,
             epoch,
+            cache: self.cache.clone(),
         };
-        let remaining = order[(done_in_epoch * self.batch_size).min(order.len())..].to_vec();
+        let remaining = order[(done_in_epoch * self.batch_size).min(order.len())..].iter().map(|&i| self.samples[i]).collect();
         let mut lr = 0.0;
-        for batch in BatchLoader::new(&self.job.train, remaining, loader_config) {
+        for batch in BatchLoader::samples(&self.job.train, remaining, loader_config) {
             if self.job.max_steps.is_some_and(|max| self.state.step >= max) {
                 self.bar.abandon();
                 return Ok(EpochEnd::Stopped);
@@ -304,6 +350,7 @@ impl<'a> Run<'a> {
         if self.recipe.val_every.is_none() {
             self.validate(lr, self.state.epoch, epoch_loss)?;
         }
+        self.update_clock();
         save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
         self.epoch_start = Instant::now();
         Ok(EpochEnd::Finished)
@@ -345,10 +392,12 @@ impl<'a> Run<'a> {
             let running_loss = self.state.epoch_loss_sum / self.state.epoch_batches.max(1) as f64;
             self.validate(lr, epoch + 1, running_loss)?;
             if !at_epoch_end {
-                save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
+                self.update_clock();
+        save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
             }
         } else if self.recipe.checkpoint_every > 0 && step.is_multiple_of(self.recipe.checkpoint_every) && !at_epoch_end {
-            save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
+            self.update_clock();
+        save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
         }
         Ok(())
     }
@@ -369,6 +418,7 @@ impl<'a> Run<'a> {
     /// Scores the model on the validation split, logs, and keeps `best`.
     fn validate(&mut self, lr: f64, epoch: usize, train_loss: f64) -> Result<()> {
         let validation = self.scores()?;
+        self.update_clock();
         let metrics = validation.binary;
         let state = &mut self.state;
         let seconds = self.epoch_start.elapsed().as_secs_f64();
@@ -376,7 +426,8 @@ impl<'a> Run<'a> {
         state.val_metrics = Some(metrics);
         state.val_semantic = validation.semantic;
         let score = self.recipe.best_by.score(&validation).expect("checked by check_labels_fit");
-        let improved = state.best_score.is_none_or(|best| score > best);
+        let candidate = BestMetric::is_candidate(&validation);
+        let improved = candidate && state.best_score.is_none_or(|best| score > best);
         if improved {
             state.best_score = Some(score);
             state.best_epoch = Some(entry.epoch);
@@ -395,10 +446,31 @@ impl<'a> Run<'a> {
             metrics.precision,
             metrics.recall,
             metrics.miou,
-            if improved { "  (best)" } else { "" }
+            if improved {
+                "  (best)"
+            } else if !candidate {
+                "  (degenerate: marks no pixel or most pixels changed; never kept as best)"
+            } else {
+                ""
+            }
         );
         // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
         self.bar.suspend(|| eprintln!("{line}"));
+        Ok(())
+    }
+
+    fn update_clock(&mut self) {
+        self.state.seconds = self.seconds_before + self.resumed_at.elapsed().as_secs_f64();
+    }
+
+    /// A run whose every validation was degenerate still leaves a `best` checkpoint: its last
+    /// weights, with a warning.
+    fn keep_a_best(&self) -> Result<()> {
+        let best = self.job.out_dir.join(BEST);
+        if self.state.best_score.is_none() && !best.exists() {
+            self.bar.suspend(|| eprintln!("warning: every validation was degenerate; {} holds the last weights", best.display()));
+            save(&best, &self.model, None, &self.state)?;
+        }
         Ok(())
     }
 

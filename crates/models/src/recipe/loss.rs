@@ -18,6 +18,12 @@ pub enum LossKind {
     CrossEntropyAllPixels,
     /// Binary cross-entropy on the change log-odds plus Dice on the change probability.
     BceDice,
+    /// Cross-entropy with class weights from the training split's change fraction p: no change
+    /// `false_positive_modifier · 2p`, change `2(1 − p)`, averaged as `NLLLoss(weight=…)` does
+    /// (Daudt et al.'s notebook, with its FP_MODIFIER of 10). The trainer fills
+    /// `change_fraction` from the training split when a run starts.
+    #[serde(rename = "class-weighted-ce")]
+    ClassWeighted { false_positive_modifier: f64, change_fraction: Option<f64> },
     /// ClearSCD's own objective (semantic CE per date, BCE + Dice, SACL, BSCC), which needs its
     /// semantic outputs and labels; see `clearscd_loss`.
     #[serde(rename = "clearscd")]
@@ -31,13 +37,38 @@ impl std::str::FromStr for LossKind {
             "ce" | "cross-entropy" => Ok(LossKind::CrossEntropy),
             "ce-all-pixels" => Ok(LossKind::CrossEntropyAllPixels),
             "bce-dice" => Ok(LossKind::BceDice),
+            "class-weighted-ce" => Ok(LossKind::DAUDT_WEIGHTED),
             "clearscd" => Ok(LossKind::ClearScd(clearscd_loss::Config::default())),
-            other => Err(format!("unknown loss '{other}' (known: ce, ce-all-pixels, bce-dice, clearscd)")),
+            other => Err(format!("unknown loss '{other}' (known: ce, ce-all-pixels, bce-dice, class-weighted-ce, clearscd)")),
         }
     }
 }
 
 impl LossKind {
+    /// Daudt et al.'s class weighting, its change fraction yet to be measured.
+    pub const DAUDT_WEIGHTED: LossKind = LossKind::ClassWeighted { false_positive_modifier: 10.0, change_fraction: None };
+
+    /// Whether the loss needs the training split's change fraction before it can be computed.
+    pub fn needs_change_fraction(&self) -> bool {
+        matches!(self, LossKind::ClassWeighted { change_fraction: None, .. })
+    }
+
+    /// The change fraction a class-weighted loss was given.
+    pub fn change_fraction(&self) -> Option<f64> {
+        match self {
+            LossKind::ClassWeighted { change_fraction, .. } => *change_fraction,
+            _ => None,
+        }
+    }
+
+    /// The loss with its class weights fixed by the change fraction `p` (other losses unchanged).
+    pub fn with_change_fraction(self, p: f64) -> Self {
+        match self {
+            LossKind::ClassWeighted { false_positive_modifier, .. } => LossKind::ClassWeighted { false_positive_modifier, change_fraction: Some(p) },
+            other => other,
+        }
+    }
+
     /// The loss of change logits against change labels; a model's own objective is refused here.
     pub fn compute(self, output: &ChangeOutput, target: &Tensor) -> Result<Tensor> {
         Ok(match self {
@@ -48,6 +79,14 @@ impl LossKind {
             LossKind::BceDice => {
                 let logit = output.change_logit();
                 bce_with_ignore(&logit, target) + dice_with_ignore(&logit, target)
+            }
+            LossKind::ClassWeighted { false_positive_modifier, change_fraction } => {
+                let p = change_fraction.ok_or_else(|| ModelError::Recipe("class-weighted-ce needs the training split's change fraction".into()))?;
+                let weights = Tensor::from_slice(&[(false_positive_modifier * 2.0 * p) as f32, (2.0 * (1.0 - p)) as f32]).to_device(output.logits.device());
+                if target.ne(IGNORE).sum(Kind::Int64).int64_value(&[]) == 0 {
+                    return Ok(zero_like_graph(&output.logits));
+                }
+                output.logits.cross_entropy_loss(target, Some(weights), Reduction::Mean, IGNORE, 0.0)
             }
             LossKind::ClearScd(_) => return Err(ModelError::Recipe("the clearscd loss is ClearSCD's own objective; other models train with ce, ce-all-pixels or bce-dice".into())),
         })
@@ -108,6 +147,21 @@ mod tests {
 
     fn t(values: &[f32], shape: &[i64]) -> Tensor {
         Tensor::from_slice(values).view(shape)
+    }
+
+    #[test]
+    fn class_weights_follow_daudts_notebook() {
+        // Two labelled pixels, one per class, logits favouring no change: NLLLoss(weight=w) is
+        // (w0·l0 + w1·l1) / (w0 + w1) with w = [10·2p, 2(1 − p)].
+        let logits = t(&[2.0, 2.0, 0.0, 0.0, 0.0, 0.0], &[1, 2, 1, 3]);
+        let target = Tensor::from_slice(&[0i64, 1, IGNORE]).view([1, 1, 3]);
+        let p = 0.05;
+        let output = ChangeOutput { logits, semantic: None };
+        let loss = LossKind::DAUDT_WEIGHTED.with_change_fraction(p).compute(&output, &target).unwrap().double_value(&[]);
+        let (l0, l1) = ((1.0 + (-2.0f64).exp()).ln(), (1.0 + 2.0f64.exp()).ln());
+        let (w0, w1) = (10.0 * 2.0 * p, 2.0 * (1.0 - p));
+        assert!((loss - (w0 * l0 + w1 * l1) / (w0 + w1)).abs() < 1e-6, "{loss}");
+        assert!(LossKind::DAUDT_WEIGHTED.compute(&output, &target).is_err(), "no weights before the change fraction is known");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
+use changedet_data::PatchGrid;
 use changedet_metrics::{BinaryMetrics, ScdSummary};
 
 pub use loss::LossKind;
@@ -20,6 +21,10 @@ pub struct Recipe {
     pub batch_size: usize,
     /// Random square crop for training (`None`: whole images, which must then share a size).
     pub crop: Option<u32>,
+    /// Train on fixed patches on this grid instead of one (cropped) sample per pair: an epoch
+    /// visits every patch of every pair (Daudt et al.'s recipe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_grid: Option<PatchGrid>,
     pub lr: f64,
     pub weight_decay: f64,
     pub optimizer: OptimizerKind,
@@ -57,6 +62,7 @@ impl Default for Recipe {
             epochs: 50,
             batch_size: 8,
             crop: Some(256),
+            patch_grid: None,
             lr: 1e-3,
             weight_decay: 1e-4,
             optimizer: OptimizerKind::AdamW,
@@ -132,6 +138,15 @@ impl BestMetric {
         }
     }
 
+    /// Whether a validation may give the best checkpoint: a model that marks no pixel changed,
+    /// or most of them, is degenerate however it scores (early in training an all-change map
+    /// can have the best F1 on sparse change).
+    pub fn is_candidate(validation: &Validation) -> bool {
+        let c = &validation.binary.confusion;
+        let marked = c.tp + c.fp;
+        marked > 0 && marked * 2 <= c.tp + c.fp + c.fn_ + c.tn
+    }
+
     /// Whether the score needs semantic change labels and outputs.
     pub fn is_semantic(self) -> bool {
         matches!(self, BestMetric::Sek | BestMetric::Score)
@@ -157,5 +172,24 @@ impl std::str::FromStr for BestMetric {
             "score" => Ok(BestMetric::Score),
             other => Err(format!("unknown validation score '{other}' (f1, miou, sek, score)")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use changedet_metrics::BinaryConfusion;
+
+    fn validation(tp: u64, fp: u64, fn_: u64, tn: u64) -> Validation {
+        Validation { binary: BinaryConfusion { tp, fp, fn_, tn }.metrics(), semantic: None }
+    }
+
+    #[test]
+    fn degenerate_maps_never_become_the_best_checkpoint() {
+        // 5 % change: marking everything changed has F1 0.095, better than a poor real model's.
+        assert!(!BestMetric::is_candidate(&validation(50, 950, 0, 0)), "all changed");
+        assert!(!BestMetric::is_candidate(&validation(0, 0, 50, 950)), "nothing changed");
+        assert!(!BestMetric::is_candidate(&validation(50, 600, 0, 350)), "most pixels changed");
+        assert!(BestMetric::is_candidate(&validation(2, 10, 48, 940)), "a poor but real model");
     }
 }

@@ -1,0 +1,67 @@
+//! PyTorch's default initialisation per layer type, for layers trained from scratch, so that a
+//! run starts from the weight distribution of the reference code. tch's defaults differ:
+//! convolution and linear weights are Kaiming-uniform with the ReLU gain (bound √6/√fan_in
+//! instead of PyTorch's 1/√fan_in, from `kaiming_uniform_(a=√5)`), biases are zero instead of
+//! uniform in ±1/√fan_in, and BatchNorm scales are uniform in [0, 1) instead of 1.
+
+use tch::nn::{self, Init};
+
+/// `kaiming_uniform_(w, a=√5)`: uniform in ±1/√fan_in (gain √(1/3) times √3/√fan_in).
+pub const WEIGHT: Init = Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Uniform,
+    fan: nn::init::FanInOut::FanIn,
+    non_linearity: nn::init::NonLinearity::ExplicitGain(0.577_350_269_189_625_8),
+};
+
+/// A bias uniform in ±1/√fan_in, fan_in being its weight's.
+pub fn bias(fan_in: i64) -> Init {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
+}
+
+/// `nn.Conv2d` (square kernel): weight `[c_out, c_in/groups, k, k]`, fan_in = c_in/groups·k².
+pub fn conv2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvConfig) -> nn::Conv2D {
+    let fan_in = c_in / config.groups.max(1) * k * k;
+    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { ws_init: WEIGHT, bs_init: bias(fan_in), ..config })
+}
+
+/// `nn.ConvTranspose2d`: weight `[c_in, c_out/groups, k, k]`, whose fan_in PyTorch takes from
+/// the second dimension: c_out/groups·k².
+pub fn conv_transpose2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvTransposeConfig) -> nn::ConvTranspose2D {
+    let fan_in = c_out / config.groups.max(1) * k * k;
+    nn::conv_transpose2d(vs, c_in, c_out, k, nn::ConvTransposeConfig { ws_init: WEIGHT, bs_init: bias(fan_in), ..config })
+}
+
+/// `nn.BatchNorm2d`: scale 1, shift 0.
+pub fn batch_norm2d(vs: nn::Path, channels: i64, config: nn::BatchNormConfig) -> nn::BatchNorm {
+    nn::batch_norm2d(vs, channels, nn::BatchNormConfig { ws_init: Init::Const(1.0), bs_init: Init::Const(0.0), ..config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Tensor};
+
+    /// Uniform in ±b has mean 0 and standard deviation b/√3; with thousands of draws the
+    /// sample's extremes come within 2 % of b.
+    fn assert_uniform(t: &Tensor, bound: f64, what: &str) {
+        let (min, max) = (t.min().double_value(&[]), t.max().double_value(&[]));
+        let std = t.std(true).double_value(&[]);
+        assert!(min >= -bound && max <= bound && max > 0.98 * bound && min < -0.98 * bound, "{what}: [{min}, {max}] vs ±{bound}");
+        assert!((std - bound / 3f64.sqrt()).abs() < 0.05 * bound, "{what}: std {std} vs {}", bound / 3f64.sqrt());
+    }
+
+    #[test]
+    fn layers_start_as_pytorch_initialises_them() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv2d(vs.root() / "conv", 32, 64, 3, Default::default());
+        assert_uniform(&conv.ws, 1.0 / (32.0 * 9.0f64).sqrt(), "conv weight");
+        let up = conv_transpose2d(vs.root() / "up", 64, 128, 3, Default::default());
+        assert_uniform(&up.ws, 1.0 / (128.0 * 9.0f64).sqrt(), "transposed conv weight");
+        let wide = conv2d(vs.root() / "wide", 1024, 512, 1, Default::default());
+        assert_uniform(wide.bs.as_ref().unwrap(), 1.0 / 1024f64.sqrt(), "conv bias");
+        let bn = batch_norm2d(vs.root() / "bn", 16, Default::default());
+        assert_eq!(bn.ws.as_ref().unwrap().min().double_value(&[]), 1.0);
+        assert_eq!(bn.bs.as_ref().unwrap().abs().max().double_value(&[]), 0.0);
+    }
+}
