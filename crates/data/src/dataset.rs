@@ -29,6 +29,7 @@ pub enum Preset {
     Oscd,
     /// SZTAKI AirChange: `A/ B/ label/` BMPs whose labels have a few stray grey pixels (changed
     /// where ≥ 128, as the benchmark's `> 127`).
+    #[serde(rename = "airchange")]
     AirChange,
     /// SYSU-CD: `time1/ time2/ label/`.
     SysuCd,
@@ -88,7 +89,7 @@ impl FromStr for Preset {
             "whu-cd" | "whu" => Preset::WhuCd,
             "dsifn-cd" | "dsifn" => Preset::DsifnCd,
             "oscd" => Preset::Oscd,
-            "airchange" | "air-change" | "sztaki" | "sztaki-airchange" => Preset::AirChange,
+            "airchange" | "sztaki" | "sztaki-airchange" => Preset::AirChange,
             "sysu-cd" | "sysu" => Preset::SysuCd,
             "cdd" | "svcd" => Preset::Cdd,
             "generic" => Preset::Generic,
