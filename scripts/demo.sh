@@ -20,7 +20,8 @@ domains=(levir-cd dsifn-cd oscd airchange egy-bcd)
 for domain in "${domains[@]}"; do
   preset="$domain"
   [[ "$domain" == egy-bcd ]] && preset=generic
-  "$changedet" eval --dataset "$preset:$samples/$domain" --split all --json "$out/eval-$domain.json" --overwrite > /dev/null
+  "$changedet" eval --dataset "$preset:$samples/$domain" --split all --json "$out/eval-$domain.json" \
+    --report "$out/report-$domain" --overwrite > /dev/null
   "$changedet" predict --dataset "$preset:$samples/$domain" --split all --out "$out/maps/$domain" --overwrite > /dev/null
 done
 
@@ -58,6 +59,8 @@ validation parts that picked the best epoch. See the README's model card.)
 
 Outputs in $out:
   eval-DOMAIN.json       the scores above, with the confusion matrices
+  report-DOMAIN/         a page per domain: metrics, threshold curves and every pair's errors;
+                         open $out/report-levir-cd/index.html in a browser
   maps/DOMAIN/           change, probability and overlay PNGs for every pair
   scene-paris/, scene-cbers4/   change.tif, probability.tif (COGs) and changes.gpkg: open them in QGIS
   finetune/              a short training run: checkpoints, metrics.jsonl, curves.png

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use changedet_data::{Dataset, DatasetSpec};
 use changedet_models::LoadedModel;
 use changedet_train::Protocol;
+use changedet_train::report::{ReportJob, write_report};
 
 use crate::metrics::print_report;
 
@@ -41,7 +42,12 @@ pub struct Args {
     /// Also write the metrics as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Replace an existing --json file.
+    /// Also write an HTML report to this folder: metrics, confusion, precision–recall and F1
+    /// against the threshold, a sortable gallery of every pair with its errors, and the training
+    /// curves of the checkpoint's run. It opens from disk in any browser (DIR/index.html).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Replace an existing --json file or --report page.
     #[arg(long)]
     overwrite: bool,
     /// auto, cpu, cuda or cuda:N.
@@ -53,12 +59,33 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
-    changedet_raster::atomic::check_replaceable(&args.json, args.overwrite).map_err(anyhow::Error::msg)?;
+    let page = args.report.as_ref().map(|dir| dir.join("index.html"));
+    changedet_raster::atomic::check_replaceable(args.json.iter().chain(&page), args.overwrite).map_err(anyhow::Error::msg)?;
     crate::train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
+        if args.report.is_some() {
+            anyhow::bail!("--report covers binary change so far; for a semantic change model leave it out (`changedet metrics --plot` charts its classes)");
+        }
         return evaluate_semantic(&args, (&model, &checkpoint), &dataset, classes, device);
     }
-    let confusion = changedet_train::evaluate(&model, &dataset, args.batch_size, device, args.protocol)?;
+    let confusion = match &args.report {
+        Some(dir) => {
+            let job = ReportJob {
+                model: &model,
+                dataset: &dataset,
+                batch_size: args.batch_size,
+                device,
+                protocol: args.protocol,
+                dir,
+                checkpoint: &checkpoint,
+                dataset_label: args.dataset.to_string(),
+            };
+            let (confusion, page) = write_report(&job)?;
+            println!("report: {} (open it in a browser)", page.display());
+            confusion
+        }
+        None => changedet_train::evaluate(&model, &dataset, args.batch_size, device, args.protocol)?,
+    };
     let metrics = confusion.metrics();
 
     println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);

@@ -22,6 +22,17 @@ impl Raster {
     pub fn size(&self) -> (u32, u32) {
         (self.width, self.height)
     }
+
+    /// A copy at most `max_side` pixels on its longer side (area-averaged), for previews.
+    pub fn thumbnail(&self, max_side: u32) -> Raster {
+        let scale = (max_side as f64 / self.width.max(self.height) as f64).min(1.0);
+        let (w, h) = (((self.width as f64 * scale).round() as u32).max(1), ((self.height as f64 * scale).round() as u32).max(1));
+        let small = match self.channels {
+            1 => image::imageops::thumbnail(&image::GrayImage::from_raw(self.width, self.height, self.data.clone()).expect("sized"), w, h).into_raw(),
+            _ => image::imageops::thumbnail(&image::RgbImage::from_raw(self.width, self.height, self.data.clone()).expect("sized"), w, h).into_raw(),
+        };
+        Raster::new(w, h, self.channels.min(3), small)
+    }
 }
 
 fn open(path: &Path) -> Result<image::DynamicImage, RasterError> {

@@ -6,6 +6,7 @@ pub mod inference;
 pub mod optim;
 pub mod plot;
 pub mod protocol;
+pub mod report;
 pub mod trainer;
 
 pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_dataset};

@@ -179,3 +179,57 @@ pub fn plot_bars(labels: &[String], values: &[f64], title: &str, out: &Path) -> 
         Ok(())
     })
 }
+
+/// Precision against recall, and F1 against the decision threshold, from the probabilities of
+/// labelled pixels binned in 256 steps (`changed[b]`, `unchanged[b]`: pixels whose probability
+/// falls in bin b), with the threshold in use (`marked`) drawn on both.
+pub fn plot_threshold_curves(changed: &[u64; 256], unchanged: &[u64; 256], marked: f64, out: &Path) -> Result<()> {
+    let points = threshold_points(changed, unchanged);
+    let at_mark = points.iter().min_by(|a, b| (a.0 - marked).abs().total_cmp(&(b.0 - marked).abs())).copied();
+    draw_png(out, (1000, 420), |root| {
+        let (left, right) = root.split_horizontally(500);
+        let pr: Vec<(f64, f64)> = points.iter().map(|&(_, p, r, _)| (r, p)).collect();
+        let mut chart = axes(&left, "precision–recall (changed class)", "recall", "precision")?;
+        chart.draw_series(LineSeries::new(pr, BLUE.stroke_width(2))).map_err(s)?;
+        chart.draw_series(at_mark.map(|(_, p, r, _)| Circle::new((r, p), 6, RED.filled()))).map_err(s)?;
+        let f1: Vec<(f64, f64)> = points.iter().map(|&(t, _, _, f)| (t, f)).collect();
+        let mut chart = axes(&right, "F1 against the threshold (red: in use)", "threshold on the change probability", "F1")?;
+        chart.draw_series(LineSeries::new(f1, BLUE.stroke_width(2))).map_err(s)?;
+        chart.draw_series(LineSeries::new([(marked, 0.0), (marked, 1.0)], RED.stroke_width(1))).map_err(s)?;
+        Ok(())
+    })
+}
+
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+fn axes<'a, 'b>(area: &'a Area<'b>, title: &str, x: &str, y: &str) -> std::result::Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(s)?;
+    chart.configure_mesh().x_desc(x).y_desc(y).draw().map_err(s)?;
+    Ok(chart)
+}
+
+/// (threshold, precision, recall, F1) for each bin's lower edge as the threshold; thresholds
+/// where nothing is predicted changed are left out (precision undefined).
+pub fn threshold_points(changed: &[u64; 256], unchanged: &[u64; 256]) -> Vec<(f64, f64, f64, f64)> {
+    let total_changed: u64 = changed.iter().sum();
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut points = Vec::with_capacity(256);
+    for bin in (0..256).rev() {
+        tp += changed[bin];
+        fp += unchanged[bin];
+        if tp + fp == 0 || total_changed == 0 {
+            continue;
+        }
+        let (precision, recall) = (tp as f64 / (tp + fp) as f64, tp as f64 / total_changed as f64);
+        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        points.push((bin as f64 / 256.0, precision, recall, f1));
+    }
+    points.reverse();
+    points
+}

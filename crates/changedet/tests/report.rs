@@ -1,0 +1,68 @@
+//! `eval --report` in a real headless browser (Debian's chromium, installed by the set-up): the
+//! page opens from disk without console messages, shows the metrics and the gallery's rows, and
+//! sorting reorders what is on screen.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn chromium(args: &[&str]) -> std::process::Output {
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs it)")
+}
+
+/// The page's DOM after its scripts ran, and the console messages it logged.
+fn dom(url: &str) -> (String, Vec<String>) {
+    let out = chromium(&["--dump-dom", url]);
+    let console = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+fn screenshot(url: &str, path: &Path) -> image::RgbImage {
+    let out = chromium(&[&format!("--screenshot={}", path.display()), "--window-size=1100,1700", url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    image::open(path).unwrap().into_rgb8()
+}
+
+/// The gallery's `data-KEY` values, top to bottom.
+fn column(dom: &str, key: &str) -> Vec<String> {
+    let marker = format!("{key}=\"");
+    let gallery = &dom[dom.find("<tbody>").expect("a gallery")..];
+    gallery.split(&marker).skip(1).map(|rest| rest[..rest.find('"').unwrap()].to_owned()).collect()
+}
+
+#[test]
+fn the_report_opens_from_disk_shows_its_tables_and_sorts_the_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let dataset = format!("generic:{}", shared_data("egy-bcd-256").display());
+    let out = ok(&["eval", "--dataset", &dataset, "--split", "all", "--report", s(&report), "--device", "cpu"]);
+    assert!(out.contains("open it in a browser"), "{out}");
+    let page = format!("file://{}", report.join("index.html").display());
+
+    let (by_f1, console) = dom(&format!("{page}#sort=f1"));
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(by_f1.contains("id=\"metrics\"") && by_f1.contains("<td>f1</td>") && by_f1.contains("id=\"confusion\""));
+    let f1: Vec<f64> = column(&by_f1, "data-f1").iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(f1.len(), 9, "one row per pair");
+    assert!(f1.windows(2).all(|w| w[0] <= w[1]), "worst F1 first: {f1:?}");
+    let (by_area, _) = dom(&format!("{page}#sort=area"));
+    let area: Vec<f64> = column(&by_area, "data-area").iter().map(|v| v.parse().unwrap()).collect();
+    assert!(area.windows(2).all(|w| w[0] >= w[1]), "most change first: {area:?}");
+    assert_ne!(column(&by_f1, "data-name"), column(&by_area, "data-name"), "the two orders differ on this split");
+
+    // On screen: the gallery's first rows show their thumbnails (photographs: many saturated
+    // pixels below the charts), and a different order shows different pixels there.
+    let (a, b) = (screenshot(&format!("{page}#sort=f1"), &tmp.path().join("f1.png")), screenshot(&format!("{page}#sort=area"), &tmp.path().join("area.png")));
+    let lower = |img: &image::RgbImage| img.enumerate_pixels().filter(|(_, y, _)| *y > 900).map(|(_, _, p)| *p).collect::<Vec<_>>();
+    let colourful = lower(&a).iter().filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 40).count();
+    assert!(colourful > 20_000, "thumbnails on screen: {colourful} colourful pixels");
+    let differing = lower(&a).iter().zip(lower(&b)).filter(|(p, q)| **p != *q).count();
+    assert!(differing > 20_000, "sorting changed {differing} pixels of the gallery");
+}

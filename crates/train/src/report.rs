@@ -1,0 +1,219 @@
+//! `eval --report DIR`: one self-contained static page (`index.html`, thumbnails and charts
+//! beside it; no server, no network) that shows an evaluation: the metrics and confusion
+//! matrix, precision–recall and F1 against the threshold, a sortable gallery of every pair
+//! (before, after, ground truth, prediction, errors) with lazily loaded thumbnails, and the
+//! training curves and recipe when the checkpoint comes from a `train` run folder.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use changedet_data::{DataError, Dataset};
+use changedet_metrics::BinaryConfusion;
+use changedet_models::LoadedModel;
+use changedet_raster::{Raster, atomic};
+
+use crate::protocol::Protocol;
+use crate::{PairPrediction, Result, TrainError, plot, predict_dataset};
+
+/// Longer side of the gallery's thumbnails.
+const THUMBNAIL: u32 = 128;
+
+/// What to evaluate and where the page goes.
+pub struct ReportJob<'a> {
+    pub model: &'a LoadedModel,
+    pub dataset: &'a Dataset,
+    pub batch_size: usize,
+    pub device: Device,
+    pub protocol: Protocol,
+    pub dir: &'a Path,
+    /// Shown in the page's heading: the checkpoint and the dataset as given.
+    pub checkpoint: &'a Path,
+    pub dataset_label: String,
+}
+
+/// One pair's line of the gallery.
+struct PairRow {
+    name: String,
+    confusion: BinaryConfusion,
+    /// Share of the labelled pixels that changed.
+    changed_area: f64,
+}
+
+/// Evaluates `job.dataset` and writes the report; returns the split's confusion and the page.
+pub fn write_report(job: &ReportJob) -> Result<(BinaryConfusion, PathBuf)> {
+    let thumbs = job.dir.join("thumbs");
+    std::fs::create_dir_all(&thumbs).map_err(|e| TrainError::Io(thumbs.clone(), e))?;
+    let mut histograms = ([0u64; 256], [0u64; 256]);
+    let mut rows = Vec::with_capacity(job.dataset.len());
+    let mut index = 0;
+    predict_dataset(job.model, job.dataset, job.batch_size, job.device, job.protocol, |pair: PairPrediction| -> Result<()> {
+        let label = pair.label.as_deref().ok_or_else(|| TrainError::Config(format!("pair {} has no label to report against", pair.name)))?;
+        accumulate_histograms(&pair.probability, label, &mut histograms);
+        let mut confusion = BinaryConfusion::default();
+        confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
+        write_thumbnails(&job.dataset.pairs[index], &pair, label, &thumbs, index)?;
+        let labelled = label.iter().filter(|&&v| v != changedet_data::IGNORE).count().max(1);
+        rows.push(PairRow { changed_area: label.iter().filter(|&&v| v == 1).count() as f64 / labelled as f64, name: pair.name, confusion });
+        index += 1;
+        Ok(())
+    })?;
+    let total = rows.iter().fold(BinaryConfusion::default(), |mut acc, r| {
+        acc.merge(&r.confusion);
+        acc
+    });
+    // Two-class softmax argmax is "probability of change > ½".
+    plot::plot_threshold_curves(&histograms.0, &histograms.1, 0.5, &job.dir.join("threshold.png"))?;
+    let training = training_section(job)?;
+    let page = job.dir.join("index.html");
+    let html = page_html(job, &total, &rows, &training);
+    atomic::write_bytes(&page, html.as_bytes()).map_err(|e| TrainError::Config(format!("{}: {e}", page.display())))?;
+    Ok((total, page))
+}
+
+/// Labelled pixels' change probabilities, binned in 256 steps, for changed and unchanged pixels.
+fn accumulate_histograms(probability: &[f32], label: &[u8], (changed, unchanged): &mut ([u64; 256], [u64; 256])) {
+    for (&p, &l) in probability.iter().zip(label) {
+        let bin = ((p * 256.0) as usize).min(255);
+        match l {
+            1 => changed[bin] += 1,
+            0 => unchanged[bin] += 1,
+            _ => {}
+        }
+    }
+}
+
+/// `thumbs/INDEX_{before,after,truth,prediction,errors}.png`. Errors: true positives white,
+/// false positives red, false negatives blue, unlabelled grey.
+fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, label: &[u8], dir: &Path, index: usize) -> Result<()> {
+    let (w, h) = (pair.width as u32, pair.height as u32);
+    let grey = |values: Vec<u8>| Raster::new(w, h, 1, values);
+    let errors: Vec<u8> = pair
+        .change
+        .iter()
+        .zip(label)
+        .flat_map(|(&p, &l)| match (p, l) {
+            (_, 2..) => [128, 128, 128],
+            (1, 1) => [255, 255, 255],
+            (1, _) => [230, 40, 40],
+            (_, 1) => [40, 90, 230],
+            _ => [0, 0, 0],
+        })
+        .collect();
+    let images = [
+        ("before", changedet_raster::read_rgb(&paths.before).map_err(DataError::from)?),
+        ("after", changedet_raster::read_rgb(&paths.after).map_err(DataError::from)?),
+        ("truth", grey(label.iter().map(|&l| if l == 1 { 255 } else if l == 0 { 0 } else { 128 }).collect())),
+        ("prediction", grey(pair.change.iter().map(|&c| c * 255).collect())),
+        ("errors", Raster::new(w, h, 3, errors)),
+    ];
+    for (kind, image) in images {
+        let small = image.thumbnail(THUMBNAIL);
+        let path = dir.join(format!("{index}_{kind}.png"));
+        let written = match small.channels {
+            1 => changedet_raster::write_gray_png(&path, small.width, small.height, &small.data),
+            _ => changedet_raster::write_rgb_png(&path, small.width, small.height, &small.data),
+        };
+        written.map_err(DataError::from)?;
+    }
+    Ok(())
+}
+
+/// The run's curves and recipe, when the checkpoint sits in a `train` output folder.
+fn training_section(job: &ReportJob) -> Result<String> {
+    let Some(run) = job.checkpoint.parent() else { return Ok(String::new()) };
+    let curves = run.join(crate::trainer::PLOT);
+    if !curves.is_file() {
+        return Ok(String::new());
+    }
+    std::fs::copy(&curves, job.dir.join("training.png")).map_err(|e| TrainError::Io(curves.clone(), e))?;
+    let recipe = changedet_models::Checkpoint::read(job.checkpoint)?
+        .training
+        .and_then(|t| t.get("recipe").cloned())
+        .map(|r| serde_json::to_string_pretty(&r).unwrap_or_default())
+        .unwrap_or_default();
+    Ok(format!("<h2>Training</h2>\n<img src=\"training.png\" alt=\"training curves\">\n<pre>{}</pre>\n", escape(&recipe)))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A score for display ("–" where undefined, e.g. F1 of a pair without change or prediction).
+fn shown(value: f64) -> String {
+    if value.is_finite() { format!("{value:.4}") } else { "–".to_owned() }
+}
+
+fn page_html(job: &ReportJob, total: &BinaryConfusion, rows: &[PairRow], training: &str) -> String {
+    let metrics = total.metrics();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>changedet report</title>\n<style>{STYLE}</style></head><body>\n\
+         <h1>{} on {}</h1>\n<p>checkpoint {} · {} pairs · protocol {} · binary change (scores of the changed class; mIoU over both classes)</p>\n",
+        escape(job.model.spec.name()),
+        escape(&job.dataset_label),
+        escape(&job.checkpoint.display().to_string()),
+        rows.len(),
+        job.protocol,
+    );
+    html.push_str("<table id=\"metrics\"><tr><th>metric</th><th>value</th></tr>\n");
+    for (name, value) in metrics.rows() {
+        let _ = writeln!(html, "<tr><td>{name}</td><td>{}</td></tr>", shown(value));
+    }
+    let c = total;
+    let _ = write!(
+        html,
+        "</table>\n<table id=\"confusion\"><tr><th>ground truth \\ prediction</th><th>unchanged</th><th>changed</th></tr>\n\
+         <tr><th>unchanged</th><td>{}</td><td>{}</td></tr><tr><th>changed</th><td>{}</td><td>{}</td></tr></table>\n\
+         <h2>Threshold</h2><img src=\"threshold.png\" alt=\"precision-recall and F1 against the threshold\">\n{training}\
+         <h2>Pairs</h2><p>Sort: <button data-key=\"f1\">worst F1 first</button> <button data-key=\"iou\">worst IoU first</button> \
+         <button data-key=\"area\">most change first</button> <button data-key=\"name\">by name</button> \
+         · errors: <span class=\"tp\">■</span> true positive <span class=\"fp\">■</span> false positive <span class=\"fn\">■</span> false negative</p>\n\
+         <table id=\"gallery\"><thead><tr><th>pair</th><th>F1</th><th>IoU</th><th>changed</th><th>before</th><th>after</th><th>truth</th><th>prediction</th><th>errors</th></tr></thead><tbody>\n",
+        c.tn, c.fp, c.fn_, c.tp
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let m = row.confusion.metrics();
+        // Undefined scores (no change and none predicted) sort as perfect.
+        let key = |v: f64| if v.is_finite() { v } else { 1.0 };
+        let _ = write!(
+            html,
+            "<tr data-name=\"{}\" data-f1=\"{}\" data-iou=\"{}\" data-area=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td>",
+            escape(&row.name),
+            key(m.f1),
+            key(m.iou),
+            row.changed_area,
+            escape(&row.name),
+            shown(m.f1),
+            shown(m.iou),
+            100.0 * row.changed_area
+        );
+        for kind in ["before", "after", "truth", "prediction", "errors"] {
+            let _ = write!(html, "<td><img loading=\"lazy\" src=\"thumbs/{i}_{kind}.png\" alt=\"{kind}\"></td>");
+        }
+        html.push_str("</tr>\n");
+    }
+    let _ = write!(html, "</tbody></table>\n<script>{SCRIPT}</script>\n</body></html>\n");
+    html
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.6em 0}\
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}#gallery td{vertical-align:middle}\
+#gallery img{display:block;max-width:128px}.tp{color:#bbb}.fp{color:#e62828}.fn{color:#285ae6}button{margin:0 2px}";
+
+/// Sorting the gallery (also from the address: `index.html#sort=f1`); ascending scores put the
+/// worst pairs first, the changed area sorts largest first.
+const SCRIPT: &str = r#"
+function sortBy(key) {
+  const body = document.querySelector('#gallery tbody');
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => key === 'name' ? a.dataset.name.localeCompare(b.dataset.name)
+    : key === 'area' ? b.dataset.area - a.dataset.area : a.dataset[key] - b.dataset[key]);
+  rows.forEach(r => body.appendChild(r));
+}
+document.querySelectorAll('button[data-key]').forEach(b => b.addEventListener('click', () => sortBy(b.dataset.key)));
+const wanted = new URLSearchParams(location.hash.slice(1)).get('sort');
+if (wanted) sortBy(wanted);
+"#;
