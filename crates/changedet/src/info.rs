@@ -66,5 +66,23 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
         Some(Err(e)) => println!("training     (unreadable: {e})"),
         None => println!("training     (none recorded)"),
     }
+    print_recorded_scores(path);
     Ok(())
+}
+
+/// Scores the retraining scripts record beside a shipped checkpoint (`NAME.json`: an `eval
+/// --json` report, or one per domain by name).
+fn print_recorded_scores(checkpoint: &std::path::Path) {
+    let sidecar = checkpoint.with_extension("json");
+    let Some(report) = std::fs::read_to_string(&sidecar).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) else { return };
+    let reports: Vec<(String, &serde_json::Value)> = match report.get("metrics") {
+        Some(_) => vec![(report["split"].as_str().unwrap_or("evaluation").to_owned(), &report)],
+        None => report.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v)).collect()).unwrap_or_default(),
+    };
+    println!("scores       recorded in {} (whole images, TP/FP/FN summed per line):", sidecar.display());
+    for (name, r) in reports {
+        let m = &r["metrics"];
+        let value = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
+        println!("  {name:<32} pairs {:>3}  P {:.3}  R {:.3}  F1 {:.3}  IoU {:.3}", r["pairs"], value("precision"), value("recall"), value("f1"), value("iou"));
+    }
 }

@@ -64,7 +64,9 @@ enum GtEncoding {
 
 pub fn run(args: Args) -> Result<()> {
     let wants = |c: Convention| args.convention == c || args.convention == Convention::All;
-    let semantic = [Convention::Second, Convention::Fromto, Convention::Clearscd].into_iter().any(wants);
+    // `all` on binary maps (no A/ folder of class maps) means every binary convention.
+    let semantic_asked = [Convention::Second, Convention::Fromto, Convention::Clearscd].contains(&args.convention);
+    let semantic = semantic_asked || (args.convention == Convention::All && args.pred.join("A").is_dir());
     let classes = args.classes.unwrap_or(match args.gt_encoding {
         GtEncoding::Hiucd => 9,
         GtEncoding::Second => 6,

@@ -28,16 +28,28 @@ impl Normalization {
     /// patches are normalised with their whole image's statistics, as the reference z-scores
     /// each image before cutting patches.
     pub fn for_image(&self, rgb: &[u8]) -> Normalization {
+        self.for_values(rgb.iter().map(|&v| v as f32))
+    }
+
+    /// [`Normalization::for_image`] for values on the 0–255 scale (a scene's bands after their
+    /// scaling, all bands together).
+    pub fn for_values(&self, values: impl Iterator<Item = f32> + Clone) -> Normalization {
         match self {
             Normalization::Fixed { .. } => *self,
             Normalization::PerImage(_) => {
-                let n = rgb.len().max(1) as f64;
-                let mean = rgb.iter().map(|&v| v as f64).sum::<f64>() / n;
-                let variance = rgb.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                let std = if variance.sqrt() > 1e-6 { variance.sqrt() } else { 1.0 };
+                let n = values.clone().count().max(1) as f64;
+                let mean = values.clone().map(|v| v as f64).sum::<f64>() / n;
+                let spread = (values.map(|v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+                // A constant image has no spread: centre it and leave its scale alone.
+                let std = if spread > 1e-6 { spread } else { 1.0 };
                 Normalization::Fixed { mean: [mean / 255.0; 3], std: [std / 255.0; 3] }
             }
         }
+    }
+
+    /// Whether the statistics come from each image (see [`Normalization::for_image`]).
+    pub fn is_per_image(&self) -> bool {
+        matches!(self, Normalization::PerImage(_))
     }
 
     /// Writes an interleaved RGB image into planar channels (CHW) of `out`.
@@ -58,28 +70,11 @@ impl Normalization {
     pub fn normalise_planar(&self, values: &mut [f32], valid: Option<&[bool]>) {
         let plane = values.len() / 3;
         let is_valid = |i: usize| valid.is_none_or(|v| v[i % plane]);
-        match *self {
-            Normalization::Fixed { mean, std } => {
-                for (c, channel) in values.chunks_mut(plane).enumerate() {
-                    for v in channel.iter_mut() {
-                        *v = fixed(*v, mean[c], std[c]);
-                    }
-                }
-            }
-            Normalization::PerImage(_) => {
-                let (mut n, mut sum, mut squares) = (0usize, 0f64, 0f64);
-                for (_, &v) in values.iter().enumerate().filter(|&(i, _)| is_valid(i)) {
-                    n += 1;
-                    sum += v as f64;
-                    squares += v as f64 * v as f64;
-                }
-                let mean = sum / n.max(1) as f64;
-                // A constant image has no spread: centre it and leave its scale alone.
-                let std = (squares / n.max(1) as f64 - mean * mean).max(0.0).sqrt();
-                let std = if std > 1e-6 { std } else { 1.0 };
-                for v in values.iter_mut() {
-                    *v = ((*v as f64 - mean) / std) as f32;
-                }
+        let counted = values.iter().enumerate().filter(|&(i, _)| is_valid(i)).map(|(_, &v)| v);
+        let Normalization::Fixed { mean, std } = self.for_values(counted) else { unreachable!("for_values resolves to fixed statistics") };
+        for (c, channel) in values.chunks_mut(plane).enumerate() {
+            for v in channel.iter_mut() {
+                *v = fixed(*v, mean[c], std[c]);
             }
         }
         if let Some(valid) = valid {

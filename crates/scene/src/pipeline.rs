@@ -48,12 +48,15 @@ struct DateInput {
     scene: Scene,
     offset: (usize, usize),
     scales: Vec<Option<geo::BandScale>>,
+    /// The model's normalisation with this date's statistics (per-image normalisation takes the
+    /// whole scene's, so that every tile is normalised alike, as the whole image would be).
+    norm: Normalization,
 }
 
 impl DateInput {
     /// Reads `tile` (common-grid coordinates) into `out` `[3, side, side]` (model inputs; zero,
     /// the mean, where invalid or beyond the scene) and ANDs its validity into `valid` `[side, side]`.
-    fn read(&self, tile: &Window, side: usize, norm: &Normalization, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
+    fn read(&self, tile: &Window, side: usize, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
         let window = Window::new(tile.x + self.offset.0, tile.y + self.offset.1, tile.width, tile.height);
         let plane = window.area();
         let mut raw = vec![0f32; plane * MODEL_BANDS];
@@ -69,7 +72,7 @@ impl DateInput {
                 raw.iter_mut().for_each(|v| *v = scale.apply(*v));
             }
         }
-        norm.normalise_planar(&mut raw, Some(&ok));
+        self.norm.normalise_planar(&mut raw, Some(&ok));
         for (c, raw) in raw.chunks(plane).enumerate() {
             for y in 0..tile.height {
                 out[(c * side + y) * side..][..tile.width].copy_from_slice(&raw[y * tile.width..(y + 1) * tile.width]);
@@ -92,7 +95,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         bail!("{} needs tiles whose side is a multiple of {multiple}; --tile is {}", model.spec.name(), job.tile);
     }
     // The warped files of --align stay until the end: the after date is read through them.
-    let (dates, common, _warped) = open_dates(job)?;
+    let (dates, common, _warped) = open_dates(job, model.spec.normalization())?;
     let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
     let blocks = plan.blocks();
     let shard_blocks: Vec<(usize, Window)> = plan.shard(job.shard.index, job.shard.count).map(|i| (i, blocks[i])).collect();
@@ -119,7 +122,24 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
 
 /// Both dates opened on their common grid; with `--align`, the after date warped onto the
 /// before grid when they differ (the warped files are returned to be kept while reading).
-fn open_dates(job: &SceneJob) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
+/// Side of the overview the scene-wide statistics of per-image normalisation are taken on (the
+/// full resolution for smaller scenes).
+const STATISTICS_SIDE: usize = 2048;
+
+impl DateInput {
+    fn new(scene: Scene, offset: (usize, usize), scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
+        let scales = scaling.resolve(&scene)?;
+        let mut values = Vec::new();
+        if norm.is_per_image() {
+            for (band, scale) in scales.iter().enumerate() {
+                values.extend(scene.sample(band, STATISTICS_SIDE)?.into_iter().map(|v| scale.map_or(v, |s| s.apply(v))));
+            }
+        }
+        Ok(DateInput { norm: norm.for_values(values.into_iter()), scene, offset, scales })
+    }
+}
+
+fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
     let before = Scene::open(&job.before, job.bands.as_deref())?;
     let mut after = Scene::open(&job.after, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
     check_bands(&before)?;
@@ -133,8 +153,8 @@ fn open_dates(job: &SceneJob) -> Result<([DateInput; 2], geo::Overlap, Vec<tempf
     }
     let common = common?;
     let dates = [
-        DateInput { scales: job.scaling.resolve(&before)?, scene: before, offset: (common.before.x, common.before.y) },
-        DateInput { scales: job.scaling.resolve(&after)?, scene: after, offset: (common.after.x, common.after.y) },
+        DateInput::new(before, (common.before.x, common.before.y), &job.scaling, norm)?,
+        DateInput::new(after, (common.after.x, common.after.y), &job.scaling, norm)?,
     ];
     Ok((dates, common, warped))
 }
@@ -161,11 +181,10 @@ impl Run<'_> {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let norm = self.model.spec.normalization();
         let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
         let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
         let counts = std::thread::scope(|s| -> Result<(u64, u64)> {
-            let reader = s.spawn(|| read_tiles(dates, self.plan, self.blocks, self.job.batch_size, &norm, tile_tx));
+            let reader = s.spawn(|| read_tiles(dates, self.plan, self.blocks, self.job.batch_size, tile_tx));
             let writer = s.spawn(|| write_blocks(staged, block_rx));
             let inferred = self.infer(tile_rx, block_tx, &progress);
             let read = reader.join().expect("reader thread");
@@ -231,7 +250,6 @@ fn read_tiles(
     plan: &TilePlan,
     blocks: &[(usize, Window)],
     batch_size: usize,
-    norm: &Normalization,
     out: SyncSender<TileBatch>,
 ) -> Result<()> {
     let side = plan.tile;
@@ -253,7 +271,7 @@ fn read_tiles(
                 let valid = &mut batch.valid[i * plane..(i + 1) * plane];
                 let images = [&mut batch.before, &mut batch.after];
                 for (date, image) in dates.iter().zip(images) {
-                    date.read(tile, side, norm, &mut image[i * MODEL_BANDS * plane..(i + 1) * MODEL_BANDS * plane], valid)?;
+                    date.read(tile, side, &mut image[i * MODEL_BANDS * plane..(i + 1) * MODEL_BANDS * plane], valid)?;
                 }
                 // Masked pixels get the neutral input on both dates.
                 for (p, _) in valid.iter().enumerate().filter(|(_, ok)| !**ok) {

@@ -42,10 +42,24 @@ fn sliding_windows_average_their_logits_where_they_overlap() {
     assert!(change.equal(&expected.argmax(1, false).to_kind(Kind::Uint8)));
 }
 
+/// The random model with its change bias moved so that about half of these inputs' pixels are
+/// marked changed (PyTorch's initialisation alone leaves every pixel of them unchanged, which
+/// would make the OR-merge below trivially right).
+fn marking_half(b: &Tensor, a: &Tensor) -> LoadedModel {
+    let m = model();
+    let l = logits(m.model.as_ref(), b, a);
+    let margin = (l.select(1, 1) - l.select(1, 0)).median().double_value(&[]);
+    let bias = m.vs.variables()["conv11d.bias"].shallow_clone();
+    tch::no_grad(|| {
+        let _ = bias.get(1).g_sub_scalar_(margin);
+    });
+    m
+}
+
 #[test]
 fn tiles_are_reflect_padded_and_or_merged() {
-    let m = model();
     let (b, a) = pair(64, 64);
+    let m = marking_half(&b.reflection_pad2d([8, 8, 8, 8]), &a.reflection_pad2d([8, 8, 8, 8]));
     let protocol = Protocol::Tiles { crop: 48, stride: 32, pad: 8 };
     let (_, change) = protocol.change(m.model.as_ref(), &b, &a, &[]);
     // Padded to 80: tiles at 0 and 32 on each axis, each argmaxed, any "changed" wins.
