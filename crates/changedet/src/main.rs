@@ -36,8 +36,8 @@ struct Cli {
     command: Command,
     /// CPU threads for computing: libtorch's kernels and the parallel image decoding and scoring
     /// (default: all cores). Fewer leave cores to other work (results agree up to float rounding).
-    #[arg(long, global = true, value_parser = values::at_least_one)]
-    threads: Option<usize>,
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -77,10 +77,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
-        tch::set_num_threads(threads as i32);
-        tch::set_num_interop_threads(threads as i32);
+        tch::set_num_threads(threads.into());
+        tch::set_num_interop_threads(threads.into());
         // Only fails if a pool already exists, which nothing has made yet.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads.into()).build_global();
     }
     let command = cli.command;
     // libtorch reports errors (out of memory, shapes it rejects) as panics of tch's calls: they

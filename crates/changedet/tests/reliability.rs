@@ -34,6 +34,13 @@ fn values_that_would_crash_are_refused_at_parsing() {
         let err = fails(&args);
         assert!(err.contains(option) && err.contains("at least 1"), "{err}");
     }
+    // Thread counts beyond any machine would make the thread pools fail to start.
+    for threads in ["0", "100000"] {
+        let err = fails(&["--threads", threads, "info", "--models"]);
+        assert!(err.contains("--threads") && err.contains("1..=1024"), "{err}");
+    }
+    let err = fails(&["train", "--dataset", &levir, "--out", "/tmp/unused", "--patches", "96:0"]);
+    assert!(err.contains("--patches") && err.contains("SIDE:STRIDE"), "{err}");
 }
 
 #[test]

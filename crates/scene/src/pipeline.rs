@@ -54,6 +54,17 @@ struct DateInput {
 }
 
 impl DateInput {
+    fn new(scene: Scene, offset: (usize, usize), scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
+        let scales = scaling.resolve(&scene)?;
+        let mut values = Vec::new();
+        if norm.is_per_image() {
+            for (band, scale) in scales.iter().enumerate() {
+                values.extend(scene.sample(band, STATISTICS_SIDE)?.into_iter().map(|v| scale.map_or(v, |s| s.apply(v))));
+            }
+        }
+        Ok(DateInput { norm: norm.for_values(values.into_iter()), scene, offset, scales })
+    }
+
     /// Reads `tile` (common-grid coordinates) into `out` `[3, side, side]` (model inputs; zero,
     /// the mean, where invalid or beyond the scene) and ANDs its validity into `valid` `[side, side]`.
     fn read(&self, tile: &Window, side: usize, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
@@ -126,18 +137,6 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
 /// full resolution for smaller scenes).
 const STATISTICS_SIDE: usize = 2048;
 
-impl DateInput {
-    fn new(scene: Scene, offset: (usize, usize), scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
-        let scales = scaling.resolve(&scene)?;
-        let mut values = Vec::new();
-        if norm.is_per_image() {
-            for (band, scale) in scales.iter().enumerate() {
-                values.extend(scene.sample(band, STATISTICS_SIDE)?.into_iter().map(|v| scale.map_or(v, |s| s.apply(v))));
-            }
-        }
-        Ok(DateInput { norm: norm.for_values(values.into_iter()), scene, offset, scales })
-    }
-}
 
 fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
     let before = Scene::open(&job.before, job.bands.as_deref())?;
