@@ -20,6 +20,7 @@ use crate::decoders::fpn_neck::FpnNeck;
 use crate::import::dims;
 use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
 use crate::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
+use crate::registry::elements;
 use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
 
 /// The prompt every image gets for its background.
@@ -383,6 +384,33 @@ impl ModelConfig for Config {
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
         self.check().map_err(|message| ModelError::Config { model: "changeclip".into(), message })?;
         Ok(Box::new(ChangeClip::new(vs, self)?))
+    }
+
+    /// Transformer layers hold about 12·width² weights each; a ResNet stage of planes p holds
+    /// 17·p² per bottleneck; the attention pool 3·(32w)²; embeddings vocabulary × width; the
+    /// FPN, DFC and text-guided decoder about 170·width² (11.2 M at RN50’s 256).
+    fn size_estimate(&self) -> u64 {
+        let (t, c) = (&self.text, &self.context_decoder);
+        let mut parts = vec![
+            elements(&[12, t.layers, t.width, t.width]),
+            elements(&[t.vocab_size.saturating_add(t.context_length).saturating_add(t.embed_dim), t.width]),
+            elements(&[12, c.layers, c.width, c.width]),
+            elements(&[2, c.visual_dim, c.width]),
+            elements(&[170, self.width, self.width]),
+        ];
+        match &self.vision {
+            VisionConfig::ResNet(r) => {
+                let planes = |stage: usize| r.width.saturating_mul(1 << stage);
+                parts.extend((0..4).map(|i| elements(&[33, r.layers[i], planes(i), planes(i)])));
+                let pooled = r.width.saturating_mul(32);
+                parts.extend([elements(&[3, pooled, pooled]), elements(&[pooled, r.output_dim.saturating_add(r.positional_grid.saturating_mul(r.positional_grid))])]);
+            }
+            VisionConfig::Vit(v) => parts.extend([
+                elements(&[12, v.layers, v.width, v.width]),
+                elements(&[v.width, v.output_dim.saturating_add(v.positional_grid.saturating_mul(v.positional_grid)).saturating_add(3 * v.patch_size.saturating_mul(v.patch_size))]),
+            ]),
+        }
+        parts.into_iter().fold(0, u64::saturating_add)
     }
 
     fn normalization(&self) -> Normalization {

@@ -21,6 +21,7 @@ use crate::encoders::Encoder;
 use crate::encoders::efficientnet::{self, EfficientNet};
 use crate::input::BatchTensors;
 use crate::recipe::{LossKind, OptimizerKind, Schedule};
+use crate::registry::elements;
 use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,6 +253,25 @@ impl ModelConfig for Config {
             return Err(ModelError::Config { model: "clearscd".into(), message: message.into() });
         }
         Ok(Box::new(ClearScd::new(vs, self)))
+    }
+
+    /// EfficientNet-B0 (4 M), the FPN over its 24+40+112+320 channels, the heads, and the
+    /// memory queues (K classes × 2 dates × width × queue length).
+    fn size_estimate(&self) -> u64 {
+        let (p, s) = (self.decoder.pyramid_channels, self.decoder.segmentation_channels);
+        let k = self.num_classes;
+        [
+            elements(&[4_100_000]),
+            elements(&[496, p]),
+            elements(&[36, p, s]),
+            elements(&[27, s, s]),
+            elements(&[9, s, k]),
+            elements(&[9, self.cvaps_blocks, k, k]),
+            elements(&[2, s, self.projection_hidden]),
+            elements(&[2, k, s, self.queue_len]),
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
     }
 
     fn normalization(&self) -> Normalization {

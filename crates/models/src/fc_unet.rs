@@ -13,6 +13,7 @@ use tch::nn::{self, Module};
 use changedet_data::{Normalization, PatchGrid, Preset};
 
 use crate::recipe::{LossKind, OptimizerKind, Recipe, Schedule};
+use crate::registry::elements;
 use crate::torch_init;
 use crate::{ChangeModel, ModelCard, ModelConfig, ModelError, Result};
 
@@ -74,6 +75,13 @@ impl<F: Fusion> ModelConfig for FcConfig<F> {
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
         self.config.check(F::NAME)?;
         Ok(F::build(vs, &self.config))
+    }
+
+    /// Stage widths w, 2w, 4w, 8w: 3×3 convolutions of up to 16·(8w)² weights dominate
+    /// (about 5,270·w² in all, plus the first and last layers).
+    fn size_estimate(&self) -> u64 {
+        let c = &self.config;
+        elements(&[5_300, c.width, c.width]).saturating_add(elements(&[18, c.width, c.in_channels.saturating_add(c.num_classes)]))
     }
 
     fn normalization(&self) -> Normalization {

@@ -10,11 +10,14 @@
 //! `state_dict` entry.
 //!
 //! A checkpoint is a file from the internet, so reading one is bounded: archive entries may
-//! decompress to at most [`DECOMPRESSION_FACTOR`] × the file's size in all; values shared through
-//! the pickle's memo or DUP may expand the object graph by at most [`EXPANSION_FACTOR`] × the
-//! pickle's length; containers nest at most [`MAX_DEPTH`] deep; and a tensor may hold no more
-//! elements than its storage. Memory therefore stays within a small multiple of the file size,
-//! and every malformed input is an error naming the file, never a panic.
+//! decompress to at most [`DECOMPRESSION_FACTOR`] × the file's size in all; values taken from the
+//! pickle's memo or DUP are copies that may add at most [`EXPANSION_FACTOR`] nodes per pickle
+//! byte (strings weighing by their length); containers nest at most [`MAX_DEPTH`] deep; and a
+//! tensor may hold no more elements than its storage. Memory therefore stays within a small
+//! multiple of the file size, and every malformed input is an error naming the file, never a
+//! panic. Memo values are copied under that budget rather than shared by reference: sharing would
+//! make the value tree a graph that every walk over it (debug output, key collection, drop) must
+//! treat as one, or a few hundred bytes of doubling unfold into 2^256 paths.
 //!
 //! TorchScript archives (`torch.jit.save`, e.g. OpenAI's `RN50.pt`) keep their tensors the same
 //! way; their `data.pkl` is a tree of module objects (`__torch__.*` classes). Those become inert
@@ -32,8 +35,12 @@ use crate::{ModelError, Result};
 /// Archive entries may decompress to this many times the file's size, all together (stored
 /// entries, which `torch.save` writes, take exactly their size).
 pub const DECOMPRESSION_FACTOR: u64 = 4;
-/// Values the memo and DUP copy may add up to this many nodes per pickle byte.
+/// Values the memo and DUP copy may add up to this many nodes per pickle byte (a string or
+/// byte string counts one node per [`BYTES_PER_NODE`] bytes, so that copying long ones is
+/// paid for by their length).
 pub const EXPANSION_FACTOR: usize = 8;
+/// Bytes of a copied string that cost as much as one copied node (about a node's size).
+pub const BYTES_PER_NODE: usize = 32;
 /// Deepest container nesting accepted (module trees of real checkpoints stay under 40).
 pub const MAX_DEPTH: u32 = 256;
 
@@ -535,12 +542,17 @@ fn unzip_depths(entries: Vec<(Value, u32)>) -> (Vec<Value>, u32) {
     (entries.into_iter().map(|(v, _)| v).collect(), inner)
 }
 
-/// The nodes of `value`, counted without recursion; `None` once more than `limit`.
+/// The nodes of `value` (long strings weighing by their length), counted without recursion;
+/// `None` once more than `limit`.
 fn count_nodes(value: &Value, limit: usize) -> Option<usize> {
     let mut pending = vec![value];
     let mut count = 0usize;
     while let Some(v) = pending.pop() {
-        count += 1;
+        count += 1 + match v {
+            Value::Str(s) => s.len() / BYTES_PER_NODE,
+            Value::Bytes(b) => b.len() / BYTES_PER_NODE,
+            _ => 0,
+        };
         if count > limit {
             return None;
         }
@@ -710,7 +722,14 @@ mod tests {
         let mut doubling = b"\x80\x02]".to_vec();
         doubling.extend(b"2\x86".repeat(64));
         doubling.push(b'.');
-        for (pickle, expected) in [(deep, "nest deeper than 256"), (doubling, "expand the pickle past its bound")] {
+        // A 16 KiB string fetched from the memo 30 000 times: 490 MB of copies from 76 KB.
+        let mut long_string = b"\x80\x02X\x00\x40\x00\x00".to_vec();
+        long_string.extend(std::iter::repeat_n(b'a', 1 << 14));
+        long_string.extend(b"q\x00");
+        long_string.extend(b"h\x00".repeat(30_000));
+        long_string.push(b'.');
+        let cases = [(deep, "nest deeper than 256"), (doubling, "expand the pickle past its bound"), (long_string, "expand the pickle past its bound")];
+        for (pickle, expected) in cases {
             let err = PthFile::open(archive(&pickle, &[]).path()).err().expect("refused").to_string();
             assert!(err.contains(expected), "{err}");
         }

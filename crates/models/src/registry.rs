@@ -16,11 +16,21 @@ use crate::{ChangeModel, ModelError, Recipe, Result, changeclip, clearscd, fc_ef
 /// The model `train` builds and `bench` times when none is named.
 pub const DEFAULT_MODEL: &str = "fc-siam-diff";
 
+/// Most tensor elements (parameters and buffers) a configuration may ask for: 4 GiB in f32,
+/// twice CLIP ViT-L/14 with its text tower. A checkpoint's configuration comes from a file, and
+/// every field may be in range while their product asks for more memory than any machine has.
+pub const MAX_MODEL_ELEMENTS: u64 = 1 << 30;
+
 /// What a model says about itself besides its network; implemented by every model's `Config`,
 /// so that training, evaluation, import and benchmarks ask the model instead of knowing it.
 pub trait ModelConfig {
     /// Builds the network in `vs`; refuses, with the reason, what it cannot build.
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>>;
+
+    /// Tensor elements (parameters and buffers) the network will hold, estimated from the
+    /// configuration alone and never below half the truth, so that a configuration asking for
+    /// too much is refused before anything is allocated.
+    fn size_estimate(&self) -> u64;
 
     /// The input normalisation the model is trained with.
     fn normalization(&self) -> Normalization;
@@ -163,7 +173,13 @@ impl ModelSpec {
         self.config().reference_recipe(dataset)
     }
 
+    /// Builds the network, refusing first a configuration larger than [`MAX_MODEL_ELEMENTS`].
     pub fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        let estimate = self.config().size_estimate();
+        if estimate > MAX_MODEL_ELEMENTS {
+            let message = format!("the configuration asks for about {estimate} parameters and buffers; at most {MAX_MODEL_ELEMENTS} are built");
+            return Err(ModelError::Config { model: self.name().to_owned(), message });
+        }
         self.config().build(vs)
     }
 
@@ -173,6 +189,12 @@ impl ModelSpec {
             Err(ModelError::Config { model: self.name().to_owned(), message: format!("{} starts from no pretrained weights", path.display()) })
         })
     }
+}
+
+/// `factors` multiplied without overflow, negative ones counting as 0 (range checks refuse
+/// them when the model is built): the arithmetic of [`ModelConfig::size_estimate`].
+pub fn elements(factors: &[i64]) -> u64 {
+    factors.iter().fold(1u64, |product, &f| product.saturating_mul(f.max(0) as u64))
 }
 
 /// Overlays `overrides` on `base`, object fields recursively.

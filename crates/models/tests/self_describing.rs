@@ -131,3 +131,33 @@ fn changeclip_builds_at_another_width() {
     let err = ModelSpec::new("changeclip-rn50", Some(json!({"width": 100}))).unwrap().build(&tch::nn::VarStore::new(Device::Cpu).root()).err().unwrap();
     assert!(err.to_string().contains("multiple of 64"), "{err}");
 }
+
+/// Every tensor element a built model holds, parameters and buffers.
+fn elements_built(spec: &ModelSpec) -> u64 {
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let _model = spec.build(&vs.root()).unwrap();
+    vs.variables().values().map(|t| t.numel() as u64).sum()
+}
+
+#[test]
+fn size_estimates_are_near_what_is_built_and_oversized_configurations_are_refused() {
+    for spec in MODEL_NAMES.iter().map(|name| ModelSpec::new(name, None).unwrap()) {
+        let (estimate, built) = (spec.config().size_estimate(), elements_built(&spec));
+        let ratio = estimate as f64 / built as f64;
+        eprintln!("{}: estimate {estimate}, built {built}, ratio {ratio:.2}", spec.name());
+        assert!((0.5..=2.0).contains(&ratio), "{}: estimate {estimate} vs {built} built", spec.name());
+    }
+    // Every field within its own range, the product far beyond memory: refused before building.
+    let oversized = [
+        ("fc-siam-diff", json!({"width": 512})),
+        ("clearscd", json!({"num_classes": 254, "queue_len": 65536})),
+        ("changeclip-vit", json!({"vision": {"width": 4096, "layers": 64}})),
+    ];
+    for (name, overrides) in oversized {
+        let spec = ModelSpec::new(name, Some(overrides)).unwrap();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let err = spec.build(&vs.root()).err().unwrap_or_else(|| panic!("{name}: built")).to_string();
+        assert!(err.contains("parameters and buffers"), "{name}: {err}");
+        assert!(vs.variables().is_empty(), "{name}: allocated before refusing");
+    }
+}
