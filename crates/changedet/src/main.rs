@@ -15,6 +15,7 @@ mod prepare;
 mod scene;
 mod train;
 mod values;
+mod view;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,7 @@ enum Command {
     Bench(bench::Args),
     ClipClasses(clip_classes::Args),
     ClipScore(clip_score::Args),
+    View(view::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +140,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Merge(args) => scene::merge(args),
         Command::Info(args) => info::run(args),
+        Command::View(args) => view::run(args),
         Command::Import(args) => import::run(args),
         Command::Prepare(args) => prepare::run(args),
         Command::Metrics(args) => metrics::run(args),

@@ -4,31 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::*;
-
-fn chromium(args: &[&str]) -> std::process::Output {
-    Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
-        .args(args)
-        .output()
-        .expect("chromium runs (scripts/setup.sh installs it)")
-}
-
-/// The page's DOM after its scripts ran, and the console messages it logged.
-fn dom(url: &str) -> (String, Vec<String>) {
-    let out = chromium(&["--dump-dom", url]);
-    let console = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
-}
-
-fn screenshot(url: &str, path: &Path) -> image::RgbImage {
-    let out = chromium(&[&format!("--screenshot={}", path.display()), "--window-size=1100,1700", url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    image::open(path).unwrap().into_rgb8()
-}
 
 /// The gallery's `data-KEY` values, top to bottom.
 fn column(dom: &str, key: &str) -> Vec<String> {
@@ -59,7 +35,7 @@ fn the_report_opens_from_disk_shows_its_tables_and_sorts_the_gallery() {
 
     // On screen: the gallery's first rows show their thumbnails (photographs: many saturated
     // pixels below the charts), and a different order shows different pixels there.
-    let (a, b) = (screenshot(&format!("{page}#sort=f1"), &tmp.path().join("f1.png")), screenshot(&format!("{page}#sort=area"), &tmp.path().join("area.png")));
+    let (a, b) = (screenshot(&format!("{page}#sort=f1"), &tmp.path().join("f1.png"), (1100, 1700)), screenshot(&format!("{page}#sort=area"), &tmp.path().join("area.png"), (1100, 1700)));
     let lower = |img: &image::RgbImage| img.enumerate_pixels().filter(|(_, y, _)| *y > 900).map(|(_, _, p)| *p).collect::<Vec<_>>();
     let colourful = lower(&a).iter().filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 40).count();
     assert!(colourful > 20_000, "thumbnails on screen: {colourful} colourful pixels");

@@ -21,7 +21,8 @@ pub fn prepare_outputs(maps: &MapSet, out: &Path, polygons: Option<&Path>, overw
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
     let paths = maps.maps().into_iter().map(|(name, _)| map_path(out, name));
-    let paths = paths.chain(polygons.map(Path::to_owned)).chain(std::iter::once(out.join(ShardManifest::FILE)));
+    let records = [ShardManifest::FILE, changedet_raster::geo::SceneRecord::FILE].map(|file| out.join(file));
+    let paths = paths.chain(polygons.map(Path::to_owned)).chain(records);
     changedet_raster::atomic::check_replaceable(paths, overwrite).map_err(anyhow::Error::msg)
 }
 

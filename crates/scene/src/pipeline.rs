@@ -225,9 +225,21 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
     for (map, (_, kind)) in staged.into_iter().zip(maps.maps()) {
         map.finish_cog(&kind)?;
     }
+    let record = geo::SceneRecord {
+        format: geo::SceneRecord::FORMAT.into(),
+        before: job.before.iter().map(|p| geo::absolute(p)).collect(),
+        after: job.after.iter().map(|p| geo::absolute(p)).collect(),
+        bands: job.bands.clone(),
+        align: job.align,
+        maps: maps.maps().iter().map(|(name, _)| format!("{name}.tif")).collect(),
+        polygons: None,
+        model: model.spec.name().into(),
+    };
     if let Some(vector) = &job.vector {
         summary.polygons = Some(crate::merge::polygons(&job.out, maps, vector)?);
     }
+    let record = geo::SceneRecord { polygons: job.vector.as_ref().map(|v| geo::absolute(&v.path)), ..record };
+    record.write(&job.out)?;
     Ok(())
 }
 

@@ -55,3 +55,26 @@ pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+fn chromium(args: &[&str]) -> Output {
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs it)")
+}
+
+/// A page's DOM after its scripts ran (Debian's headless chromium), and the console messages
+/// it logged.
+pub fn dom(url: &str) -> (String, Vec<String>) {
+    let out = chromium(&["--dump-dom", url]);
+    let console = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+/// A screenshot of a page once loaded, `size` = (width, height), saved at `path`.
+pub fn screenshot(url: &str, path: &Path, size: (u32, u32)) -> image::RgbImage {
+    let out = chromium(&[&format!("--screenshot={}", path.display()), &format!("--window-size={},{}", size.0, size.1), url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    image::open(path).unwrap().into_rgb8()
+}

@@ -7,6 +7,7 @@ mod grid;
 mod mosaic;
 mod output;
 mod polygons;
+mod record;
 mod scaling;
 mod scene;
 
@@ -15,6 +16,7 @@ pub use grid::{Grid, Overlap, overlap};
 pub use mosaic::repeat_as_mosaic;
 pub use output::{MapKind, StagedRaster};
 pub use polygons::{PolygonOptions, polygonize, vector_driver};
+pub use record::{SceneRecord, absolute};
 pub use scaling::{BandScale, Scaling};
 pub use scene::Scene;
 

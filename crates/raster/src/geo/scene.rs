@@ -100,25 +100,31 @@ impl Scene {
     /// Reads `window` of the selected bands into `values` (planar `[bands, h, w]`, raw values as
     /// f32) and clears `valid` where any band is masked (nodata, alpha, mask band) or NaN.
     pub fn read(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
-        super::checked(&self.files[0], "reading", || self.read_unchecked(window, values, valid))
+        self.read_resampled(window, (window.width, window.height), values, valid)
     }
 
-    fn read_unchecked(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
-        let plane = window.area();
+    /// As [`Scene::read`], resampled to `size` (nearest neighbour; GDAL reads from overviews
+    /// where the file has them, so that a coarse view of a large scene reads little).
+    pub fn read_resampled(&self, window: Window, size: (usize, usize), values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+        super::checked(&self.files[0], "reading", || self.read_unchecked(window, size, values, valid))
+    }
+
+    fn read_unchecked(&self, window: Window, size: (usize, usize), values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+        let plane = size.0 * size.1;
         assert_eq!(values.len(), plane * self.bands.len());
         assert_eq!(valid.len(), plane);
         let at = ((window.x as isize), (window.y as isize));
-        let size = (window.width, window.height);
+        let extent = (window.width, window.height);
         let mut mask = vec![0u8; plane];
         for (band, out) in self.bands.iter().zip(values.chunks_mut(plane)) {
             let path = self.path(band);
             let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
-            raster.read_into_slice::<f32>(at, size, size, out, None).at(path)?;
+            raster.read_into_slice::<f32>(at, extent, size, out, None).at(path)?;
             for (v, ok) in out.iter().zip(valid.iter_mut()) {
                 *ok &= !v.is_nan();
             }
             if !raster.mask_flags().at(path)?.is_all_valid() {
-                raster.open_mask_band().at(path)?.read_into_slice::<u8>(at, size, size, &mut mask, None).at(path)?;
+                raster.open_mask_band().at(path)?.read_into_slice::<u8>(at, extent, size, &mut mask, None).at(path)?;
                 for (m, ok) in mask.iter().zip(valid.iter_mut()) {
                     *ok &= *m != 0;
                 }
