@@ -62,6 +62,7 @@ Outputs in $out:
   report-DOMAIN/         a page per domain: metrics, threshold curves and every pair's errors;
                          open $out/report-levir-cd/index.html in a browser
   maps/DOMAIN/           change, probability and overlay PNGs for every pair
-  scene-paris/, scene-cbers4/   change.tif, probability.tif (COGs) and changes.gpkg: open them in QGIS
+  scene-paris/, scene-cbers4/   change.tif, probability.tif (COGs) and changes.gpkg: open them in QGIS,
+                         or on a map with a swipe between the dates: $changedet view $out/scene-paris
   finetune/              a short training run: checkpoints, metrics.jsonl, curves.png
 MSG

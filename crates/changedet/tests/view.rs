@@ -17,8 +17,8 @@ struct Viewer {
 }
 
 impl Viewer {
-    fn start(dir: &Path) -> Viewer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_changedet")).args(["view", s(dir), "--port", "0"]).stdout(Stdio::piped()).spawn().unwrap();
+    fn start(dir: &Path, dates: &[&str]) -> Viewer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_changedet")).args(["view", s(dir), "--port", "0"]).args(dates).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_owned();
@@ -63,7 +63,7 @@ fn the_viewer_swipes_between_the_dates_and_toggles_its_layers() {
     ok(&["predict", "--before", &date("imgs_1"), "--after", &date("imgs_2"), "--bands", "3,2,1", "--tile", "128", "--overlap", "16", "--out", s(&out), "--vector", s(&polygons), "--device", "cpu"]);
     assert!(out.join("scene.json").is_file(), "predict records the scene's dates for the viewer");
 
-    let viewer = Viewer::start(&out);
+    let viewer = Viewer::start(&out, &[]);
     let shot = |name: &str, state: &str| {
         let url = format!("{}#view=195,-204,0&{state}", viewer.url);
         let (_, console) = dom(&url);
@@ -92,4 +92,18 @@ fn the_viewer_swipes_between_the_dates_and_toggles_its_layers() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/viewer.png");
         screenshot(&format!("{}#view=195,-204,0&swipe=0.5&layers=change,polygons&opacity=0.6", viewer.url), &docs, SIZE);
     }
+}
+
+#[test]
+fn the_viewer_shows_a_pair_predicted_from_a_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data("egy-bcd-256");
+    let maps = tmp.path().join("maps");
+    ok(&["predict", "--dataset", &format!("generic:{}", s(&data)), "--split", "all", "--out", s(&maps), "--device", "cpu"]);
+    let pair = std::fs::read_dir(data.join("A")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).min().unwrap();
+    let viewer = Viewer::start(&maps, &["--before", s(&data.join("A").join(&pair)), "--after", s(&data.join("B").join(&pair))]);
+    let shot = |name: &str, state: &str| screenshot(&format!("{}#view=128,-128,0&{state}", viewer.url), &tmp.path().join(format!("{name}.png")), (400, 400));
+    let red = |image: &image::RgbImage| image.pixels().filter(|p| p.0 == [255, 32, 32]).count();
+    let (with, without) = (red(&shot("change", "swipe=0&layers=change&opacity=1")), red(&shot("plain", "swipe=0&layers=")));
+    assert!(with > 100 && without == 0, "the pair's change map: {with} red pixels, {without} without it");
 }

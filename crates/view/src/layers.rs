@@ -46,26 +46,29 @@ impl SceneFiles {
         })
     }
 
-    /// The maps found in `dir` (any of `predict`'s map names) over the dates given.
+    /// The maps in `dir` over the dates given: a scene's (`change.tif`, ...) or, for a pair of
+    /// `predict --dataset`, those named after the before image (`NAME_change.png`, ...).
     pub fn with_dates(dir: &Path, before: Vec<PathBuf>, after: Vec<PathBuf>, bands: Option<Vec<usize>>) -> Result<Self> {
-        let maps: Vec<PathBuf> = MAP_NAMES.iter().map(|name| dir.join(format!("{name}.tif"))).filter(|p| p.exists()).collect();
+        let pair = before.first().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let candidates = |name: &str| [dir.join(format!("{name}.tif")), dir.join(format!("{pair}_{name}.png"))];
+        let maps: Vec<PathBuf> = MAP_NAMES.iter().filter_map(|name| candidates(name).into_iter().find(|p| p.exists())).collect();
         if maps.is_empty() {
-            bail!("{}: no maps ({}.tif)", dir.display(), MAP_NAMES.join(".tif, "));
+            bail!("{}: no maps (change.tif, ... of a scene, or {pair}_change.png, ... of the pair {pair})", dir.display());
         }
         let polygons = ["changes.gpkg", "changes.geojson"].iter().map(|f| dir.join(f)).find(|p| p.exists());
         Ok(SceneFiles { dir: dir.to_owned(), before, after, bands, align: false, maps, polygons })
     }
 }
 
-/// The maps `predict` writes for a scene, in the order the viewer lists them.
+/// The maps `predict` writes, in the order the viewer lists them.
 const MAP_NAMES: [&str; 5] = ["change", "probability", "before_classes", "after_classes", "fromto"];
 
 /// How a map's values become colours.
 enum Style {
-    /// 1 = changed (red); 0 and nodata transparent.
-    Change,
-    /// [0, 1] through a colour ramp; NaN transparent.
-    Probability,
+    /// `changed` (1 in a scene's map, 255 in a pair's PNG) in red; the rest transparent.
+    Change { changed: f32 },
+    /// [0, `full`] through a colour ramp (`full` 1, or 255 in a pair's PNG); NaN transparent.
+    Probability { full: f32 },
     /// Class codes through the file's colour table; code 0 transparent when `clear_zero`.
     Palette { colours: Vec<[u8; 3]>, clear_zero: bool },
 }
@@ -256,9 +259,9 @@ impl MapLayer {
                 return None;
             }
             match &self.style {
-                Style::Change => (v == 1.0).then_some([255, 32, 32, 255]),
-                Style::Probability => {
-                    let c = colorous::INFERNO.eval_continuous(v.clamp(0.0, 1.0) as f64);
+                Style::Change { changed } => (v == *changed).then_some([255, 32, 32, 255]),
+                Style::Probability { full } => {
+                    let c = colorous::INFERNO.eval_continuous((v / full).clamp(0.0, 1.0) as f64);
                     Some([c.r, c.g, c.b, 255])
                 }
                 Style::Palette { colours, clear_zero } => {
@@ -292,11 +295,14 @@ fn display_stretch(scene: &Scene) -> Result<Vec<(f32, f32)>> {
 }
 
 fn open_map(path: &Path) -> Result<MapLayer> {
-    let name = path.file_stem().and_then(|s| s.to_str()).with_context(|| format!("{}: not a map file name", path.display()))?.to_owned();
+    let stem = path.file_stem().and_then(|s| s.to_str()).with_context(|| format!("{}: not a map file name", path.display()))?;
+    let name = MAP_NAMES.iter().find(|n| stem == **n || stem.ends_with(&format!("_{n}"))).map_or(stem, |n| n).to_owned();
+    // A pair's PNG maps are 8-bit pictures: change 0/255, probability × 255.
+    let full = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) { 255.0 } else { 1.0 };
     let scene = Scene::open(&[path.to_owned()], None)?;
     let style = match name.as_str() {
-        "change" => Style::Change,
-        "probability" => Style::Probability,
+        "change" => Style::Change { changed: full },
+        "probability" => Style::Probability { full },
         _ => {
             let dataset = Dataset::open(path).with_context(|| format!("{}: unreadable", path.display()))?;
             let band = dataset.rasterband(1)?;

@@ -56,9 +56,13 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Headless chromium with a profile of its own: instances sharing one (tests run in parallel)
+/// hand their work to the first and wait on it.
 fn chromium(args: &[&str]) -> Output {
+    let profile = tempfile::tempdir().unwrap();
     Command::new("chromium")
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
         .output()
         .expect("chromium runs (scripts/setup.sh installs it)")
