@@ -8,6 +8,7 @@ use changedet_data::maps::{MapSet, PairMaps};
 use changedet_data::{Dataset, DatasetSpec, LabelEncoding, PairPaths};
 use changedet_models::tensor_io;
 use changedet_train::Protocol;
+use changedet_train::report::{Report, ReportJob};
 use changedet_raster::read_rgb;
 
 /// Predict change maps for one pair of images or for a dataset split.
@@ -68,7 +69,12 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Replace existing outputs (maps, raw outputs; for scenes the COGs and polygons).
+    /// Also write an HTML report to this folder: a sortable gallery of every pair (before, after,
+    /// prediction; with labels also the truth, the errors, the scores and the threshold curves).
+    /// Binary change models.
+    #[arg(long, conflicts_with = "scene")]
+    report: Option<PathBuf>,
+    /// Replace existing outputs (maps, raw outputs, the report; for scenes the COGs and polygons).
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
@@ -79,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let scene = args.scene.applies(&args.before);
     check_options(&args, scene)?;
-    let (model, _) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
         return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes, args.overwrite);
@@ -101,16 +107,35 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
     crate::train::warn_without_class_lists(&model.spec, &dataset);
-    let existing = dataset.pairs.iter().map(|p| args.out.join(format!("{}_change.png", p.name))).chain(args.raw.clone());
+    let page = args.report.as_ref().map(|dir| dir.join("index.html"));
+    let existing = dataset.pairs.iter().map(|p| args.out.join(format!("{}_change.png", p.name))).chain(args.raw.clone()).chain(page);
     changedet_raster::atomic::check_replaceable(existing, args.overwrite).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the output folder", args.out.display()))?;
     let paths: HashMap<String, PathBuf> = dataset.pairs.iter().map(|p| (p.name.clone(), p.after.clone())).collect();
     let map_set = MapSet::new(model.spec.semantic_classes()).map_err(anyhow::Error::msg)?;
 
+    if args.report.is_some() && model.spec.is_semantic() {
+        bail!("--report covers binary change so far; for a semantic change model leave it out");
+    }
+    let report_job = args.report.as_deref().map(|dir| ReportJob {
+        model: &model,
+        dataset: &dataset,
+        batch_size: args.batch_size,
+        device,
+        protocol: args.protocol,
+        dir,
+        checkpoint: &checkpoint,
+        dataset_label: args.dataset.as_ref().map_or_else(|| "one pair".to_owned(), |d| d.to_string()),
+    });
+    let mut report = report_job.as_ref().map(Report::new).transpose()?;
+
     let mut changed_pixels = 0usize;
     let mut written = 0usize;
     changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, args.protocol, |p| {
         changed_pixels += p.change.iter().filter(|&&c| c != 0).count();
+        if let Some(report) = &mut report {
+            report.add(&p)?;
+        }
         let after = read_rgb(&paths[&p.name])?;
         let overlay = match &p.label {
             Some(label) => changedet_raster::overlay_errors(&after, &p.change, label),
@@ -142,6 +167,9 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     })?;
     println!("{written} pair(s) predicted, {changed_pixels} changed pixels; maps in {}", args.out.display());
+    if let Some(report) = report {
+        println!("report: {} (open it in a browser)", report.finish()?.1.display());
+    }
     if let Some(raw) = &args.raw {
         println!("raw outputs in {}", raw.display());
     }

@@ -42,3 +42,24 @@ fn the_report_opens_from_disk_shows_its_tables_and_sorts_the_gallery() {
     let differing = lower(&a).iter().zip(lower(&b)).filter(|(p, q)| **p != *q).count();
     assert!(differing > 20_000, "sorting changed {differing} pixels of the gallery");
 }
+
+#[test]
+fn predict_writes_a_report_with_scores_where_the_pairs_have_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data("egy-bcd-256");
+    let (labelled, unlabelled) = (tmp.path().join("labelled"), tmp.path().join("unlabelled"));
+    let out = ok(&["predict", "--dataset", &format!("generic:{}", s(&data)), "--split", "all", "--out", s(&tmp.path().join("maps")), "--report", s(&labelled), "--device", "cpu"]);
+    assert!(out.contains("open it in a browser"), "{out}");
+    let pair = |date: &str| data.join(date).join("test_1.png");
+    ok(&["predict", "--before", s(&pair("A")), "--after", s(&pair("B")), "--out", s(&tmp.path().join("pair")), "--report", s(&unlabelled), "--device", "cpu"]);
+
+    let (scored, console) = dom(&format!("file://{}#sort=area", labelled.join("index.html").display()));
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(scored.contains("id=\"metrics\"") && scored.contains("data-f1="), "a labelled split is scored");
+    assert_eq!(column(&scored, "data-name").len(), 9);
+    let (plain, console) = dom(&format!("file://{}#sort=area", unlabelled.join("index.html").display()));
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(!plain.contains("id=\"metrics\"") && !plain.contains("data-f1=") && !plain.contains("_errors.png"), "nothing to score without labels");
+    assert_eq!(column(&plain, "data-area").len(), 1);
+    assert!(unlabelled.join("thumbs/0_prediction.png").is_file());
+}

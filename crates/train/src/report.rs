@@ -36,40 +36,77 @@ pub struct ReportJob<'a> {
 /// One pair's line of the gallery.
 struct PairRow {
     name: String,
-    confusion: BinaryConfusion,
-    /// Share of the labelled pixels that changed.
+    /// Against the pair's label, when it has one.
+    confusion: Option<BinaryConfusion>,
+    /// Share of the pixels that changed: in the label when there is one, else in the prediction.
     changed_area: f64,
 }
 
-/// Evaluates `job.dataset` and writes the report; returns the split's confusion and the page.
-pub fn write_report(job: &ReportJob) -> Result<(BinaryConfusion, PathBuf)> {
-    let thumbs = job.dir.join("thumbs");
-    std::fs::create_dir_all(&thumbs).map_err(|e| TrainError::Io(thumbs.clone(), e))?;
-    let mut histograms = ([0u64; 256], [0u64; 256]);
-    let mut rows = Vec::with_capacity(job.dataset.len());
-    let mut index = 0;
-    predict_dataset(job.model, job.dataset, job.batch_size, job.device, job.protocol, |pair: PairPrediction| -> Result<()> {
-        let label = pair.label.as_deref().ok_or_else(|| TrainError::Config(format!("pair {} has no label to report against", pair.name)))?;
-        accumulate_histograms(&pair.probability, label, &mut histograms);
-        let mut confusion = BinaryConfusion::default();
-        confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
-        write_thumbnails(&job.dataset.pairs[index], &pair, label, &thumbs, index)?;
-        let labelled = label.iter().filter(|&&v| v != changedet_data::IGNORE).count().max(1);
-        rows.push(PairRow { changed_area: label.iter().filter(|&&v| v == 1).count() as f64 / labelled as f64, name: pair.name, confusion });
-        index += 1;
+/// A report being filled pair by pair (by `eval`, or by `predict` while it writes its maps).
+pub struct Report<'a> {
+    job: &'a ReportJob<'a>,
+    thumbs: PathBuf,
+    /// Change probabilities of labelled changed and unchanged pixels, in 256 bins.
+    histograms: ([u64; 256], [u64; 256]),
+    rows: Vec<PairRow>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(job: &'a ReportJob<'a>) -> Result<Self> {
+        let thumbs = job.dir.join("thumbs");
+        std::fs::create_dir_all(&thumbs).map_err(|e| TrainError::Io(thumbs.clone(), e))?;
+        Ok(Report { job, thumbs, histograms: ([0; 256], [0; 256]), rows: Vec::with_capacity(job.dataset.len()) })
+    }
+
+    /// Adds the next pair of the dataset, in the dataset's order.
+    pub fn add(&mut self, pair: &PairPrediction) -> Result<()> {
+        let index = self.rows.len();
+        let paths = self.job.dataset.pairs.get(index).ok_or_else(|| TrainError::Config(format!("pair {} is beyond the dataset", pair.name)))?;
+        write_thumbnails(paths, pair, pair.label.as_deref(), &self.thumbs, index)?;
+        let share = |values: &[u8], counted: &dyn Fn(u8) -> bool| values.iter().filter(|&&v| v == 1).count() as f64 / values.iter().filter(|&&v| counted(v)).count().max(1) as f64;
+        let row = match pair.label.as_deref() {
+            Some(label) => {
+                accumulate_histograms(&pair.probability, label, &mut self.histograms);
+                let mut confusion = BinaryConfusion::default();
+                confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
+                PairRow { name: pair.name.clone(), confusion: Some(confusion), changed_area: share(label, &|v| v != changedet_data::IGNORE) }
+            }
+            None => PairRow { name: pair.name.clone(), confusion: None, changed_area: share(&pair.change, &|_| true) },
+        };
+        self.rows.push(row);
         Ok(())
+    }
+
+    /// Writes the page; returns the split's confusion (when every pair has a label) and the page.
+    pub fn finish(self) -> Result<(Option<BinaryConfusion>, PathBuf)> {
+        let total = self.rows.iter().map(|r| r.confusion.as_ref()).try_fold(BinaryConfusion::default(), |mut acc, c| {
+            acc.merge(c?);
+            Some(acc)
+        });
+        if total.is_some() {
+            // Two-class softmax argmax is "probability of change > ½".
+            plot::plot_threshold_curves(&self.histograms.0, &self.histograms.1, 0.5, &self.job.dir.join("threshold.png"))?;
+        }
+        let training = training_section(self.job)?;
+        let page = self.job.dir.join("index.html");
+        let html = page_html(self.job, total.as_ref(), &self.rows, &training);
+        atomic::write_bytes(&page, html.as_bytes()).map_err(|e| TrainError::Config(format!("{}: {e}", page.display())))?;
+        Ok((total, page))
+    }
+}
+
+/// Evaluates `job.dataset` (every pair labelled) and writes the report; returns the split's
+/// confusion and the page.
+pub fn write_report(job: &ReportJob) -> Result<(BinaryConfusion, PathBuf)> {
+    let mut report = Report::new(job)?;
+    predict_dataset(job.model, job.dataset, job.batch_size, job.device, job.protocol, |pair: PairPrediction| -> Result<()> {
+        if pair.label.is_none() {
+            return Err(TrainError::Config(format!("pair {} has no label to report against", pair.name)));
+        }
+        report.add(&pair)
     })?;
-    let total = rows.iter().fold(BinaryConfusion::default(), |mut acc, r| {
-        acc.merge(&r.confusion);
-        acc
-    });
-    // Two-class softmax argmax is "probability of change > ½".
-    plot::plot_threshold_curves(&histograms.0, &histograms.1, 0.5, &job.dir.join("threshold.png"))?;
-    let training = training_section(job)?;
-    let page = job.dir.join("index.html");
-    let html = page_html(job, &total, &rows, &training);
-    atomic::write_bytes(&page, html.as_bytes()).map_err(|e| TrainError::Config(format!("{}: {e}", page.display())))?;
-    Ok((total, page))
+    let (total, page) = report.finish()?;
+    Ok((total.expect("every pair was labelled"), page))
 }
 
 /// Labelled pixels' change probabilities, binned in 256 steps, for changed and unchanged pixels.
@@ -84,30 +121,20 @@ fn accumulate_histograms(probability: &[f32], label: &[u8], (changed, unchanged)
     }
 }
 
-/// `thumbs/INDEX_{before,after,truth,prediction,errors}.png`. Errors: true positives white,
-/// false positives red, false negatives blue, unlabelled grey.
-fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, label: &[u8], dir: &Path, index: usize) -> Result<()> {
+/// `thumbs/INDEX_{before,after,prediction}.png`, and with a label `INDEX_{truth,errors}.png`.
+/// Errors: true positives white, false positives red, false negatives blue, unlabelled grey.
+fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, label: Option<&[u8]>, dir: &Path, index: usize) -> Result<()> {
     let (w, h) = (pair.width as u32, pair.height as u32);
     let grey = |values: Vec<u8>| Raster::new(w, h, 1, values);
-    let errors: Vec<u8> = pair
-        .change
-        .iter()
-        .zip(label)
-        .flat_map(|(&p, &l)| match (p, l) {
-            (_, 2..) => [128, 128, 128],
-            (1, 1) => [255, 255, 255],
-            (1, _) => [230, 40, 40],
-            (_, 1) => [40, 90, 230],
-            _ => [0, 0, 0],
-        })
-        .collect();
-    let images = [
+    let mut images = vec![
         ("before", changedet_raster::read_rgb(&paths.before).map_err(DataError::from)?),
         ("after", changedet_raster::read_rgb(&paths.after).map_err(DataError::from)?),
-        ("truth", grey(label.iter().map(|&l| if l == 1 { 255 } else if l == 0 { 0 } else { 128 }).collect())),
         ("prediction", grey(pair.change.iter().map(|&c| c * 255).collect())),
-        ("errors", Raster::new(w, h, 3, errors)),
     ];
+    if let Some(label) = label {
+        images.push(("truth", grey(label.iter().map(|&l| if l == 1 { 255 } else if l == 0 { 0 } else { 128 }).collect())));
+        images.push(("errors", Raster::new(w, h, 3, error_colours(&pair.change, label))));
+    }
     for (kind, image) in images {
         let small = image.thumbnail(THUMBNAIL);
         let path = dir.join(format!("{index}_{kind}.png"));
@@ -118,6 +145,20 @@ fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, la
         written.map_err(DataError::from)?;
     }
     Ok(())
+}
+
+fn error_colours(change: &[u8], label: &[u8]) -> Vec<u8> {
+    change
+        .iter()
+        .zip(label)
+        .flat_map(|(&p, &l)| match (p, l) {
+            (_, 2..) => [128, 128, 128],
+            (1, 1) => [255, 255, 255],
+            (1, _) => [230, 40, 40],
+            (_, 1) => [40, 90, 230],
+            _ => [0, 0, 0],
+        })
+        .collect()
 }
 
 /// The run's curves and recipe, when the checkpoint sits in a `train` output folder.
@@ -145,58 +186,77 @@ fn shown(value: f64) -> String {
     if value.is_finite() { format!("{value:.4}") } else { "–".to_owned() }
 }
 
-fn page_html(job: &ReportJob, total: &BinaryConfusion, rows: &[PairRow], training: &str) -> String {
-    let metrics = total.metrics();
+fn page_html(job: &ReportJob, total: Option<&BinaryConfusion>, rows: &[PairRow], training: &str) -> String {
     let mut html = String::new();
+    let scored = if total.is_some() { "binary change (scores of the changed class; mIoU over both classes)" } else { "predictions (the pairs have no labels to score against)" };
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>changedet report</title>\n<style>{STYLE}</style></head><body>\n\
-         <h1>{} on {}</h1>\n<p>checkpoint {} · {} pairs · protocol {} · binary change (scores of the changed class; mIoU over both classes)</p>\n",
+         <h1>{} on {}</h1>\n<p>checkpoint {} · {} pairs · protocol {} · {scored}</p>\n",
         escape(job.model.spec.name()),
         escape(&job.dataset_label),
         escape(&job.checkpoint.display().to_string()),
         rows.len(),
         job.protocol,
     );
+    if let Some(total) = total {
+        scores_section(&mut html, total);
+    }
+    html.push_str(training);
+    gallery(&mut html, rows, total.is_some());
+    let _ = write!(html, "<script>{SCRIPT}</script>\n</body></html>\n");
+    html
+}
+
+fn scores_section(html: &mut String, c: &BinaryConfusion) {
     html.push_str("<table id=\"metrics\"><tr><th>metric</th><th>value</th></tr>\n");
-    for (name, value) in metrics.rows() {
+    for (name, value) in c.metrics().rows() {
         let _ = writeln!(html, "<tr><td>{name}</td><td>{}</td></tr>", shown(value));
     }
-    let c = total;
     let _ = write!(
         html,
         "</table>\n<table id=\"confusion\"><tr><th>ground truth \\ prediction</th><th>unchanged</th><th>changed</th></tr>\n\
          <tr><th>unchanged</th><td>{}</td><td>{}</td></tr><tr><th>changed</th><td>{}</td><td>{}</td></tr></table>\n\
-         <h2>Threshold</h2><img src=\"threshold.png\" alt=\"precision-recall and F1 against the threshold\">\n{training}\
-         <h2>Pairs</h2><p>Sort: <button data-key=\"f1\">worst F1 first</button> <button data-key=\"iou\">worst IoU first</button> \
-         <button data-key=\"area\">most change first</button> <button data-key=\"name\">by name</button> \
-         · errors: <span class=\"tp\">■</span> true positive <span class=\"fp\">■</span> false positive <span class=\"fn\">■</span> false negative</p>\n\
-         <table id=\"gallery\"><thead><tr><th>pair</th><th>F1</th><th>IoU</th><th>changed</th><th>before</th><th>after</th><th>truth</th><th>prediction</th><th>errors</th></tr></thead><tbody>\n",
+         <h2>Threshold</h2><img src=\"threshold.png\" alt=\"precision-recall and F1 against the threshold\">\n",
         c.tn, c.fp, c.fn_, c.tp
     );
+}
+
+/// The sortable table of every pair; with labels, its scores, truth and errors too.
+fn gallery(html: &mut String, rows: &[PairRow], labelled: bool) {
+    let (buttons, legend, headings, kinds): (&str, &str, &str, &[&str]) = if labelled {
+        (
+            "<button data-key=\"f1\">worst F1 first</button> <button data-key=\"iou\">worst IoU first</button> ",
+            " · errors: <span class=\"tp\">■</span> true positive <span class=\"fp\">■</span> false positive <span class=\"fn\">■</span> false negative",
+            "<th>F1</th><th>IoU</th><th>changed</th>",
+            &["before", "after", "truth", "prediction", "errors"],
+        )
+    } else {
+        ("", "", "<th>changed (predicted)</th>", &["before", "after", "prediction"])
+    };
+    let _ = write!(
+        html,
+        "<h2>Pairs</h2><p>Sort: {buttons}<button data-key=\"area\">most change first</button> <button data-key=\"name\">by name</button>{legend}</p>\n\
+         <table id=\"gallery\"><thead><tr><th>pair</th>{headings}{}</tr></thead><tbody>\n",
+        kinds.iter().map(|k| format!("<th>{k}</th>")).collect::<String>()
+    );
     for (i, row) in rows.iter().enumerate() {
-        let m = row.confusion.metrics();
-        // Undefined scores (no change and none predicted) sort as perfect.
-        let key = |v: f64| if v.is_finite() { v } else { 1.0 };
-        let _ = write!(
-            html,
-            "<tr data-name=\"{}\" data-f1=\"{}\" data-iou=\"{}\" data-area=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td>",
-            escape(&row.name),
-            key(m.f1),
-            key(m.iou),
-            row.changed_area,
-            escape(&row.name),
-            shown(m.f1),
-            shown(m.iou),
-            100.0 * row.changed_area
-        );
-        for kind in ["before", "after", "truth", "prediction", "errors"] {
+        let _ = write!(html, "<tr data-name=\"{}\" data-area=\"{}\"", escape(&row.name), row.changed_area);
+        let mut cells = format!("<td>{}</td>", escape(&row.name));
+        if let Some(confusion) = &row.confusion {
+            let m = confusion.metrics();
+            // Undefined scores (no change and none predicted) sort as perfect.
+            let key = |v: f64| if v.is_finite() { v } else { 1.0 };
+            let _ = write!(html, " data-f1=\"{}\" data-iou=\"{}\"", key(m.f1), key(m.iou));
+            let _ = write!(cells, "<td>{}</td><td>{}</td>", shown(m.f1), shown(m.iou));
+        }
+        let _ = write!(html, ">{cells}<td>{:.2} %</td>", 100.0 * row.changed_area);
+        for kind in kinds {
             let _ = write!(html, "<td><img loading=\"lazy\" src=\"thumbs/{i}_{kind}.png\" alt=\"{kind}\"></td>");
         }
         html.push_str("</tr>\n");
     }
-    let _ = write!(html, "</tbody></table>\n<script>{SCRIPT}</script>\n</body></html>\n");
-    html
+    html.push_str("</tbody></table>\n");
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.6em 0}\
