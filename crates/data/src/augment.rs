@@ -172,8 +172,16 @@ fn remap(r: &Raster, width: u32, height: u32, source: impl Fn(usize, usize) -> (
 }
 
 /// Crops every raster of `sample` to the square `[x, x + side) × [y, y + side)`.
-pub(crate) fn crop_sample(sample: &mut PairSample, x: u32, y: u32, side: u32) {
-    for_each(sample, |r| crop(r, x, y, side, side));
+/// A `side`² window of `sample`, copying only the window's pixels.
+pub(crate) fn cropped_sample(sample: &PairSample, x: u32, y: u32, side: u32) -> PairSample {
+    let window = |r: &Raster| crop(r, x, y, side, side);
+    PairSample {
+        name: sample.name.clone(),
+        before: window(&sample.before),
+        after: window(&sample.after),
+        label: sample.label.as_ref().map(window),
+        semantic: sample.semantic.as_ref().map(|maps| maps.each_ref().map(window)),
+    }
 }
 
 pub(crate) fn crop(r: &Raster, x0: u32, y0: u32, w: u32, h: u32) -> Raster {

@@ -7,7 +7,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::augment::crop_sample;
+use crate::augment::cropped_sample;
+use crate::sampling::DecodedPair;
 use crate::{Augment, DataError, Dataset, DecodedPairs, Normalization, PairSample, Result, Sample};
 
 /// Batches that are decoded ahead of the one the model is working on.
@@ -169,14 +170,15 @@ fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> R
     let samples = indices
         .par_iter()
         .map(|&Sample { pair, window }| {
-            let mut sample = match &config.cache {
-                Some(cache) => cache.get(dataset, pair)?,
-                None => load_pair(dataset, pair)?,
+            let decoded = match &config.cache {
+                Some(cache) => cache.get(dataset, pair, &config.normalization)?,
+                None => Arc::new(DecodedPair::load(dataset, pair, &config.normalization)?),
             };
-            let norms = [&sample.before, &sample.after].map(|image| config.normalization.for_image(&image.data));
-            if let Some([x, y, side]) = window {
-                crop_sample(&mut sample, x, y, side);
-            }
+            let norms = decoded.norms;
+            let mut sample = match window {
+                Some([x, y, side]) => cropped_sample(&decoded.sample, x, y, side),
+                None => Arc::unwrap_or_clone(decoded).sample,
+            };
             let stream = window.map_or(pair as u64, |[x, y, _]| mix(pair as u64, x as u64, y as u64));
             let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, config.epoch as u64, stream));
             config.augment.apply(&mut sample, &mut rng);

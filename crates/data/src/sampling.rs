@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Dataset, PairSample, Result, load_pair};
+use crate::{Dataset, Normalization, PairSample, Result, load_pair};
 
 /// Square patches of `side` pixels every `stride` pixels, the last row and column of each image
 /// included only where a whole patch fits (Daudt et al.'s `ChangeDetectionDataset`:
@@ -64,23 +64,38 @@ impl Sample {
     }
 }
 
-/// Decoded pairs shared by every epoch's loader (a training run over patches reads each image
-/// once). Memory: the decoded pixels of the split.
+/// Decoded pairs shared by every epoch's loader, with each date's normalisation (a training run
+/// over patches reads each image and takes its statistics once, not once per patch). Memory: the
+/// decoded pixels of the split. One cache serves one normalisation, the run's.
 #[derive(Debug)]
-pub struct DecodedPairs(Vec<OnceLock<PairSample>>);
+pub struct DecodedPairs(Vec<OnceLock<Arc<DecodedPair>>>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct DecodedPair {
+    pub sample: PairSample,
+    /// The normalisation of each date's whole image (see [`Normalization::for_image`]).
+    pub norms: [Normalization; 2],
+}
+
+impl DecodedPair {
+    pub fn load(dataset: &Dataset, index: usize, normalization: &Normalization) -> Result<Self> {
+        let sample = load_pair(dataset, index)?;
+        let norms = [&sample.before, &sample.after].map(|image| normalization.for_image(&image.data));
+        Ok(DecodedPair { sample, norms })
+    }
+}
 
 impl DecodedPairs {
     pub fn new(dataset: &Dataset) -> Arc<Self> {
         Arc::new(DecodedPairs((0..dataset.len()).map(|_| OnceLock::new()).collect()))
     }
 
-    pub(crate) fn get(&self, dataset: &Dataset, index: usize) -> Result<PairSample> {
-        if let Some(sample) = self.0[index].get() {
-            return Ok(sample.clone());
+    pub(crate) fn get(&self, dataset: &Dataset, index: usize, normalization: &Normalization) -> Result<Arc<DecodedPair>> {
+        if let Some(pair) = self.0[index].get() {
+            return Ok(Arc::clone(pair));
         }
-        let sample = load_pair(dataset, index)?;
-        let _ = self.0[index].set(sample.clone());
-        Ok(sample)
+        let pair = Arc::new(DecodedPair::load(dataset, index, normalization)?);
+        Ok(Arc::clone(self.0[index].get_or_init(|| pair)))
     }
 }
 
