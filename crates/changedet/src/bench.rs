@@ -104,14 +104,8 @@ pub fn run(args: Args) -> Result<()> {
         return scene(&model, device, side, &args.scene_from, args.tile);
     }
     let opts = (Kind::Float, device);
-    let s = args.size;
-    let (a1, b1) = (Tensor::randn([1, 3, s, s], opts), Tensor::randn([1, 3, s, s], opts));
-    let infer = time(args.iters, device, || {
-        tch::no_grad(|| model.model.forward_t(&a1, &b1, false));
-    });
-
     let n = args.batch_size;
-    let s = args.train_size.unwrap_or(s);
+    let s = args.train_size.unwrap_or(args.size);
     let labels = |classes: i64| Tensor::randint(classes, [n, s, s], (Kind::Int64, device));
     let batch = BatchTensors {
         before: Tensor::randn([n, 3, s, s], opts),
@@ -120,7 +114,11 @@ pub fn run(args: Args) -> Result<()> {
         semantic: model.spec.semantic_classes().map(|k| [labels(k as i64), labels(k as i64)]),
         classes: vec![Default::default(); n as usize],
     };
-    let recipe = model.spec.reference_recipe(Preset::Generic);
+    let mut recipe = model.spec.reference_recipe(Preset::Generic);
+    if recipe.loss.needs_change_fraction() {
+        // Random labels: half the pixels changed.
+        recipe.loss = recipe.loss.with_change_fraction(0.5);
+    }
     let mut optimizer = Adam::with_decay_exemptions(&model.vs, recipe.optimizer, recipe.weight_decay, &recipe.no_decay_keys);
     let mut failure = None;
     let train = time(args.iters, device, || match model.model.training_loss(&batch, &recipe, EPOCH_AFTER_WARMUP) {
@@ -134,6 +132,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(e) = failure {
         return Err(e).context("the training step failed");
     }
+
+    // Inference as `predict` runs it (after training, which keeps the default layout).
+    model.prepare_for_inference();
+    let (before, after) = (Tensor::randn([1, 3, args.size, args.size], opts), Tensor::randn([1, 3, args.size, args.size], opts));
+    let infer = time(args.iters, device, || {
+        tch::no_grad(|| model.model.forward_t(&before, &after, false));
+    });
 
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());

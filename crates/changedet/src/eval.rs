@@ -58,6 +58,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    model.prepare_for_inference();
     let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
     let page = args.report.as_ref().map(|dir| dir.join("index.html"));
     changedet_raster::atomic::check_replaceable(args.json.iter().chain(&page), args.overwrite).map_err(anyhow::Error::msg)?;

@@ -86,6 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     let scene = args.scene.applies(&args.before);
     check_options(&args, scene)?;
     let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    model.prepare_for_inference();
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
         return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes, args.overwrite);

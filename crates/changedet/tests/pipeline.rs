@@ -255,3 +255,13 @@ fn several_datasets_train_together_on_patches_and_a_checkpoint_fine_tunes() {
         assert!(ta.equal(&b.model[key]), "{key} changed at learning rate 0");
     }
 }
+
+/// `bench` runs every FC model's reference recipe (its class-weighted loss included) and times
+/// inference as `predict` runs it.
+#[test]
+fn bench_times_a_training_step_and_inference() {
+    for model in ["fc-ef", "fc-siam-diff"] {
+        let out = ok(&["bench", "--model", model, "--config", r#"{"width": 4}"#, "--size", "32", "--batch-size", "2", "--iters", "1", "--device", "cpu"]);
+        assert!(out.contains("inference") && out.contains("training step"), "{out}");
+    }
+}

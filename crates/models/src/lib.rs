@@ -20,6 +20,7 @@ pub mod fc_siam_diff;
 pub mod fc_unet;
 pub mod import;
 pub mod input;
+pub mod layout;
 pub mod pth;
 pub mod recipe;
 pub mod registry;

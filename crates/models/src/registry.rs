@@ -229,6 +229,15 @@ impl LoadedModel {
         Ok(LoadedModel { spec, vs, model })
     }
 
+    /// Readies the model to predict: on a CPU, its convolution kernels move to channels-last
+    /// memory (`layout.rs`: 0.6–0.9× the time, the same results up to float rounding). Training
+    /// keeps the default layout, in which checkpoints are written.
+    pub fn prepare_for_inference(&self) {
+        if self.vs.device() == Device::Cpu {
+            crate::layout::weights_channels_last(&self.vs);
+        }
+    }
+
     pub fn parameter_count(&self) -> usize {
         self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
     }

@@ -119,17 +119,22 @@ fn configurations_change_what_is_built() {
 /// ChangeCLIP at half its decoder width, on tiny CLIP towers (the golden's sizes).
 #[test]
 fn changeclip_builds_at_another_width() {
-    let tiny = json!({
-        "vision": {"kind": "resnet", "layers": [1, 1, 1, 1], "width": 8, "output_dim": 64, "heads": 32, "positional_grid": 2},
-        "text": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1, "embed_dim": 64},
-        "context_decoder": {"width": 64, "heads": 4, "layers": 1, "visual_dim": 64, "dropout": 0.1},
-    });
+    let tiny = tiny_changeclip();
     let mut narrow = tiny.clone();
     narrow["width"] = json!(128);
     assert_eq!(logits_shape("changeclip-rn50", narrow.clone(), 3, 64), [1, 2, 64, 64]);
     assert!(parameters("changeclip-rn50", narrow) < parameters("changeclip-rn50", tiny));
     let err = ModelSpec::new("changeclip-rn50", Some(json!({"width": 100}))).unwrap().build(&tch::nn::VarStore::new(Device::Cpu).root()).err().unwrap();
     assert!(err.to_string().contains("multiple of 64"), "{err}");
+}
+
+/// A ChangeCLIP small enough to build and run in a test.
+fn tiny_changeclip() -> serde_json::Value {
+    json!({
+        "vision": {"kind": "resnet", "layers": [1, 1, 1, 1], "width": 8, "output_dim": 64, "heads": 32, "positional_grid": 2},
+        "text": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1, "embed_dim": 64},
+        "context_decoder": {"width": 64, "heads": 4, "layers": 1, "visual_dim": 64, "dropout": 0.1},
+    })
 }
 
 /// Every tensor element a built model holds, parameters and buffers.
@@ -159,5 +164,30 @@ fn size_estimates_are_near_what_is_built_and_oversized_configurations_are_refuse
         let err = spec.build(&vs.root()).err().unwrap_or_else(|| panic!("{name}: built")).to_string();
         assert!(err.contains("parameters and buffers"), "{name}: {err}");
         assert!(vs.variables().is_empty(), "{name}: allocated before refusing");
+    }
+}
+
+/// Inference in channels-last memory (what `predict` and `eval` use on a CPU) gives every model's
+/// outputs up to float rounding.
+#[test]
+fn channels_last_inference_equals_the_default_layout() {
+    let small = [
+        ("fc-ef", json!({"width": 8})),
+        ("fc-siam-conc", json!({"width": 8})),
+        ("fc-siam-diff", json!({"width": 8})),
+        ("clearscd", json!({})),
+        ("changeclip-rn50", tiny_changeclip()),
+    ];
+    for (name, overrides) in small {
+        tch::manual_seed(0);
+        let model = LoadedModel::new(ModelSpec::new(name, Some(overrides)).unwrap(), Device::Cpu).unwrap();
+        let (a, b) = (Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)), Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)));
+        let default = tch::no_grad(|| model.model.forward_t(&a, &b, false)).logits;
+        model.prepare_for_inference();
+        let moved = tch::no_grad(|| model.model.forward_t(&a, &b, false)).logits;
+        let scale = default.abs().max().double_value(&[]).max(1e-6);
+        let difference = (&default - &moved).abs().max().double_value(&[]) / scale;
+        eprintln!("{name}: largest difference {difference:.2e} of the largest output");
+        assert!(difference < 1e-4, "{name}: channels-last changed the outputs by {difference:.2e}");
     }
 }
