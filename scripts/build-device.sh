@@ -3,8 +3,8 @@
 # lent to some tasks: an NVIDIA H200, torch 2.11.0+cu130, no Rust, no GDAL, 64 MiB of tree), and
 # packs it into dist/changedet-device.tar.xz (about 45 MB):
 #   bin/changedet   these sources built with tch 0.24 (made for libtorch 2.11) against the PyPI
-#                   torch 2.11.0 wheel's libtorch, linking libtorch_cuda so that CUDA registers
-#                   itself when the program starts; stripped;
+#                   torch 2.11.0 wheel's libtorch, stripped (it loads libtorch_cuda.so itself
+#                   where an NVIDIA driver is found: crates/changedet/src/device.rs);
 #   lib/, share/    GDAL with the libraries and data (PROJ's database) it needs from this machine,
 #                   leaving out what every Linux and the device's PyTorch already have;
 #   run.sh          runs bin/changedet on the machine's own torch/lib (found through python3).
@@ -42,16 +42,13 @@ rm -rf "$src"
 mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$src"
 (cd "$src" && cargo update -q -p tch --precise "$TCH_VERSION")
-# Flags for the program only (--target keeps them off build scripts): libtorch_cuda is linked
-# though no symbol of it is named, and its CUDA libraries, absent here, are found on the device.
 (cd "$src" && LIBTORCH="$libtorch/torch" LIBTORCH_CXX11_ABI=1 CARGO_TARGET_DIR="$work/target" \
-  RUSTFLAGS="-C link-arg=-Wl,--allow-shlib-undefined -C link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch,--as-needed" \
-  cargo build -q --release --locked -p changedet --target x86_64-unknown-linux-gnu)
+  cargo build -q --release --locked -p changedet)
 
 dist="$work/changedet-device"
 rm -rf "$dist"
 mkdir -p "$dist/bin" "$dist/lib" "$dist/share"
-strip -o "$dist/bin/changedet" "$work/target/x86_64-unknown-linux-gnu/release/changedet"
+strip -o "$dist/bin/changedet" "$work/target/release/changedet"
 # The libraries ldd resolves here, but not libtorch's, the C and C++ runtimes, or CUDA's.
 ldd "$dist/bin/changedet" | awk '/=> \// {print $3}' \
   | grep -v -E '/(libtorch|libc10|libgomp|libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux|libpthread|libdl\.|librt\.|libcuda|libnv)' \
