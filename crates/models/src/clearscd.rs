@@ -23,6 +23,7 @@ use crate::input::BatchTensors;
 use crate::recipe::{LossKind, OptimizerKind, Schedule};
 use crate::registry::elements;
 use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
+use crate::torch_init;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,10 +65,10 @@ pub struct Cvaps {
 
 impl Cvaps {
     fn new(vs: &nn::Path, classes: i64, blocks: i64) -> Self {
-        let conv = |p: nn::Path, c_out| nn::conv2d(p, classes, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() });
+        let conv = |p: nn::Path, c_out| torch_init::conv2d(p, classes, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() });
         let convs = vs / "convs";
         Cvaps {
-            blocks: (0..blocks).map(|i| (conv(&convs / i / 0, classes), nn::batch_norm2d(&convs / i / 1, classes, Default::default()))).collect(),
+            blocks: (0..blocks).map(|i| (conv(&convs / i / 0, classes), torch_init::batch_norm2d(&convs / i / 1, classes, Default::default()))).collect(),
             classifier: conv(&convs / blocks, 1),
         }
     }
@@ -97,9 +98,9 @@ impl ProjectionHead {
     fn new(vs: &nn::Path, channels: i64, hidden: i64) -> Self {
         let vs = vs / "proj";
         ProjectionHead {
-            reduce: nn::conv2d(&vs / 0, channels, hidden, 1, Default::default()),
-            bn: nn::batch_norm2d(&vs / 1, hidden, Default::default()),
-            expand: nn::conv2d(&vs / 3, hidden, channels, 1, Default::default()),
+            reduce: torch_init::conv2d(&vs / 0, channels, hidden, 1, Default::default()),
+            bn: torch_init::batch_norm2d(&vs / 1, hidden, Default::default()),
+            expand: torch_init::conv2d(&vs / 3, hidden, channels, 1, Default::default()),
         }
     }
 
@@ -186,7 +187,7 @@ impl ClearScd {
         let width = cfg.decoder.segmentation_channels;
         let k = cfg.num_classes;
         ClearScd {
-            head_seg: nn::conv2d(vs / "head_seg" / 0, width, k, 3, nn::ConvConfig { padding: 1, ..Default::default() }),
+            head_seg: torch_init::conv2d(vs / "head_seg" / 0, width, k, 3, nn::ConvConfig { padding: 1, ..Default::default() }),
             cvaps: Cvaps::new(&(vs / "head_bcd"), k, cfg.cvaps_blocks),
             projection: ProjectionHead::new(&(vs / "proj_head"), width, cfg.projection_hidden),
             queues: MemoryQueues::new(vs, k, width, cfg.queue_len),
@@ -330,3 +331,16 @@ impl ModelConfig for Config {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    /// The reference builds its layers with PyTorch's defaults (its `pretrained` path loads no
+    /// weight: `encoder_dict.update` never reaches the encoder), so training from scratch starts
+    /// where it does.
+    #[test]
+    fn starts_from_pytorchs_default_initialisation() {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _model = super::ClearScd::new(&vs.root(), &super::Config::default());
+        crate::torch_init::assert_pytorch_defaults(&vs);
+    }
+}

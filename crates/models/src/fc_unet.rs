@@ -284,34 +284,10 @@ pub(crate) fn shape_and_parameters<F: Fusion>() -> (Vec<i64>, i64) {
     (shape, vs.trainable_variables().iter().map(|t| t.numel() as i64).sum())
 }
 
-/// Every parameter of `F` at the paper's size against PyTorch's default rules: 4-d weights
-/// (convs and transposed convs alike take fan_in from dimension 1) uniform in ±1/√fan_in, their
-/// biases in the same bound, BatchNorm scales 1 and shifts 0.
+/// Every parameter of `F` at the paper's size against PyTorch's default rules.
 #[cfg(test)]
 pub(crate) fn assert_pytorch_initialisation<F: Fusion>() {
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let _model = F::build(&vs.root(), &Config::default());
-    let variables = vs.variables();
-    for (name, t) in &variables {
-        let layer = name.rsplit_once('.').map_or("", |(l, _)| l);
-        let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
-        if layer.contains(".bn") || layer.starts_with("bn") {
-            let expected = if name.ends_with("weight") { 1.0 } else { 0.0 };
-            if name.ends_with("weight") || name.ends_with("bias") {
-                assert!(lo == expected && hi == expected, "{name}: [{lo}, {hi}], PyTorch starts at {expected}");
-            }
-            continue;
-        }
-        let weight = &variables[&format!("{layer}.weight")];
-        let size = weight.size();
-        let fan_in = (size[1] * size[2] * size[3]) as f64;
-        let bound = 1.0 / fan_in.sqrt();
-        // The bound is drawn in f32: a draw at the very edge rounds to ±bound·(1 ± 2⁻²⁴).
-        let edge = bound * (1.0 + f32::EPSILON as f64);
-        assert!(lo >= -edge && hi <= edge, "{name}: [{lo}, {hi}] beyond PyTorch's ±{bound}");
-        if t.numel() >= 500 {
-            let std = t.std(true).double_value(&[]);
-            assert!((std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1, "{name}: std {std}, PyTorch's {}", bound / 3f64.sqrt());
-        }
-    }
+    torch_init::assert_pytorch_defaults(&vs);
 }

@@ -37,6 +37,33 @@ pub fn batch_norm2d(vs: nn::Path, channels: i64, config: nn::BatchNormConfig) ->
     nn::batch_norm2d(vs, channels, nn::BatchNormConfig { ws_init: Init::Const(1.0), bs_init: Init::Const(0.0), ..config })
 }
 
+/// Every trainable variable of `vs` against PyTorch's default rules: 4-d weights (convolutions
+/// and transposed ones alike take fan_in from dimension 1) uniform in ±1/√fan_in, their biases in
+/// the same bound, normalisation scales 1 and shifts 0 (1-d variables beside no 4-d weight).
+#[cfg(test)]
+pub(crate) fn assert_pytorch_defaults(vs: &nn::VarStore) {
+    let variables = vs.variables();
+    for (name, t) in variables.iter().filter(|(_, t)| t.requires_grad()) {
+        let layer = name.rsplit_once('.').map_or("", |(l, _)| l);
+        let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
+        let weight = variables.get(&format!("{layer}.weight")).filter(|w| w.dim() == 4);
+        let Some(weight) = weight else {
+            let expected = if name.ends_with("weight") { 1.0 } else { 0.0 };
+            assert!(lo == expected && hi == expected, "{name}: [{lo}, {hi}], PyTorch starts normalisation at {expected}");
+            continue;
+        };
+        let size = weight.size();
+        let bound = 1.0 / ((size[1] * size[2] * size[3]) as f64).sqrt();
+        // The bound is drawn in f32: a draw at the very edge rounds to ±bound·(1 ± 2⁻²⁴).
+        let edge = bound * (1.0 + f32::EPSILON as f64);
+        assert!(lo >= -edge && hi <= edge, "{name}: [{lo}, {hi}] beyond PyTorch's ±{bound}");
+        if t.numel() >= 500 {
+            let std = t.std(true).double_value(&[]);
+            assert!((std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.1, "{name}: std {std}, PyTorch's {}", bound / 3f64.sqrt());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

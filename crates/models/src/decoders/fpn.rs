@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::Tensor;
 
+use crate::torch_init;
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -35,7 +37,7 @@ impl ConvGnRelu {
     fn new(vs: &nn::Path, c_in: i64, c_out: i64, upsample: bool) -> Self {
         let vs = vs / "block";
         ConvGnRelu {
-            conv: nn::conv2d(&vs / 0, c_in, c_out, 3, nn::ConvConfig { padding: 1, bias: false, ..Default::default() }),
+            conv: torch_init::conv2d(&vs / 0, c_in, c_out, 3, nn::ConvConfig { padding: 1, bias: false, ..Default::default() }),
             norm: nn::group_norm(&vs / 1, 32, c_out, Default::default()),
             upsample,
         }
@@ -69,7 +71,7 @@ impl Fpn {
     pub fn new(vs: &nn::Path, encoder_channels: &[i64], cfg: &Config) -> Self {
         let [c2, c3, c4, c5] = encoder_channels[encoder_channels.len() - 4..] else { unreachable!("slice of 4") };
         let (pyramid, seg) = (cfg.pyramid_channels, cfg.segmentation_channels);
-        let lateral = |name: &str, c| nn::conv2d(vs / name / "skip_conv", c, pyramid, 1, Default::default());
+        let lateral = |name: &str, c| torch_init::conv2d(vs / name / "skip_conv", c, pyramid, 1, Default::default());
         let tower = |s: usize| {
             let ups = 3 - s;
             let path = vs / "seg_blocks" / s / "block";
@@ -78,7 +80,7 @@ impl Fpn {
                 .collect()
         };
         Fpn {
-            p5: nn::conv2d(vs / "p5", c5, pyramid, 1, Default::default()),
+            p5: torch_init::conv2d(vs / "p5", c5, pyramid, 1, Default::default()),
             skips: [lateral("p4", c4), lateral("p3", c3), lateral("p2", c2)],
             towers: [tower(0), tower(1), tower(2), tower(3)],
             dropout: cfg.dropout,

@@ -9,6 +9,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::Encoder;
+use crate::torch_init;
 
 /// One row of the EfficientNet block table: `repeats` MBConv blocks, the first of which changes
 /// the width and applies the stride.
@@ -66,11 +67,11 @@ impl Variant {
 }
 
 fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(vs, c, nn::BatchNormConfig { eps: 1e-3, momentum: 0.01, ..Default::default() })
+    torch_init::batch_norm2d(vs, c, nn::BatchNormConfig { eps: 1e-3, momentum: 0.01, ..Default::default() })
 }
 
 fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64, bias: bool) -> nn::Conv2D {
-    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, groups, bias, ..Default::default() })
+    torch_init::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, groups, bias, ..Default::default() })
 }
 
 /// TF "same" padding as `Conv2dStaticSamePadding` freezes it for a 224 input: for inputs whose
