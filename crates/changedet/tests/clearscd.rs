@@ -44,6 +44,8 @@ fn predict_raw_equals_the_model_on_a_real_pair_of_any_multiple_of_32() {
     let model = ClearScd::new(&vs.root(), &Config::default());
     let path = official_weights();
     import::import_into(&mut vs, &ModelSpec::ClearScd(Config::default()), import::read_state_dict(&path).unwrap(), &path).unwrap();
+    // As `predict` runs it on a CPU (channels-last kernels; the layout's own test bounds its effect).
+    changedet_models::layout::weights_channels_last(&vs);
     let input = |path: &Path| {
         let img = image::open(path).unwrap().into_rgb8();
         let mut chw = vec![0f32; img.len()];
