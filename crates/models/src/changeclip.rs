@@ -340,7 +340,7 @@ impl Config {
 impl Config {
     /// Refuses sizes that build no network or one far beyond CLIP's largest (a checkpoint's
     /// configuration comes from a file), before anything is allocated.
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check_sizes(&self) -> std::result::Result<(), String> {
         // The Swin branch's group norm takes 32 groups of half the width.
         if !(64..=4096).contains(&self.width) || self.width % 64 != 0 {
             return Err(format!("width {} must be a multiple of 64 from 64 to 4096", self.width));
@@ -381,8 +381,11 @@ impl Config {
 }
 
 impl ModelConfig for Config {
+    fn check(&self) -> Result<()> {
+        self.check_sizes().map_err(|message| ModelError::Config { model: "changeclip".into(), message })
+    }
+
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
-        self.check().map_err(|message| ModelError::Config { model: "changeclip".into(), message })?;
         Ok(Box::new(ChangeClip::new(vs, self)?))
     }
 

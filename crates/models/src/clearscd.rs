@@ -247,12 +247,16 @@ impl ChangeModel for ClearScd {
 }
 
 impl ModelConfig for Config {
-    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+    fn check(&self) -> Result<()> {
         let fits = |v: i64, max: i64| (1..=max).contains(&v);
         if !(fits(self.num_classes, 254) && fits(self.cvaps_blocks, 16) && fits(self.projection_hidden, 4096) && fits(self.queue_len, 1 << 16)) {
             let message = "num_classes (1–254: class K marks unlabeled pixels in 8-bit labels), cvaps_blocks (1–16), projection_hidden (1–4096) and queue_len (1–65536) must be in range";
             return Err(ModelError::Config { model: "clearscd".into(), message: message.into() });
         }
+        Ok(())
+    }
+
+    fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
         Ok(Box::new(ClearScd::new(vs, self)))
     }
 

@@ -72,8 +72,11 @@ impl<F> From<FcConfig<F>> for Config {
 }
 
 impl<F: Fusion> ModelConfig for FcConfig<F> {
+    fn check(&self) -> Result<()> {
+        self.config.check(F::NAME)
+    }
+
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
-        self.config.check(F::NAME)?;
         Ok(F::build(vs, &self.config))
     }
 

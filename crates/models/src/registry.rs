@@ -24,7 +24,11 @@ pub const MAX_MODEL_ELEMENTS: u64 = 1 << 30;
 /// What a model says about itself besides its network; implemented by every model's `Config`,
 /// so that training, evaluation, import and benchmarks ask the model instead of knowing it.
 pub trait ModelConfig {
-    /// Builds the network in `vs`; refuses, with the reason, what it cannot build.
+    /// Refuses, naming the field, sizes that build no network or one far beyond the paper's (a
+    /// checkpoint's configuration comes from a file); [`ModelSpec::build`] asks before building.
+    fn check(&self) -> Result<()>;
+
+    /// Builds the network in `vs`, once [`ModelConfig::check`] passed.
     fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>>;
 
     /// Tensor elements (parameters and buffers) the network will hold, estimated from the
@@ -173,8 +177,10 @@ impl ModelSpec {
         self.config().reference_recipe(dataset)
     }
 
-    /// Builds the network, refusing first a configuration larger than [`MAX_MODEL_ELEMENTS`].
+    /// Builds the network, refusing first a configuration out of range, field by field, or larger
+    /// than [`MAX_MODEL_ELEMENTS`] as a whole.
     pub fn build(&self, vs: &nn::Path) -> Result<Box<dyn ChangeModel>> {
+        self.config().check()?;
         let estimate = self.config().size_estimate();
         if estimate > MAX_MODEL_ELEMENTS {
             let message = format!("the configuration asks for about {estimate} parameters and buffers; at most {MAX_MODEL_ELEMENTS} are built");

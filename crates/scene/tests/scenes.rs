@@ -104,7 +104,7 @@ fn cbers_pair_keeps_crs_geotransform_and_nodata() {
     let areas: f64 = layer.features().map(|f| f.field_as_double(f.field_index("area").unwrap()).unwrap().unwrap()).sum();
     assert!((areas - summary.changed_area).abs() < 1e-6 * summary.changed_area.max(1.0), "{areas} vs {}", summary.changed_area);
     assert_eq!(summary.polygons, Some(layer.feature_count() as usize));
-    assert_eq!(listing(&out), ["change.tif", "changes.gpkg", "probability.tif"]);
+    assert_eq!(listing(&out), ["change.tif", "changes.gpkg", "probability.tif", "scene.json"]);
 }
 
 /// A nodata value in a byte RGB scene (Landsat's 0 border in RGB.byte.tif) is nodata in the maps.
