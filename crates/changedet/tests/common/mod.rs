@@ -56,16 +56,37 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Headless chromium with a profile of its own: instances sharing one (tests run in parallel)
-/// hand their work to the first and wait on it.
+/// Headless chromium with a profile of its own (instances sharing one hand their work to the
+/// first and wait on it). A run that hangs (seen once in minutes on a loaded machine, chromium
+/// busy with its own processes while the page's server answered) is killed after a minute and
+/// run once more.
 fn chromium(args: &[&str]) -> Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .output()
-        .expect("chromium runs (scripts/setup.sh installs it)")
+    for _ in 0..2 {
+        let profile = tempfile::tempdir().unwrap();
+        // Output goes to files: a full pipe would stall the browser while this waits on it.
+        let (stdout, stderr) = (profile.path().join("stdout"), profile.path().join("stderr"));
+        let mut child = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"])
+            .arg(format!("--user-data-dir={}", profile.path().join("profile").display()))
+            .args(args)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("chromium runs (scripts/setup.sh installs it)");
+        let start = std::time::Instant::now();
+        let deadline = start + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            eprintln!("chromium {args:?}: {:.1} s", start.elapsed().as_secs_f64());
+            return Output { status, stdout: std::fs::read(&stdout).unwrap(), stderr: std::fs::read(&stderr).unwrap() };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("chromium {args:?} hung for a minute: killed, running it again");
+    }
+    panic!("chromium {args:?} hung twice");
 }
 
 /// A page's DOM after its scripts ran (Debian's headless chromium), and the console messages
