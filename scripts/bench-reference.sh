@@ -36,7 +36,7 @@ for round in $(seq "$rounds"); do
   "$changedet" --threads "$threads" bench --model clearscd --size 512 --train-size 256 --batch-size 4 --iters 5 --device cpu \
     | awk -v round="$round" '/^inference/ {print "changedet inference " $2} /^training step/ {print "changedet train " $3}' >> "$results"
   OMP_NUM_THREADS="$threads" PYTHONPATH="$ref/site" .venv/bin/python scripts/reference/clearscd_bench.py "$code" --iters 5 2>/dev/null \
-    | .venv/bin/python -c 'import json, sys; r = json.load(sys.stdin); print("reference inference", r["inference_ms"]); print("reference train", r["train_step_ms"])' >> "$results"
+    | tail -n 1 | .venv/bin/python -c 'import json, sys; r = json.load(sys.stdin); print("reference inference", r["inference_ms"]); print("reference train", r["train_step_ms"])' >> "$results"
   echo "round $round of $rounds done" >&2
 done
 .venv/bin/python - "$results" "$threads" "$rounds" <<'PY'
