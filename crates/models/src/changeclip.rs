@@ -21,6 +21,7 @@ use crate::import::dims;
 use crate::decoders::swin_text::{SwinTextDecoder, SwinTextOutput};
 use crate::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
 use crate::registry::elements;
+use crate::torch_init::{self, ConvInit};
 use crate::{ChangeModel, ChangeOutput, ModelCard, ModelConfig, ModelError, Recipe, Result};
 
 /// The prompt every image gets for its background.
@@ -102,7 +103,8 @@ struct ChannelAttention {
 impl ChannelAttention {
     fn new(vs: nn::Path, channels: i64, out_channels: i64) -> Self {
         let hidden = make_divisible(channels / 16, 8);
-        let conv = |p: nn::Path, i, o| nn::conv2d(&p / "conv", i, o, 1, Default::default());
+        // mmcv ConvModules: Kaiming-normal over fan_out.
+        let conv = |p: nn::Path, i, o| torch_init::conv2d_with(&p / "conv", i, o, 1, Default::default(), ConvInit::KaimingFanOut);
         Self { squeeze: conv(&vs / "conv1", channels, hidden), excite: conv(&vs / "conv2", hidden, channels), out: conv(&vs / "conv_last", channels, out_channels) }
     }
 
@@ -164,14 +166,17 @@ impl ChangeClip {
         let levels = config.level_channels();
         let context_tokens = config.text.context_length - config.prompt_length;
         let text_dim = config.text.embed_dim;
-        let truncated = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
         Ok(Self {
             backbone: ImageEncoder::new(vs / "backbone", &config.vision),
             text_encoder: TextEncoder::new(vs / "text_encoder", &config.text),
             context_decoder: ContextDecoder::new(vs / "context_decoder", &config.context_decoder),
-            contexts: vs.var("contexts2", &[1, 1, context_tokens, config.text.width], truncated),
+            contexts: torch_init::truncated_normal(vs, "contexts2", &[1, 1, context_tokens, config.text.width]),
             gamma: vs.var("gamma", &[text_dim], nn::Init::Const(1e-4)),
-            minus_conv: levels.iter().enumerate().map(|(i, &c)| nn::conv2d(vs / "minus_conv" / i / "conv", c, config.width, 1, Default::default())).collect(),
+            minus_conv: levels
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| torch_init::conv2d_with(vs / "minus_conv" / i / "conv", c, config.width, 1, Default::default(), ConvInit::KaimingFanOut))
+                .collect(),
             channel_att: (0..4).map(|i| ChannelAttention::new(vs / "channel_att" / i, 3 * config.width, config.width)).collect(),
             neck: FpnNeck::new(vs / "neck", &levels.iter().map(|c| 2 * c).collect::<Vec<_>>(), config.width),
             decode_head: SwinTextDecoder::new(vs / "decode_head", config.width, text_dim, 2),

@@ -21,8 +21,62 @@ pub fn bias(fan_in: i64) -> Init {
 
 /// `nn.Conv2d` (square kernel): weight `[c_out, c_in/groups, k, k]`, fan_in = c_in/groups·k².
 pub fn conv2d(vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvConfig) -> nn::Conv2D {
-    let fan_in = c_in / config.groups.max(1) * k * k;
-    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { ws_init: WEIGHT, bs_init: bias(fan_in), ..config })
+    conv2d_with(vs, c_in, c_out, k, config, ConvInit::PyTorch)
+}
+
+/// How a reference initialises a convolution trained from scratch.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvInit {
+    /// `nn.Conv2d`'s own defaults.
+    PyTorch,
+    /// mmcv's `ConvModule.init_weights`: Kaiming-normal with the ReLU gain over fan_out
+    /// (c_out·k²), bias 0.
+    KaimingFanOut,
+    /// mmengine's `Xavier` with uniform distribution and gain 1 (mmseg's FPN), bias 0.
+    XavierUniform,
+    /// Normal with this standard deviation, bias 0 (mmseg's `conv_seg`).
+    Normal(f64),
+}
+
+pub fn conv2d_with(vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvConfig, init: ConvInit) -> nn::Conv2D {
+    let groups = config.groups.max(1);
+    let (fan_in, fan_out) = ((c_in / groups * k * k) as f64, (c_out / groups * k * k) as f64);
+    let (ws_init, bs_init) = match init {
+        ConvInit::PyTorch => (WEIGHT, bias(fan_in as i64)),
+        ConvInit::KaimingFanOut => (Init::Randn { mean: 0.0, stdev: (2.0 / fan_out).sqrt() }, Init::Const(0.0)),
+        ConvInit::XavierUniform => {
+            let bound = (6.0 / (fan_in + fan_out)).sqrt();
+            (Init::Uniform { lo: -bound, up: bound }, Init::Const(0.0))
+        }
+        ConvInit::Normal(stdev) => (Init::Randn { mean: 0.0, stdev }, Init::Const(0.0)),
+    };
+    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { ws_init, bs_init, ..config })
+}
+
+/// `nn.Linear`: weight `[c_out, c_in]` and bias uniform in ±1/√c_in.
+pub fn linear(vs: nn::Path, c_in: i64, c_out: i64) -> nn::Linear {
+    nn::linear(vs, c_in, c_out, nn::LinearConfig { ws_init: WEIGHT, bs_init: Some(bias(c_in)), bias: true })
+}
+
+/// A linear layer as timm's/DenseCLIP's `_init_weights` make it: `trunc_normal_(std)` (cut at
+/// ±2, which for std 0.02 is ±100σ: a plain normal), bias 0.
+pub fn linear_normal(vs: nn::Path, c_in: i64, c_out: i64, bias: bool, stdev: f64) -> nn::Linear {
+    nn::linear(vs, c_in, c_out, nn::LinearConfig { ws_init: Init::Randn { mean: 0.0, stdev }, bs_init: Some(Init::Const(0.0)), bias })
+}
+
+/// A variable drawn as `nn.init.trunc_normal_` does by default: standard normal, cut at ±2
+/// (values beyond are drawn again).
+pub fn truncated_normal(vs: &nn::Path, name: &str, shape: &[i64]) -> tch::Tensor {
+    let mut variable = vs.var(name, shape, Init::Randn { mean: 0.0, stdev: 1.0 });
+    tch::no_grad(|| loop {
+        let outside = variable.abs().gt(2.0);
+        if !bool::try_from(outside.any()).unwrap_or(false) {
+            break;
+        }
+        let redrawn = variable.where_self(&outside.logical_not(), &variable.randn_like());
+        variable.copy_(&redrawn);
+    });
+    variable
 }
 
 /// `nn.ConvTranspose2d`: weight `[c_in, c_out/groups, k, k]`, whose fan_in PyTorch takes from

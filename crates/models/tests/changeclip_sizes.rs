@@ -48,3 +48,48 @@ fn full_size_models_have_the_reference_parameter_counts() {
     }
     assert!((millions(vit) - 170.7).abs() < 0.06, "ViT total {} M", millions(vit));
 }
+
+/// `t`'s standard deviation within 10 % of `expected`, and its mean near 0.
+fn assert_spread(name: &str, t: &tch::Tensor, expected: f64) {
+    let (std, mean) = (t.std(true).double_value(&[]), t.mean(tch::Kind::Float).double_value(&[]));
+    assert!((std / expected - 1.0).abs() < 0.1 && mean.abs() < 0.2 * expected, "{name}: std {std}, mean {mean}, expected std {expected}");
+}
+
+/// The parts trained from scratch start as the reference's (mmseg/mmengine `init_weights`,
+/// `reference/changeclip.md` §1.5–1.7): FPN neck Xavier-uniform, DFC and SE ConvModules
+/// Kaiming-normal over fan_out, the decoder's own layers PyTorch's defaults, `conv_seg`
+/// Normal(0.01), the context decoder's linear layers Normal(0.02), biases of all but the
+/// PyTorch-default layers 0, and the learned context truncated at ±2.
+#[test]
+fn layers_trained_from_scratch_start_as_the_reference_initialises_them() {
+    let vs = VarStore::new(Device::Cpu);
+    let _model = ChangeClip::new(&vs.root(), &Config::default()).unwrap();
+    let variables = vs.variables();
+    for (name, t) in &variables {
+        let size = t.size();
+        let zero_bias = || assert_eq!(t.abs().max().double_value(&[]), 0.0, "{name}: bias not 0");
+        let fan = |dims: &[i64]| dims.iter().product::<i64>() as f64;
+        match name.as_str() {
+            n if n.starts_with("neck.") && n.ends_with("weight") => {
+                let bound = (6.0 / (fan(&size[1..]) + size[0] as f64 * fan(&size[2..]))).sqrt();
+                assert!(t.abs().max().double_value(&[]) <= bound * (1.0 + 1e-6), "{name}: beyond Xavier's ±{bound}");
+                assert_spread(name, t, bound / 3f64.sqrt());
+            }
+            n if (n.starts_with("minus_conv.") || n.starts_with("channel_att.")) && n.ends_with("weight") => {
+                assert_spread(name, t, (2.0 / (size[0] as f64 * fan(&size[2..]))).sqrt());
+            }
+            "decode_head.conv_seg.weight" => assert_spread(name, t, 0.01),
+            n if n.starts_with("context_decoder.") && n.ends_with("weight") && size.len() == 2 && t.numel() >= 1000 => assert_spread(name, t, 0.02),
+            n if (n.starts_with("neck.") || n.starts_with("minus_conv.") || n.starts_with("channel_att.") || n == "decode_head.conv_seg.bias") => zero_bias(),
+            n if n.starts_with("context_decoder.") && n.ends_with("bias") => zero_bias(),
+            "contexts2" => assert!(t.abs().max().double_value(&[]) <= 2.0, "contexts2 beyond ±2"),
+            n if n.starts_with("decode_head.") && n.ends_with("weight") && size.len() >= 2 && !n.contains("relative_position") && t.numel() >= 1000 => {
+                // PyTorch's defaults: uniform in ±1/√fan_in, fan_in from dimension 1 on.
+                let bound = 1.0 / fan(&size[1..]).sqrt();
+                assert!(t.abs().max().double_value(&[]) <= bound * (1.0 + 1e-6), "{name}: beyond PyTorch's ±{bound}");
+                assert_spread(name, t, bound / 3f64.sqrt());
+            }
+            _ => {}
+        }
+    }
+}

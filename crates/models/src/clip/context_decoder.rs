@@ -5,7 +5,13 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::transformer::{attention, layer_norm, linear};
+use super::transformer::{attention, layer_norm};
+use crate::torch_init;
+
+/// DenseCLIP's `_init_weights`: every linear layer trunc_normal(0.02) with bias 0.
+fn linear(vs: nn::Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
+    torch_init::linear_normal(vs, c_in, c_out, bias, 0.02)
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -5,6 +5,8 @@
 use tch::nn;
 use tch::Tensor;
 
+use crate::torch_init::{self, ConvInit};
+
 #[derive(Debug)]
 pub struct FpnNeck {
     lateral: Vec<nn::Conv2D>,
@@ -13,7 +15,8 @@ pub struct FpnNeck {
 
 impl FpnNeck {
     pub fn new(vs: nn::Path, in_channels: &[i64], out_channels: i64) -> Self {
-        let conv = |p: nn::Path, c_in, k: i64| nn::conv2d(p, c_in, out_channels, k, nn::ConvConfig { padding: k / 2, ..Default::default() });
+        // mmseg's FPN initialises its convolutions Xavier-uniform.
+        let conv = |p: nn::Path, c_in, k: i64| torch_init::conv2d_with(p, c_in, out_channels, k, nn::ConvConfig { padding: k / 2, ..Default::default() }, ConvInit::XavierUniform);
         Self {
             lateral: in_channels.iter().enumerate().map(|(i, &c)| conv(&vs / "lateral_convs" / i / "conv", c, 1)).collect(),
             output: (0..in_channels.len()).map(|i| conv(&vs / "fpn_convs" / i / "conv", out_channels, 3)).collect(),

@@ -8,6 +8,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use crate::clip::transformer::drop_path;
+use crate::torch_init::{self, ConvInit};
 
 const WINDOW: i64 = 7;
 const SHIFT: i64 = WINDOW / 2;
@@ -20,7 +21,7 @@ const TEXT_ATTENTION_DIM: i64 = 64;
 const TEXT_VALUE_DIM: i64 = 256;
 
 fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64) -> nn::Conv2D {
-    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { padding: k / 2, ..Default::default() })
+    torch_init::conv2d(vs, c_in, c_out, k, nn::ConvConfig { padding: k / 2, ..Default::default() })
 }
 
 /// Text cross-attention: image tokens query the text tokens, `softmax(q kᵀ/√d) v`.
@@ -34,9 +35,9 @@ struct LowRankBilinearAttention {
 impl LowRankBilinearAttention {
     fn new(vs: nn::Path, width: i64) -> Self {
         Self {
-            wq: nn::linear(&vs / "WQ", width, TEXT_ATTENTION_DIM, Default::default()),
-            wk: nn::linear(&vs / "WK", width, TEXT_ATTENTION_DIM, Default::default()),
-            wv: nn::linear(&vs / "WV", width, TEXT_VALUE_DIM, Default::default()),
+            wq: torch_init::linear(&vs / "WQ", width, TEXT_ATTENTION_DIM),
+            wk: torch_init::linear(&vs / "WK", width, TEXT_ATTENTION_DIM),
+            wv: torch_init::linear(&vs / "WV", width, TEXT_VALUE_DIM),
         }
     }
 
@@ -93,8 +94,8 @@ impl WindowAttention {
     fn new(vs: nn::Path, width: i64, heads: i64) -> Self {
         let table_len = (2 * WINDOW - 1) * (2 * WINDOW - 1);
         Self {
-            qkv: nn::linear(&vs / "qkv", width, 3 * width, Default::default()),
-            proj: nn::linear(&vs / "proj", width, width, Default::default()),
+            qkv: torch_init::linear(&vs / "qkv", width, 3 * width),
+            proj: torch_init::linear(&vs / "proj", width, width),
             relative_position_bias_table: vs.var("relative_position_bias_table", &[table_len, heads], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
             relative_position_index: vs.add("relative_position_index", relative_position_index().to_device(vs.device()), false),
             heads,
@@ -135,12 +136,12 @@ impl SwinTextBlock {
     fn new(vs: nn::Path, width: i64, heads: i64, shift: i64, drop_path: f64) -> Self {
         Self {
             low_rank_bilinear: LowRankBilinearAttention::new(&vs / "low_rank_bilinear", width),
-            text_proj: nn::linear(&vs / "proj", TEXT_VALUE_DIM, width, Default::default()),
+            text_proj: torch_init::linear(&vs / "proj", TEXT_VALUE_DIM, width),
             norm1: nn::layer_norm(&vs / "norm1", vec![width], Default::default()),
             attn: WindowAttention::new(&vs / "attn", width, heads),
             norm2: nn::layer_norm(&vs / "norm2", vec![width], Default::default()),
-            fc1: nn::linear(&vs / "mlp" / "fc1", width, 4 * width, Default::default()),
-            fc2: nn::linear(&vs / "mlp" / "fc2", 4 * width, width, Default::default()),
+            fc1: torch_init::linear(&vs / "mlp" / "fc1", width, 4 * width),
+            fc2: torch_init::linear(&vs / "mlp" / "fc2", 4 * width, width),
             shift,
             drop_path,
         }
@@ -235,12 +236,13 @@ impl SwinTextDecoder {
     /// `width`: channels of the four input levels; `text_dim`: width of the text embeddings.
     pub fn new(vs: nn::Path, width: i64, text_dim: i64, classes: i64) -> Self {
         let half = width / 2;
-        let text_head = |p: nn::Path| (nn::linear(&p / 0, text_dim, half, Default::default()), nn::layer_norm(&p / 1, vec![half], Default::default()));
+        let text_head = |p: nn::Path| (torch_init::linear(&p / 0, text_dim, half), nn::layer_norm(&p / 1, vec![half], Default::default()));
         Self {
             linear_a: text_head(&vs / "linearA"),
             linear_b: text_head(&vs / "linearB"),
             stages: (1..=3).map(|i| Stage::new(&vs / format!("layer{i}"), width)).collect(),
-            conv_seg: nn::conv2d(&vs / "conv_seg", width, classes, 1, Default::default()),
+            // mmseg's decode heads: `conv_seg` Normal(0, 0.01).
+            conv_seg: torch_init::conv2d_with(&vs / "conv_seg", width, classes, 1, Default::default(), ConvInit::Normal(0.01)),
             dropout: 0.1,
         }
     }
