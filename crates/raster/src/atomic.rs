@@ -24,6 +24,23 @@ pub fn staged_path(target: &Path, suffix: &str) -> io::Result<TempPath> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a file in {}: {e}", dir.display())))
 }
 
+/// Removes files [`staged_path`] made for `target` that a killed process left behind (a
+/// SIGKILL gives no chance to drop them); returns how many.
+pub fn remove_abandoned(target: &Path) -> io::Result<usize> {
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefix = format!(".{}.", target.file_name().and_then(|n| n.to_str()).unwrap_or("output"));
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with(&prefix) && name.ends_with(".part") && path.is_file() {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Renames a staged file onto `target`.
 pub fn commit(staged: TempPath, target: &Path) -> io::Result<()> {
     staged.persist(target).map_err(|e| io::Error::new(e.error.kind(), format!("cannot rename into place: {}", e.error)))
@@ -73,5 +90,21 @@ mod tests {
         write_bytes(&target, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn files_abandoned_by_a_killed_writer_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("last.safetensors");
+        // What a SIGKILL leaves: the staged file, never dropped.
+        staged_path(&target, "part").unwrap().keep().unwrap();
+        let others = [".best.safetensors.x1.part", "last.safetensors", ".last.safetensors.notes"];
+        for name in others {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(remove_abandoned(&target).unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [".best.safetensors.x1.part", ".last.safetensors.notes", "last.safetensors"]);
     }
 }

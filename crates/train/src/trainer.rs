@@ -153,6 +153,12 @@ fn check_job(job: &TrainJob) -> Result<()> {
             existing.file_name().and_then(|n| n.to_str()).unwrap_or_default()
         )));
     }
+    // A run killed while writing a checkpoint leaves its staged file: the run that takes over
+    // removes it.
+    for file in [LAST, BEST] {
+        let target = job.out_dir.join(file);
+        changedet_raster::atomic::remove_abandoned(&target).map_err(|e| TrainError::Io(target, e))?;
+    }
     if job.train.is_empty() || job.val.is_empty() {
         return Err(TrainError::Config("the training and validation splits must not be empty".into()));
     }
