@@ -108,7 +108,8 @@ pub(crate) fn assert_pytorch_defaults(vs: &nn::VarStore) {
         };
         let size = weight.size();
         let bound = 1.0 / ((size[1] * size[2] * size[3]) as f64).sqrt();
-        // The bound is drawn in f32: a draw at the very edge rounds to ±bound·(1 ± 2⁻²⁴).
+        // The bound is drawn in f32: a draw at the very edge rounds to ±bound·(1 ± 2⁻²⁴) (CI once
+        // drew −0.0833333358 against ±1/12).
         let edge = bound * (1.0 + f32::EPSILON as f64);
         assert!(lo >= -edge && hi <= edge, "{name}: [{lo}, {hi}] beyond PyTorch's ±{bound}");
         if t.numel() >= 500 {

@@ -1,10 +1,9 @@
 //! One scene run: reader thread → model (this thread) → writer thread, one block at a time.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
@@ -139,23 +138,15 @@ const STATISTICS_SIDE: usize = 2048;
 
 
 fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
-    let before = Scene::open(&job.before, job.bands.as_deref())?;
-    let mut after = Scene::open(&job.after, job.bands.as_deref()).with_context(|| format!("after date {}", job.after[0].display()))?;
-    check_bands(&before)?;
-    check_bands(&after)?;
-    let mut common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
-    let warped = if job.align && common.is_err() { geo::warp_onto(&job.after, &before.grid, &std::env::temp_dir())? } else { Vec::new() };
-    if !warped.is_empty() {
-        let files: Vec<PathBuf> = warped.iter().map(|p| p.to_path_buf()).collect();
-        after = Scene::open(&files, job.bands.as_deref()).with_context(|| format!("after date {}, warped", job.after[0].display()))?;
-        common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
-    }
-    let common = common?;
-    let dates = [
-        DateInput::new(before, (common.before.x, common.before.y), &job.scaling, norm)?,
-        DateInput::new(after, (common.after.x, common.after.y), &job.scaling, norm)?,
+    let dates = geo::open_registered(&job.before, &job.after, job.bands.as_deref(), job.align)?;
+    check_bands(&dates.before)?;
+    check_bands(&dates.after)?;
+    let common = dates.overlap;
+    let inputs = [
+        DateInput::new(dates.before, (common.before.x, common.before.y), &job.scaling, norm)?,
+        DateInput::new(dates.after, (common.after.x, common.after.y), &job.scaling, norm)?,
     ];
-    Ok((dates, common, warped))
+    Ok((inputs, common, dates.warped))
 }
 
 /// What the three threads of a run share.
@@ -230,6 +221,7 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
         before: job.before.iter().map(|p| geo::absolute(p)).collect(),
         after: job.after.iter().map(|p| geo::absolute(p)).collect(),
         bands: job.bands.clone(),
+        scaling: job.scaling,
         align: job.align,
         maps: maps.maps().iter().map(|(name, _)| format!("{name}.tif")).collect(),
         polygons: None,

@@ -1,5 +1,6 @@
 //! A scene run's layers, opened once and rendered as 256² map tiles on demand: the two dates
-//! (a common stretch, so that colours compare), and every map of the run styled by what it holds.
+//! (scaled to 0–255 as the run scaled them for the model), and every map of the run styled by
+//! what it holds.
 //! Map coordinates are the maps' pixels: `x` = column, `y` = −row (north up), as Leaflet's
 //! `CRS.Simple` takes them; at zoom `z` one pixel of the scene covers 2^z screen pixels.
 
@@ -10,13 +11,11 @@ use gdal::{Dataset, GeoTransformEx};
 use serde_json::{Value, json};
 
 use changedet_raster::Window;
-use changedet_raster::geo::{self, Scene, SceneRecord};
+use changedet_raster::geo::{self, BandScale, Scaling, Scene, SceneRecord};
 
 pub const TILE: usize = 256;
 /// Deepest zoom served: 8 screen pixels per scene pixel.
 pub const MAX_ZOOM: i32 = 3;
-/// Side of the overview the display stretch of 16-bit dates is taken on.
-const STRETCH_SAMPLE_SIDE: usize = 1024;
 /// Most polygons sent to the page (the rest are counted, not drawn).
 const MAX_POLYGONS: usize = 20_000;
 
@@ -27,6 +26,8 @@ pub struct SceneFiles {
     pub before: Vec<PathBuf>,
     pub after: Vec<PathBuf>,
     pub bands: Option<Vec<usize>>,
+    /// How the dates' bands become 0–255 (the run's, so that the page shows what the model saw).
+    pub scaling: Scaling,
     pub align: bool,
     pub maps: Vec<PathBuf>,
     pub polygons: Option<PathBuf>,
@@ -40,6 +41,7 @@ impl SceneFiles {
             before: record.before,
             after: record.after,
             bands: record.bands,
+            scaling: record.scaling,
             align: record.align,
             maps: record.maps.iter().map(|m| dir.join(m)).collect(),
             polygons: record.polygons,
@@ -56,7 +58,7 @@ impl SceneFiles {
             bail!("{}: no maps (change.tif, ... of a scene, or {pair}_change.png, ... of the pair {pair})", dir.display());
         }
         let polygons = ["changes.gpkg", "changes.geojson"].iter().map(|f| dir.join(f)).find(|p| p.exists());
-        Ok(SceneFiles { dir: dir.to_owned(), before, after, bands, align: false, maps, polygons })
+        Ok(SceneFiles { dir: dir.to_owned(), before, after, bands, scaling: Scaling::Auto, align: false, maps, polygons })
     }
 }
 
@@ -83,8 +85,8 @@ struct DateLayer {
     scene: Scene,
     /// Where the common grid starts in this date's pixels.
     offset: (usize, usize),
-    /// Per band, the raw values shown as 0 and 255.
-    stretch: Vec<(f32, f32)>,
+    /// Per band, the map of raw values onto 0–255 (`None`: 8-bit values as they are).
+    scales: Vec<Option<BandScale>>,
 }
 
 pub struct SceneLayers {
@@ -98,31 +100,22 @@ pub struct SceneLayers {
 
 impl SceneLayers {
     pub fn open(files: &SceneFiles) -> Result<Self> {
-        let before = Scene::open(&files.before, files.bands.as_deref()).context("before date")?;
-        let mut after = Scene::open(&files.after, files.bands.as_deref()).context("after date")?;
-        let mut common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
-        let warped = if files.align && common.is_err() { geo::warp_onto(&files.after, &before.grid, &std::env::temp_dir())? } else { Vec::new() };
-        if !warped.is_empty() {
-            let paths: Vec<PathBuf> = warped.iter().map(|p| p.to_path_buf()).collect();
-            after = Scene::open(&paths, files.bands.as_deref()).context("after date, warped")?;
-            common = geo::overlap(&before.grid, &after.grid, &before.name(), &after.name());
-        }
-        let common = common?;
-        let stretch = display_stretch(&before)?;
+        let dates = geo::open_registered(&files.before, &files.after, files.bands.as_deref(), files.align)?;
+        let common = dates.overlap;
         let maps = files.maps.iter().map(|path| open_map(path)).collect::<Result<Vec<_>>>()?;
         if let Some(map) = maps.iter().find(|m| (m.scene.grid.width, m.scene.grid.height) != (common.grid.width, common.grid.height)) {
             bail!("{}: {}×{} pixels, but the dates overlap on {}×{}", map.name, map.scene.grid.width, map.scene.grid.height, common.grid.width, common.grid.height);
         }
         let polygons = files.polygons.as_deref().map(|path| read_polygons(path, &common.grid)).transpose()?;
+        let date = |scene: Scene, offset: Window| -> Result<DateLayer> {
+            Ok(DateLayer { scales: files.scaling.resolve(&scene)?, scene, offset: (offset.x, offset.y) })
+        };
         Ok(SceneLayers {
-            dates: [
-                DateLayer { scene: before, offset: (common.before.x, common.before.y), stretch: stretch.clone() },
-                DateLayer { scene: after, offset: (common.after.x, common.after.y), stretch },
-            ],
+            dates: [date(dates.before, common.before)?, date(dates.after, common.after)?],
             grid: common.grid,
             maps,
             polygons,
-            _warped: warped,
+            _warped: dates.warped,
         })
     }
 
@@ -238,8 +231,8 @@ impl DateLayer {
         footprint.paint(rgba, |i| {
             valid[i].then(|| {
                 let byte = |c: usize| {
-                    let (low, high) = self.stretch[channel(c)];
-                    ((values[channel(c) * plane + i] - low) / (high - low).max(f32::EPSILON) * 255.0).clamp(0.0, 255.0) as u8
+                    let value = values[channel(c) * plane + i];
+                    self.scales[channel(c)].map_or(value, |scale| scale.apply(value)).clamp(0.0, 255.0) as u8
                 };
                 [byte(0), byte(1), byte(2), 255]
             })
@@ -272,26 +265,6 @@ impl MapLayer {
         });
         Ok(())
     }
-}
-
-/// 8-bit dates show as stored; others from their 2nd to 98th percentile per band (taken on the
-/// before date and used for both, so that the same value looks the same on both sides).
-fn display_stretch(scene: &Scene) -> Result<Vec<(f32, f32)>> {
-    (0..scene.band_count())
-        .map(|band| {
-            if scene.is_byte() {
-                return Ok((0.0, 255.0));
-            }
-            let mut values = scene.sample(band, STRETCH_SAMPLE_SIDE)?;
-            values.retain(|v| v.is_finite());
-            if values.is_empty() {
-                return Ok((0.0, 1.0));
-            }
-            values.sort_by(f32::total_cmp);
-            let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-            Ok((at(0.02), at(0.98)))
-        })
-        .collect()
 }
 
 fn open_map(path: &Path) -> Result<MapLayer> {

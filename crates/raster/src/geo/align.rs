@@ -1,5 +1,6 @@
-//! `--align`: GDAL warp of the after date onto the before grid, as a virtual raster (a VRT that
-//! warps window by window when read), so nothing the size of the scene is materialised.
+//! Opening both dates of a scene on their common grid, and `--align`: GDAL warp of the after
+//! date onto the before grid, as a virtual raster (a VRT that warps window by window when read),
+//! so nothing the size of the scene is materialised.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::ptr::null_mut;
 use gdal::Dataset;
 use tempfile::TempPath;
 
-use super::{GdalContext, GeoError, Grid, Result};
+use super::{GdalContext, GeoError, Grid, Overlap, Result, Scene};
 
 /// Warps each of `files` onto `grid` (bilinear) into a VRT in `dir`; pixels outside the file's
 /// footprint are masked (its nodata, or an added alpha band). The VRTs live as long as the
@@ -84,4 +85,30 @@ fn warp(source: &Dataset, dest: &Path, args: &[String]) -> gdal::errors::Result<
         gdal_sys::GDALClose(out);
     }
     Ok(())
+}
+
+/// Both dates of a scene opened on their common grid.
+pub struct RegisteredDates {
+    pub before: Scene,
+    pub after: Scene,
+    pub overlap: Overlap,
+    /// The after date warped onto the before grid (`align`), read through these files: keep
+    /// them as long as `after`.
+    pub warped: Vec<TempPath>,
+}
+
+/// Opens two dates (`bands` selected from each) and their overlap; with `align`, an after date on
+/// another grid is first warped onto the before grid (into the system's temporary folder).
+pub fn open_registered(before: &[PathBuf], after: &[PathBuf], bands: Option<&[usize]>, align: bool) -> Result<RegisteredDates> {
+    let after_date = |e: GeoError, how: &str| GeoError::Invalid(format!("after date {}{how}: {e}", after[0].display()));
+    let before = Scene::open(before, bands)?;
+    let mut after_scene = Scene::open(after, bands).map_err(|e| after_date(e, ""))?;
+    let mut overlap = super::overlap(&before.grid, &after_scene.grid, &before.name(), &after_scene.name());
+    let warped = if align && overlap.is_err() { warp_onto(after, &before.grid, &std::env::temp_dir())? } else { Vec::new() };
+    if !warped.is_empty() {
+        let files: Vec<PathBuf> = warped.iter().map(|p| p.to_path_buf()).collect();
+        after_scene = Scene::open(&files, bands).map_err(|e| after_date(e, ", warped"))?;
+        overlap = super::overlap(&before.grid, &after_scene.grid, &before.name(), &after_scene.name());
+    }
+    Ok(RegisteredDates { before, after: after_scene, overlap: overlap?, warped })
 }

@@ -11,7 +11,7 @@ mod record;
 mod scaling;
 mod scene;
 
-pub use align::warp_onto;
+pub use align::{RegisteredDates, open_registered, warp_onto};
 pub use grid::{Grid, Overlap, overlap};
 pub use mosaic::repeat_as_mosaic;
 pub use output::{MapKind, StagedRaster};

@@ -15,6 +15,8 @@ pub struct SceneRecord {
     pub after: Vec<PathBuf>,
     /// 1-based bands over each date's stacked bands, in the model's (RGB) order.
     pub bands: Option<Vec<usize>>,
+    /// How the bands became 0–255 model input (what a viewer shows too).
+    pub scaling: super::Scaling,
     /// Whether the after date was warped onto the before grid.
     pub align: bool,
     /// The maps written, as file names in the folder (`change.tif`, ...).
