@@ -15,7 +15,9 @@ pub struct SceneRecord {
     pub after: Vec<PathBuf>,
     /// 1-based bands over each date's stacked bands, in the model's (RGB) order.
     pub bands: Option<Vec<usize>>,
-    /// How the bands became 0–255 model input (what a viewer shows too).
+    /// How the bands became 0–255 model input (what a viewer shows too); records written before
+    /// it was kept ran the default.
+    #[serde(default = "auto")]
     pub scaling: super::Scaling,
     /// Whether the after date was warped onto the before grid.
     pub align: bool,
@@ -46,6 +48,10 @@ impl SceneRecord {
         let json = serde_json::to_vec_pretty(self).map_err(|e| GeoError::Invalid(e.to_string()))?;
         crate::atomic::write_bytes(&path, &json).map_err(|e| GeoError::Invalid(format!("{}: cannot write: {e}", path.display())))
     }
+}
+
+fn auto() -> super::Scaling {
+    super::Scaling::Auto
 }
 
 /// `path` made absolute, so that a record stays valid wherever it is read from.
