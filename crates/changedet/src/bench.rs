@@ -151,6 +151,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Median seconds per tile of the model's forward pass over batches of `batch` tiles.
+fn model_seconds_per_tile(model: &LoadedModel, device: Device, tile: i64, batch: i64) -> f64 {
+    let input = || Tensor::randn([batch, 3, tile, tile], (Kind::Float, device));
+    let (before, after) = (input(), input());
+    let runs = time(5, device, || {
+        tch::no_grad(|| model.model.forward_t(&before, &after, false));
+    });
+    median(runs) / batch as f64
+}
+
 /// The scene benchmark: the pair repeated as a georeferenced SIDE×SIDE mosaic (see
 /// `repeat_as_mosaic`), through the scene pipeline.
 fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], tile: usize) -> Result<()> {
@@ -162,12 +172,23 @@ fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], til
         tile,
         ..changedet_scene::SceneJob::new(vec![before], vec![after], dir.path().join("out"))
     };
+    model.prepare_for_inference();
     let summary = changedet_scene::predict_scene(model, device, &job)?;
+    let plan = changedet_raster::tiling::TilePlan::new(side, side, tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
+    let model_alone = model_seconds_per_tile(model, device, tile as i64, job.batch_size as i64) * plan.tile_count() as f64;
+    let megapixels = (side * side) as f64 / 1e6;
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());
     println!("scene            {side}×{side} px pair, tiles {tile} px, overlap {} px, blocks of {} strides", job.overlap, job.block_strides);
     println!("run              {summary}");
     println!("throughput       {:.2} Mpx/s (reading, inference, blending, writing and COG conversion)", summary.megapixels_per_second());
+    println!(
+        "model alone      {:.2} Mpx/s ({model_alone:.1} s for the scene's {} tiles, batches of {}); the pipeline runs at {:.2}× that",
+        megapixels / model_alone,
+        plan.tile_count(),
+        job.batch_size,
+        model_alone / summary.seconds
+    );
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS         {mib:.0} MiB");
     }

@@ -1,6 +1,7 @@
 //! `changedet`: the command line. Each sub-command lives in its own module and only wires
 //! arguments to the library crates.
 
+mod allocator;
 mod bench;
 mod clip_classes;
 mod clip_score;

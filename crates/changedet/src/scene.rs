@@ -36,8 +36,8 @@ pub struct SceneArgs {
     /// Pixels shared by neighbouring tiles; their logits are blended with smooth weights.
     #[arg(long, default_value_t = 64)]
     overlap: usize,
-    /// Block side in tile strides: memory grows with its square, recomputed border tiles
-    /// shrink with it (about (1 + 1/B)² tiles).
+    /// Block side in tile strides: the scene is blended one block at a time (memory grows with
+    /// its square) and sharded by blocks. Each tile runs once whatever the block size.
     #[arg(long, default_value_t = 8, value_parser = crate::values::at_least_one)]
     block: usize,
     /// Process only part I of N of the scene's blocks (1-based), for scheduler arrays; writes

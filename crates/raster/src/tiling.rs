@@ -2,10 +2,12 @@
 //!
 //! Tiles sit on one global grid (every `stride = tile − overlap` pixels, the last one flush with
 //! the edge). The scene is cut into square *blocks* of whole strides; a block is finished from
-//! the tiles that touch it, so its memory is bounded whatever the scene size. Tiles straddling two
-//! blocks are run once for each (about `(1 + 1/n)²` tiles for blocks of n strides). A pixel's
-//! value depends only on the tiles covering it, never on the block or shard that computed it, so
-//! shards of the block list reassemble into the unsharded result exactly.
+//! the tiles that touch it, so its memory is bounded whatever the scene size. A run over a range
+//! of blocks computes each tile once, in the first block of the range it touches, and keeps the
+//! part of its output that falls in later blocks (strips about the overlap wide) until they are
+//! finished. A pixel blends the tiles covering it in row-major order, whichever block or shard
+//! computed them, so shards of the block list reassemble into the unsharded result exactly
+//! (given a model whose output for a tile does not depend on the other tiles of its batch).
 
 use std::ops::Range;
 
@@ -121,6 +123,22 @@ impl TilePlan {
         index * n / count..(index + 1) * n / count
     }
 
+    /// Indices (in `blocks()` order) of the blocks `window` touches, ascending.
+    pub fn blocks_touching(&self, window: &Window) -> Vec<usize> {
+        let per_row = self.width.div_ceil(self.block);
+        let columns = window.x / self.block..=(window.right() - 1).min(self.width - 1) / self.block;
+        let rows = window.y / self.block..=(window.bottom() - 1).min(self.height - 1) / self.block;
+        rows.flat_map(|row| columns.clone().map(move |column| row * per_row + column)).collect()
+    }
+
+    /// The tiles a run over the blocks `run` computes for `block`: those touching it that touch
+    /// no earlier block of the run, row-major.
+    pub fn tiles_computed_in(&self, block: usize, run: &Range<usize>) -> Vec<Window> {
+        let window = self.blocks()[block];
+        let first_of_run = |tile: &Window| self.blocks_touching(tile).into_iter().find(|b| run.contains(b));
+        self.tiles_in(&window).into_iter().filter(|tile| first_of_run(tile) == Some(block)).collect()
+    }
+
     /// The tiles touching `block`, row-major, clipped to the scene.
     pub fn tiles_in(&self, block: &Window) -> Vec<Window> {
         let mut tiles = Vec::new();
@@ -166,21 +184,22 @@ impl BlendAccumulator {
         BlendAccumulator { window, channels, sums: vec![0.0; channels * window.area()], weights: vec![0.0; window.area()] }
     }
 
-    /// Adds a tile's output `[channels, side, side]` (planar; `side` ≥ the tile's clipped size,
-    /// the rest being padding) at the tile's place, weighted by `taper ⊗ taper`.
-    pub fn add(&mut self, tile: &Window, side: usize, values: &[f32], taper: &[f32]) {
-        debug_assert_eq!(values.len(), self.channels * side * side);
-        let Some(common) = tile.intersection(&self.window) else { return };
+    /// Adds a tile's output over `region` (scene coordinates, within the tile's square),
+    /// `values` `[channels, region.height, region.width]` planar, weighted by `taper ⊗ taper` at
+    /// each pixel's place in the tile.
+    pub fn add(&mut self, tile: &Window, region: &Window, values: &[f32], taper: &[f32]) {
+        debug_assert_eq!(values.len(), self.channels * region.area());
+        let Some(common) = tile.intersection(&self.window).and_then(|c| c.intersection(region)) else { return };
         let plane = self.window.area();
         for y in common.y..common.bottom() {
-            let (ty, by) = (y - tile.y, y - self.window.y);
+            let (ty, ry, by) = (y - tile.y, y - region.y, y - self.window.y);
             for x in common.x..common.right() {
-                let (tx, bx) = (x - tile.x, x - self.window.x);
+                let (tx, rx, bx) = (x - tile.x, x - region.x, x - self.window.x);
                 let weight = taper[ty] * taper[tx];
                 let at = by * self.window.width + bx;
                 self.weights[at] += weight;
                 for c in 0..self.channels {
-                    self.sums[c * plane + at] += weight * values[(c * side + ty) * side + tx];
+                    self.sums[c * plane + at] += weight * values[(c * region.height + ry) * region.width + rx];
                 }
             }
         }
@@ -244,6 +263,22 @@ mod tests {
         assert!(shards.windows(2).all(|w| w[0].end == w[1].start));
     }
 
+    #[test]
+    fn a_run_computes_each_tile_it_needs_once() {
+        let plan = TilePlan::new(1000, 700, 128, 32, 2).unwrap();
+        let blocks = plan.blocks();
+        for run in [0..blocks.len(), plan.shard(1, 3), 5..6] {
+            let computed: Vec<Window> = run.clone().flat_map(|b| plan.tiles_computed_in(b, &run)).collect();
+            let needed: std::collections::BTreeSet<(usize, usize)> = run.clone().flat_map(|b| plan.tiles_in(&blocks[b])).map(|t| (t.y, t.x)).collect();
+            let once: std::collections::BTreeSet<(usize, usize)> = computed.iter().map(|t| (t.y, t.x)).collect();
+            assert_eq!(once.len(), computed.len(), "{run:?}: a tile computed twice");
+            assert_eq!(once, needed, "{run:?}");
+        }
+        // Blocks of 192 px, 6 per row.
+        assert_eq!(plan.blocks_touching(&Window::new(180, 180, 128, 128)), vec![0, 1, 6, 7]);
+        assert_eq!(plan.blocks_touching(&Window::new(872, 572, 128, 128)), vec![16, 17, 22, 23]);
+    }
+
     /// A position-independent tile output blends back to itself exactly: no seams, whatever the
     /// tiling.
     #[test]
@@ -256,7 +291,7 @@ mod tests {
             let mut acc = BlendAccumulator::new(block, 1);
             for t in plan.tiles_in(&block) {
                 let values: Vec<f32> = (0..tile * tile).map(|i| field(t.x + i % tile, t.y + i / tile)).collect();
-                acc.add(&t, tile, &values, &weights);
+                acc.add(&t, &Window::new(t.x, t.y, tile, tile), &values, &weights);
             }
             let blended = acc.finish();
             for (i, v) in blended.iter().enumerate() {

@@ -33,7 +33,7 @@ pub struct SceneJob {
     pub tile: usize,
     /// Pixels shared by neighbouring tiles, blended with sin² weights.
     pub overlap: usize,
-    /// Block side in strides: larger blocks recompute fewer border tiles but hold more memory.
+    /// Block side in strides: the unit of memory (one block's blend at a time) and of sharding.
     pub block_strides: usize,
     /// Tiles per forward pass.
     pub batch_size: usize,

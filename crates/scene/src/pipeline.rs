@@ -1,5 +1,6 @@
 //! One scene run: reader thread → model (this thread) → writer thread, one block at a time.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
@@ -119,7 +120,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         width: common.grid.width,
         height: common.grid.height,
         blocks: shard_blocks.len(),
-        tiles: shard_blocks.iter().map(|(_, b)| plan.tiles_in(b).len()).sum(),
+        tiles: shard_blocks.iter().map(|(b, _)| plan.tiles_computed_in(*b, &shard_range(&shard_blocks)).len()).sum(),
         ..Default::default()
     };
     let run = Run { model, device, job, plan: &plan, blocks: &shard_blocks, classes: maps.classes };
@@ -247,7 +248,12 @@ fn check_bands(scene: &Scene) -> Result<()> {
     Ok(())
 }
 
-/// Reader thread: the tiles of each block, in batches.
+/// The block indices of a shard's (contiguous) block list.
+fn shard_range(blocks: &[(usize, Window)]) -> std::ops::Range<usize> {
+    blocks.first().map_or(0, |b| b.0)..blocks.last().map_or(0, |b| b.0 + 1)
+}
+
+/// Reader thread: the tiles each block computes (`TilePlan::tiles_computed_in`), in batches.
 fn read_tiles(
     dates: [DateInput; 2],
     plan: &TilePlan,
@@ -257,10 +263,13 @@ fn read_tiles(
 ) -> Result<()> {
     let side = plan.tile;
     let plane = side * side;
-    for &(block, window) in blocks {
-        let tiles = plan.tiles_in(&window);
-        let batches = tiles.chunks(batch_size.max(1)).count();
-        for (b, chunk) in tiles.chunks(batch_size.max(1)).enumerate() {
+    let run = shard_range(blocks);
+    for &(block, _) in blocks {
+        let tiles = plan.tiles_computed_in(block, &run);
+        // A block whose tiles were all computed earlier still gets one (empty) batch.
+        let batches = tiles.chunks(batch_size.max(1)).count().max(1);
+        for b in 0..batches {
+            let chunk = tiles.chunks(batch_size.max(1)).nth(b).unwrap_or_default();
             let n = chunk.len();
             let mut batch = TileBatch {
                 block,
@@ -293,32 +302,39 @@ fn read_tiles(
 }
 
 impl Run<'_> {
-    /// This thread: tiles → logits → per-block blends → maps.
+    /// This thread: tiles → scores → per-block blends → maps.
     fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &indicatif::ProgressBar) -> Result<()> {
         let side = self.plan.tile;
         let plane = side * side;
         let weights = taper(side, self.plan.overlap);
         // Change logits, then each date's class scores.
         let channels = 2 + 2 * self.classes.unwrap_or(0);
-        let mut current: Option<(BlendAccumulator, Vec<bool>)> = None;
+        let run = shard_range(self.blocks);
+        let mut kept: BTreeMap<(usize, usize), KeptTile> = BTreeMap::new();
+        let mut current: Option<BlockBlend> = None;
         for batch in tiles {
-            let window = self.blocks.iter().find(|(i, _)| *i == batch.block).map(|(_, w)| *w).expect("a block of this shard");
-            let (acc, valid) = current.get_or_insert_with(|| (BlendAccumulator::new(window, channels), vec![false; window.area()]));
-            let logits = self.scores(&batch)?;
+            let window = self.plan.blocks()[batch.block];
+            let blend = current.get_or_insert_with(|| BlockBlend::new(window, channels, &kept));
+            let scores = self.scores(&batch)?;
             for (i, tile) in batch.tiles.iter().enumerate() {
-                acc.add(tile, side, &logits[i * channels * plane..(i + 1) * channels * plane], &weights);
-                if let Some(common) = tile.intersection(&window) {
-                    for y in common.y..common.bottom() {
-                        for x in common.x..common.right() {
-                            valid[(y - window.y) * window.width + x - window.x] = batch.valid[i * plane + (y - tile.y) * side + x - tile.x];
-                        }
-                    }
+                let output = TileOutput {
+                    tile: *tile,
+                    region: Window::new(tile.x, tile.y, side, side),
+                    scores: &scores[i * channels * plane..(i + 1) * channels * plane],
+                    valid: &batch.valid[i * plane..(i + 1) * plane],
+                };
+                blend.add_kept_before(tile, &kept, &weights);
+                blend.add(&output, &weights);
+                if let Some(keep) = KeptTile::for_later_blocks(&output, self.plan, batch.block, &run) {
+                    kept.insert((tile.y, tile.x), keep);
                 }
             }
             progress.inc(batch.tiles.len() as u64);
             if batch.last_of_block {
-                let (acc, valid) = current.take().expect("a block in progress");
-                if out.send(block_maps(acc, &valid, self.classes)).is_err() {
+                let blend = current.take().expect("a block in progress");
+                let maps = blend.finish(&kept, &weights, self.classes);
+                kept.retain(|_, k| k.until_block > batch.block);
+                if out.send(maps).is_err() {
                     break; // the writer failed; its error is reported
                 }
             }
@@ -331,6 +347,9 @@ impl Run<'_> {
     fn scores(&self, batch: &TileBatch) -> Result<Vec<f32>> {
         let side = self.plan.tile as i64;
         let n = batch.tiles.len() as i64;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let shape = [n, MODEL_BANDS as i64, side, side];
         let before = Tensor::from_slice(&batch.before).view(shape).to_device(self.device);
         let after = Tensor::from_slice(&batch.after).view(shape).to_device(self.device);
@@ -346,6 +365,95 @@ impl Run<'_> {
             bail!("the model produced non-finite scores on tiles {:?}", batch.tiles);
         }
         Ok(logits)
+    }
+}
+
+/// A tile's model output over `region` (scene coordinates, within the tile's padded square):
+/// scores `[channels, region.height, region.width]`, validity `[region.height, region.width]`.
+struct TileOutput<'a> {
+    tile: Window,
+    region: Window,
+    scores: &'a [f32],
+    valid: &'a [bool],
+}
+
+/// The part of a computed tile's output that later blocks of the run blend.
+struct KeptTile {
+    tile: Window,
+    region: Window,
+    scores: Vec<f32>,
+    valid: Vec<bool>,
+    /// The last block that needs it.
+    until_block: usize,
+}
+
+impl KeptTile {
+    /// The output of `output.tile`, computed for `block`, over the later blocks of `run` it
+    /// touches (None if it touches none).
+    fn for_later_blocks(output: &TileOutput, plan: &TilePlan, block: usize, run: &std::ops::Range<usize>) -> Option<KeptTile> {
+        let blocks = plan.blocks();
+        let later: Vec<usize> = plan.blocks_touching(&output.tile).into_iter().filter(|b| *b > block && run.contains(b)).collect();
+        let region = later.iter().filter_map(|&b| output.tile.intersection(&blocks[b])).reduce(|a, b| a.union(&b))?;
+        let (from, channels) = (output.region, output.scores.len() / output.region.area());
+        let mut scores = Vec::with_capacity(channels * region.area());
+        for c in 0..channels {
+            for y in region.y..region.bottom() {
+                let row = (c * from.height + y - from.y) * from.width + region.x - from.x;
+                scores.extend_from_slice(&output.scores[row..row + region.width]);
+            }
+        }
+        let mut valid = Vec::with_capacity(region.area());
+        for y in region.y..region.bottom() {
+            let row = (y - from.y) * from.width + region.x - from.x;
+            valid.extend_from_slice(&output.valid[row..row + region.width]);
+        }
+        Some(KeptTile { tile: output.tile, region, scores, valid, until_block: *later.last()? })
+    }
+
+    fn output(&self) -> TileOutput<'_> {
+        TileOutput { tile: self.tile, region: self.region, scores: &self.scores, valid: &self.valid }
+    }
+}
+
+/// One block's blend in progress: the tiles touching it are added in row-major order, those
+/// computed for earlier blocks (kept) merged in between the block's own as they arrive.
+struct BlockBlend {
+    acc: BlendAccumulator,
+    valid: Vec<bool>,
+    /// Kept tiles touching the block not yet added, row-major (`(y, x)` keys).
+    kept_to_add: Vec<(usize, usize)>,
+}
+
+impl BlockBlend {
+    fn new(window: Window, channels: usize, kept: &BTreeMap<(usize, usize), KeptTile>) -> Self {
+        let kept_to_add = kept.iter().filter(|(_, k)| k.region.intersection(&window).is_some()).map(|(key, _)| *key).collect();
+        BlockBlend { acc: BlendAccumulator::new(window, channels), valid: vec![false; window.area()], kept_to_add }
+    }
+
+    fn add(&mut self, output: &TileOutput, weights: &[f32]) {
+        let window = self.acc.window;
+        self.acc.add(&output.tile, &output.region, output.scores, weights);
+        let Some(common) = output.tile.intersection(&window).and_then(|c| c.intersection(&output.region)) else { return };
+        for y in common.y..common.bottom() {
+            for x in common.x..common.right() {
+                self.valid[(y - window.y) * window.width + x - window.x] = output.valid[(y - output.region.y) * output.region.width + x - output.region.x];
+            }
+        }
+    }
+
+    /// Adds the kept tiles that come before `tile` in row-major order.
+    fn add_kept_before(&mut self, tile: &Window, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32]) {
+        let before = self.kept_to_add.partition_point(|key| *key < (tile.y, tile.x));
+        for key in self.kept_to_add.drain(..before).collect::<Vec<_>>() {
+            self.add(&kept[&key].output(), weights);
+        }
+    }
+
+    fn finish(mut self, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32], classes: Option<usize>) -> BlockMaps {
+        for key in std::mem::take(&mut self.kept_to_add) {
+            self.add(&kept[&key].output(), weights);
+        }
+        block_maps(self.acc, &self.valid, classes)
     }
 }
 
