@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time set-up of everything changedet needs to build and run, idempotent:
-#   * Debian packages: GDAL (raster I/O), a C++ toolchain for torch-sys, and chromium (the
-#     tests open the HTML report in a real headless browser);
+#   * Debian packages: GDAL (raster I/O), a C++ toolchain for torch-sys, make for jemalloc's
+#     build (changedet's allocator), and chromium (the tests open the HTML report and the viewer
+#     in a real headless browser);
 #   * a project-local virtual environment `.venv` holding the pinned PyPI torch wheel, whose
 #     libtorch tch links against (torch-sys 0.26 requires exactly torch 2.13.0);
 #   * the CLIP BPE vocabulary, taken from the MIT-licensed `open_clip_torch` wheel into `.cache/`.
@@ -15,7 +16,7 @@ TORCH_VERSION=2.13.0
 OPEN_CLIP_VERSION=3.3.0
 
 need_apt=()
-for pkg in libgdal-dev gdal-bin g++ pkg-config fonts-dejavu-core ca-certificates chromium; do
+for pkg in libgdal-dev gdal-bin g++ make pkg-config fonts-dejavu-core ca-certificates chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # The venv needs a Python with its venv module (Debian ships it apart, as python3-venv).
