@@ -190,16 +190,19 @@ impl BlendAccumulator {
     pub fn add(&mut self, tile: &Window, region: &Window, values: &[f32], taper: &[f32]) {
         debug_assert_eq!(values.len(), self.channels * region.area());
         let Some(common) = tile.intersection(&self.window).and_then(|c| c.intersection(region)) else { return };
-        let plane = self.window.area();
+        let (plane, width) = (self.window.area(), common.width);
+        let row_taper = &taper[common.x - tile.x..][..width];
         for y in common.y..common.bottom() {
-            let (ty, ry, by) = (y - tile.y, y - region.y, y - self.window.y);
-            for x in common.x..common.right() {
-                let (tx, rx, bx) = (x - tile.x, x - region.x, x - self.window.x);
-                let weight = taper[ty] * taper[tx];
-                let at = by * self.window.width + bx;
-                self.weights[at] += weight;
-                for c in 0..self.channels {
-                    self.sums[c * plane + at] += weight * values[(c * region.height + ry) * region.width + rx];
+            let row_weight = taper[y - tile.y];
+            let at = (y - self.window.y) * self.window.width + common.x - self.window.x;
+            for (sum, t) in self.weights[at..][..width].iter_mut().zip(row_taper) {
+                *sum += row_weight * t;
+            }
+            for c in 0..self.channels {
+                let from = (c * region.height + y - region.y) * region.width + common.x - region.x;
+                let sums = self.sums[c * plane + at..][..width].iter_mut();
+                for ((sum, t), v) in sums.zip(row_taper).zip(&values[from..][..width]) {
+                    *sum += row_weight * t * v;
                 }
             }
         }

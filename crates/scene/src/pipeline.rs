@@ -435,9 +435,9 @@ impl BlockBlend {
         self.acc.add(&output.tile, &output.region, output.scores, weights);
         let Some(common) = output.tile.intersection(&window).and_then(|c| c.intersection(&output.region)) else { return };
         for y in common.y..common.bottom() {
-            for x in common.x..common.right() {
-                self.valid[(y - window.y) * window.width + x - window.x] = output.valid[(y - output.region.y) * output.region.width + x - output.region.x];
-            }
+            let to = (y - window.y) * window.width + common.x - window.x;
+            let from = (y - output.region.y) * output.region.width + common.x - output.region.x;
+            self.valid[to..][..common.width].copy_from_slice(&output.valid[from..][..common.width]);
         }
     }
 

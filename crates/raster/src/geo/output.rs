@@ -74,8 +74,11 @@ impl StagedRaster {
             ("TILED", "YES"),
             ("BLOCKXSIZE", &block),
             ("BLOCKYSIZE", &block),
-            ("COMPRESS", "DEFLATE"),
-            ("ZLEVEL", "1"),
+            // Staged files are read once more, by the COG conversion or `merge`: ZSTD level 1
+            // writes in about half DEFLATE level 1's time (0.6 s instead of 1.05 s for the maps
+            // of a 4096² scene).
+            ("COMPRESS", "ZSTD"),
+            ("ZSTD_LEVEL", "1"),
             ("BIGTIFF", "IF_SAFER"),
             // Blocks never written (other shards' blocks) take no space and read as nodata.
             ("SPARSE_OK", "TRUE"),
@@ -127,7 +130,9 @@ impl StagedRaster {
 
 /// Writes `source` to `target` as a COG:
 /// 512² DEFLATE tiles with a predictor, overviews (nearest for class maps, average for
-/// probabilities), BigTIFF when needed.
+/// probabilities), BigTIFF when needed. DEFLATE level 1: on a 4096² FC-Siam-diff scene the
+/// conversion took 1.6 s instead of level 6's 2.7 s, for files 2 % (probability) to 9 % (change)
+/// larger.
 fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<()> {
     let temp = hidden_temp(target, "cog.tif")?;
     let driver = DriverManager::get_driver_by_name("COG").at(target)?;
@@ -139,6 +144,7 @@ fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<(
     let options = options(&[
         ("COMPRESS", "DEFLATE"),
         ("PREDICTOR", "YES"),
+        ("LEVEL", "1"),
         ("BLOCKSIZE", &block),
         ("BIGTIFF", "IF_SAFER"),
         ("OVERVIEW_RESAMPLING", resampling),
