@@ -4,19 +4,25 @@
 //! glibc serves every block above its mmap threshold (32 MiB at most) with a fresh `mmap` and
 //! unmaps it on free, so each large activation of each step was faulted in page by page and
 //! zeroed by the kernel again. jemalloc keeping its freed pages (no decay) reuses them instead.
-//! Measured on the 2-core EPYC (2 threads, one run each, 2026-12-01):
+//! `changedet bench`, glibc build against this one, 3 alternating rounds (each a median of 5
+//! runs), 2-core EPYC, 2 threads, 2026-12-01:
 //!
-//! | | glibc | glibc, heap only, never trimmed | jemalloc, no decay |
+//! | | training step | peak RSS | minor faults |
 //! |---|---|---|---|
-//! | ClearSCD training step, 4 × 256² | 4,639 ms, 3.2 GiB peak | 2,612 ms, 5.1 GiB | 2,665 ms, 3.2 GiB |
-//! | `bench --scene 4096`, FC-Siam-diff | 56.5 s (40 s system) | 34.3 s (1.1 s) | 34.3 s (2.0 s) |
+//! | ClearSCD, 4 × 256² | 4,000 → 2,238 ms | 3,182 → 3,195 MiB | 11.2 M → 0.80 M |
+//! | ChangeCLIP RN50, 2 × 256² | 3,927 → 3,831 ms | 3,781 → 3,648 MiB | 2.0 M → 0.91 M |
+//! | FC-Siam-diff, 4 × 256² | 944 → 797 ms | 1,307 → 1,031 MiB | 0.69 M → 0.24 M |
 //!
-//! jemalloc's default decay (10 s) returns pages too soon for this pattern (sys time as glibc's).
-//! `MALLOC_CONF` in the environment still overrides these settings.
+//! Inference moved within the noise (ClearSCD 512²: 292 → 298 ms; ChangeCLIP 256²: 545 → 596 ms,
+//! rounds overlapping; FC-Siam-diff 256²: 55 → 50 ms). `bench --scene 4096` (FC-Siam-diff):
+//! 56 s → 34 s, system time 40 s → 2 s. jemalloc's default decay (10 s) returns pages too soon for
+//! this pattern (system time as glibc's). `MALLOC_CONF` in the environment overrides these options.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read at its start (the unprefixed build reads the symbol `malloc_conf`).
+/// jemalloc's options, read at its start (the unprefixed build reads the symbol `malloc_conf`):
+/// freed pages are kept (no decay), and in one arena, so that every thread reuses them (with
+/// its default of one arena per thread or so, ChangeCLIP's training peaked 8 % above glibc's).
 #[unsafe(no_mangle)]
-pub static malloc_conf: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1\0";

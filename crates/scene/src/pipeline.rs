@@ -266,10 +266,12 @@ fn read_tiles(
     let run = shard_range(blocks);
     for &(block, _) in blocks {
         let tiles = plan.tiles_computed_in(block, &run);
-        // A block whose tiles were all computed earlier still gets one (empty) batch.
-        let batches = tiles.chunks(batch_size.max(1)).count().max(1);
-        for b in 0..batches {
-            let chunk = tiles.chunks(batch_size.max(1)).nth(b).unwrap_or_default();
+        let mut chunks: Vec<&[Window]> = tiles.chunks(batch_size.max(1)).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]); // all its tiles ran for earlier blocks: an empty batch finishes it
+        }
+        let batches = chunks.len();
+        for (b, chunk) in chunks.into_iter().enumerate() {
             let n = chunk.len();
             let mut batch = TileBatch {
                 block,
