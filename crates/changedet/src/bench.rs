@@ -182,6 +182,7 @@ fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], til
     println!("scene            {side}×{side} px pair, tiles {tile} px, overlap {} px, blocks of {} strides", job.overlap, job.block_strides);
     println!("run              {summary}");
     println!("throughput       {:.2} Mpx/s (reading, inference, blending, writing and COG conversion)", summary.megapixels_per_second());
+    println!("stages           {}", summary.stages);
     println!(
         "model alone      {:.2} Mpx/s ({model_alone:.1} s for the scene's {} tiles, batches of {}); the pipeline runs at {:.2}× that",
         megapixels / model_alone,

@@ -114,6 +114,29 @@ pub struct SceneSummary {
     pub changed_area: f64,
     pub polygons: Option<usize>,
     pub seconds: f64,
+    pub stages: StageSeconds,
+}
+
+/// Where a run's time went: each thread's busy time (the three overlap) and the closing step.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageSeconds {
+    /// Reader thread: GDAL windows, scaling, normalisation.
+    pub reading: f64,
+    /// Model thread: forward passes, scores copied back.
+    pub model: f64,
+    /// Model thread: blending and the blocks' maps.
+    pub blending: f64,
+    /// Writer thread: staged GeoTIFFs.
+    pub writing: f64,
+    /// After the last block: COGs, polygons, or a shard's files.
+    pub finishing: f64,
+}
+
+impl std::fmt::Display for StageSeconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let StageSeconds { reading, model, blending, writing, finishing } = self;
+        write!(f, "reading {reading:.1} s, model {model:.1} s, blending {blending:.1} s, writing {writing:.1} s (threads, overlapping); then outputs {finishing:.1} s")
+    }
 }
 
 impl SceneSummary {

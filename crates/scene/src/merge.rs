@@ -64,6 +64,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
         changed_area: changed_pixels as f64 * pixel_area,
         polygons: None,
         seconds: 0.0,
+        stages: Default::default(),
     };
     if let Some(vector) = vector {
         summary.polygons = Some(polygons(out, maps, vector)?);

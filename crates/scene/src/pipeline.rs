@@ -14,7 +14,7 @@ use changedet_raster::geo::{self, Scene, StagedRaster};
 use changedet_raster::tiling::{BlendAccumulator, TilePlan, taper};
 
 use crate::maps::{MapSet, ShardManifest, map_path, prepare_outputs};
-use crate::{SceneJob, SceneSummary};
+use crate::{SceneJob, SceneSummary, StageSeconds};
 
 /// GDAL's block cache (MB): enough for the blocks under a few tiles of every band.
 pub(crate) const GDAL_CACHE_MB: usize = 256;
@@ -124,9 +124,11 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         ..Default::default()
     };
     let run = Run { model, device, job, plan: &plan, blocks: &shard_blocks, classes: maps.classes };
-    (summary.valid_pixels, summary.changed_pixels) = run.threads(dates, &mut staged, summary.tiles)?;
+    (summary.valid_pixels, summary.changed_pixels, summary.stages) = run.threads(dates, &mut staged, summary.tiles)?;
     summary.changed_area = summary.changed_pixels as f64 * common.grid.pixel_area();
+    let finishing = Instant::now();
     finish_outputs(staged, maps, job, &common.grid, &shard_blocks, model, &mut summary)?;
+    summary.stages.finishing = finishing.elapsed().as_secs_f64();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -163,8 +165,8 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Reader thread → model (this thread) → writer thread over this shard's blocks; returns
-    /// the valid and changed pixel counts.
-    fn threads(&self, dates: [DateInput; 2], staged: &mut [StagedRaster], tiles: usize) -> Result<(u64, u64)> {
+    /// the valid and changed pixel counts and the threads' busy times.
+    fn threads(&self, dates: [DateInput; 2], staged: &mut [StagedRaster], tiles: usize) -> Result<(u64, u64, StageSeconds)> {
         let progress = if self.job.progress {
             indicatif::ProgressBar::new(tiles as u64).with_style(
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed_precise} (eta {eta})").expect("valid template"),
@@ -174,17 +176,17 @@ impl Run<'_> {
         };
         let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
         let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
-        let counts = std::thread::scope(|s| -> Result<(u64, u64)> {
+        let counts = std::thread::scope(|s| -> Result<(u64, u64, StageSeconds)> {
             let reader = s.spawn(|| read_tiles(dates, self.plan, self.blocks, self.job.batch_size, tile_tx));
             let writer = s.spawn(|| write_blocks(staged, block_rx));
             let inferred = self.infer(tile_rx, block_tx, &progress);
             let read = reader.join().expect("reader thread");
             let written = writer.join().expect("writer thread");
             // The first failure in pipeline order is the cause; the others are its echoes.
-            read?;
-            let counts = written?;
-            inferred?;
-            Ok(counts)
+            let reading = read?;
+            let (valid, changed, writing) = written?;
+            let (model, blending) = inferred?;
+            Ok((valid, changed, StageSeconds { reading, model, blending, writing, finishing: 0.0 }))
         })?;
         progress.finish_and_clear();
         Ok(counts)
@@ -254,13 +256,15 @@ fn shard_range(blocks: &[(usize, Window)]) -> std::ops::Range<usize> {
 }
 
 /// Reader thread: the tiles each block computes (`TilePlan::tiles_computed_in`), in batches.
+/// Returns its busy seconds.
 fn read_tiles(
     dates: [DateInput; 2],
     plan: &TilePlan,
     blocks: &[(usize, Window)],
     batch_size: usize,
     out: SyncSender<TileBatch>,
-) -> Result<()> {
+) -> Result<f64> {
+    let mut busy = 0.0;
     let side = plan.tile;
     let plane = side * side;
     let run = shard_range(blocks);
@@ -272,6 +276,7 @@ fn read_tiles(
         }
         let batches = chunks.len();
         for (b, chunk) in chunks.into_iter().enumerate() {
+            let start = Instant::now();
             let n = chunk.len();
             let mut batch = TileBatch {
                 block,
@@ -295,17 +300,20 @@ fn read_tiles(
                     }
                 }
             }
+            busy += start.elapsed().as_secs_f64();
             if out.send(batch).is_err() {
-                return Ok(()); // the model side stopped; its error is reported
+                return Ok(busy); // the model side stopped; its error is reported
             }
         }
     }
-    Ok(())
+    Ok(busy)
 }
 
 impl Run<'_> {
-    /// This thread: tiles → scores → per-block blends → maps.
-    fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &indicatif::ProgressBar) -> Result<()> {
+    /// This thread: tiles → scores → per-block blends → maps. Returns the seconds spent in the
+    /// model and in blending.
+    fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &indicatif::ProgressBar) -> Result<(f64, f64)> {
+        let (mut model, mut blending) = (0.0, 0.0);
         let side = self.plan.tile;
         let plane = side * side;
         let weights = taper(side, self.plan.overlap);
@@ -317,7 +325,10 @@ impl Run<'_> {
         for batch in tiles {
             let window = self.plan.blocks()[batch.block];
             let blend = current.get_or_insert_with(|| BlockBlend::new(window, channels, &kept));
+            let start = Instant::now();
             let scores = self.scores(&batch)?;
+            let scored = Instant::now();
+            model += (scored - start).as_secs_f64();
             for (i, tile) in batch.tiles.iter().enumerate() {
                 let output = TileOutput {
                     tile: *tile,
@@ -332,16 +343,17 @@ impl Run<'_> {
                 }
             }
             progress.inc(batch.tiles.len() as u64);
-            if batch.last_of_block {
-                let blend = current.take().expect("a block in progress");
-                let maps = blend.finish(&kept, &weights, self.classes);
+            let finished = batch.last_of_block.then(|| {
+                let maps = current.take().expect("a block in progress").finish(&kept, &weights, self.classes);
                 kept.retain(|_, k| k.until_block > batch.block);
-                if out.send(maps).is_err() {
-                    break; // the writer failed; its error is reported
-                }
+                maps
+            });
+            blending += scored.elapsed().as_secs_f64();
+            if finished.is_some_and(|maps| out.send(maps).is_err()) {
+                break; // the writer failed; its error is reported
             }
         }
-        Ok(())
+        Ok((model, blending))
     }
 
     /// The model's scores of a batch of tiles, `[n, channels, side, side]` flattened: change
@@ -490,10 +502,11 @@ fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> 
 }
 
 /// Writer thread: blocks into the staged maps (in `MapSet::maps` order). Returns the valid and
-/// changed pixel counts.
-fn write_blocks(staged: &mut [StagedRaster], blocks: Receiver<BlockMaps>) -> Result<(u64, u64)> {
-    let (mut valid, mut changed) = (0u64, 0u64);
+/// changed pixel counts and its busy seconds.
+fn write_blocks(staged: &mut [StagedRaster], blocks: Receiver<BlockMaps>) -> Result<(u64, u64, f64)> {
+    let (mut valid, mut changed, mut busy) = (0u64, 0u64, 0.0);
     for block in blocks {
+        let start = Instant::now();
         valid += block.change.iter().filter(|&&c| c != 255).count() as u64;
         changed += block.change.iter().filter(|&&c| c == 1).count() as u64;
         staged[0].write(&block.window, block.change)?;
@@ -503,6 +516,7 @@ fn write_blocks(staged: &mut [StagedRaster], blocks: Receiver<BlockMaps>) -> Res
                 map.write(&block.window, values)?;
             }
         }
+        busy += start.elapsed().as_secs_f64();
     }
-    Ok((valid, changed))
+    Ok((valid, changed, busy))
 }
