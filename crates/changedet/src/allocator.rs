@@ -17,6 +17,12 @@
 //! rounds overlapping; FC-Siam-diff 256²: 55 → 50 ms). `bench --scene 4096` (FC-Siam-diff):
 //! 56 s → 34 s, system time 40 s → 2 s. jemalloc's default decay (10 s) returns pages too soon for
 //! this pattern (system time as glibc's). `MALLOC_CONF` in the environment overrides these options.
+//!
+//! One difference needs a guard: where the kernel overcommits heuristically (the default),
+//! jemalloc maps with `MAP_NORESERVE`, which skips the kernel's check, so an impossible request
+//! (`bench --size 200000`: 1.9 TB) no longer fails at once as it did with glibc, and the process
+//! fills the machine until the OOM killer ends it. `refuse_impossible_allocations` restores the
+//! clean failure.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -26,3 +32,34 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// its default of one arena per thread or so, ChangeCLIP's training peaked 8 % above glibc's).
 #[unsafe(no_mangle)]
 pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+
+/// Caps the process's private writable memory (`RLIMIT_DATA`, which counts `MAP_NORESERVE`
+/// mappings too) at the machine's RAM + swap, so that an allocation that can never be served
+/// fails (libtorch then reports "out of memory") instead of being overcommitted. Not on machines
+/// with an NVIDIA driver, whose CUDA libraries map address space of their own; nor where the
+/// limit is already lower.
+pub fn refuse_impossible_allocations() {
+    #[cfg(target_os = "linux")]
+    {
+        if std::path::Path::new("/proc/driver/nvidia").exists() {
+            return;
+        }
+        let Some(bytes) = memory_and_swap_bytes() else { return };
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit and setrlimit read and write the struct passed by reference only.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_DATA, &mut limit) == 0 && limit.rlim_cur > bytes {
+                limit.rlim_cur = bytes.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_DATA, &limit);
+            }
+        }
+    }
+}
+
+/// MemTotal + SwapTotal of `/proc/meminfo`, in bytes.
+#[cfg(target_os = "linux")]
+fn memory_and_swap_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| -> Option<u64> { info.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok() };
+    Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+}

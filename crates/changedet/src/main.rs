@@ -72,6 +72,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::refuse_impossible_allocations();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHANGEDET_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
