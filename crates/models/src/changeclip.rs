@@ -5,7 +5,7 @@
 //! and the text-guided Swin decoder. Variable names are the mmseg checkpoint's.
 
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Device, Tensor};
 use tch::nn;
 
 use changedet_data::{Normalization, Preset};
@@ -191,13 +191,38 @@ impl ChangeClip {
         tokenizer.tokenize_batch(&prompts, self.config.prompt_length as usize).view([class_lists.len() as i64, 2, -1])
     }
 
+    /// Text embeddings `[n, 2, e]` of each date's prompt tokens `[n, 2, prompt_length]`. They
+    /// depend on the tokens alone (the learned context is shared and the text tower has no
+    /// dropout), so the tower runs once per distinct prompt pair of either date and any image:
+    /// at inference both dates share their prompts (`after_prompt_from_before_at_inference`),
+    /// and a scene's tiles all have the same.
+    fn prompt_embeddings_t(&self, tokens: [&Tensor; 2], device: Device, train: bool) -> [Tensor; 2] {
+        let all = Tensor::cat(&[tokens[0], tokens[1]], 0).to_device(Device::Cpu); // [2n, 2, l]
+        let flat = Vec::<i64>::try_from(all.flatten(0, -1)).expect("int64 tokens");
+        let rows: Vec<&[i64]> = flat.chunks((flat.len() / all.size()[0].max(1) as usize).max(1)).collect();
+        let mut distinct: Vec<usize> = Vec::new();
+        let mut slot_of_row = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let slot = distinct.iter().position(|&d| rows[d] == *row).unwrap_or_else(|| {
+                distinct.push(i);
+                distinct.len() - 1
+            });
+            slot_of_row.push(slot as i64);
+        }
+        let picked = Tensor::from_slice(&distinct.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let unique_tokens = all.index_select(0, &picked).to_device(device); // [u, 2, l]
+        let contexts = self.contexts.expand([distinct.len() as i64, 1, -1, -1], false);
+        let text = self.text_encoder.forward_with_context_t(&unique_tokens, &contexts, train); // [u, 2, e]
+        let per_row = text.index_select(0, &Tensor::from_slice(&slot_of_row).to_device(device)); // [2n, 2, e]
+        let n = tokens[0].size()[0];
+        [per_row.narrow(0, 0, n), per_row.narrow(0, n, n)]
+    }
+
     /// Image features, text embeddings refined by the image, score maps (`after_extract_feat_clip`).
-    fn date_features_t(&self, image: &Tensor, tokens: &Tensor, train: bool) -> DateFeatures {
+    fn date_features_t(&self, image: &Tensor, text_raw: Tensor, train: bool) -> DateFeatures {
         let features = self.backbone.forward_t(image, train);
         let (n, e, h, w) = features.dense.size4().expect("[n, e, h, w]");
         let visual_context = Tensor::cat(&[features.global.unsqueeze(1), features.dense.reshape([n, e, h * w]).transpose(1, 2)], 1); // [n, 1 + hw, e]
-        let contexts = self.contexts.expand([n, 1, -1, -1], false);
-        let text_raw = self.text_encoder.forward_with_context_t(&tokens.to_device(image.device()), &contexts, train); // [n, 2, e]
         let text_diff = self.context_decoder.forward_t(&text_raw, &visual_context, train);
         let text = &text_raw + &self.gamma * &text_diff;
         let score_map = Tensor::einsum("bchw,bkc->bkhw", &[l2_normalise(&features.dense, 1), l2_normalise(&text, 2)], None::<i64>); // [n, 2, h, w]
@@ -210,8 +235,9 @@ impl ChangeClip {
     /// The whole network on normalised images `[n, 3, h, w]` (multiples of 32) and each date's
     /// prompt tokens `[n, 2, prompt_length]`.
     pub fn forward_detailed_t(&self, before: &Tensor, after: &Tensor, tokens_before: &Tensor, tokens_after: &Tensor, train: bool) -> ChangeClipForward {
-        let a = self.date_features_t(before, tokens_before, train);
-        let b = self.date_features_t(after, tokens_after, train);
+        let [text_before, text_after] = self.prompt_embeddings_t([tokens_before, tokens_after], before.device(), train); // [n, 2, e] each
+        let a = self.date_features_t(before, text_before, train);
+        let b = self.date_features_t(after, text_after, train);
         let joined: Vec<Tensor> = a.levels.iter().zip(&b.levels).map(|(x, y)| Tensor::cat(&[x, y], 1)).collect();
         let fpn = self.neck.forward(&joined); // 4 × [n, 256, h/4 … h/32]
         let mut dfc_weights = Vec::with_capacity(4);

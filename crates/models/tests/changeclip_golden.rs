@@ -154,3 +154,42 @@ fn clip_towers_start_changeclip_as_the_reference_does() {
     let err = changedet_models::changeclip::load_clip_towers(&mut vs, &path).unwrap_err().to_string();
     assert!(err.contains("visual.") && err.contains("vit.safetensors"), "{err}");
 }
+
+/// The text tower runs once per distinct prompt pair of a batch (`prompt_embeddings_t`): each
+/// image must still get its own prompts' embeddings. A batch whose two images and two dates mix
+/// three class lists gives, image by image, what each image gives alone.
+#[test]
+fn shared_prompts_are_encoded_once_and_each_image_keeps_its_own() {
+    let path = golden("changeclip_tiny.safetensors");
+    let mut state = tensor_io::read(&path).unwrap().tensors;
+    state.retain(|k, _| !k.ends_with("num_batches_tracked"));
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
+    copy_into(&mut vs, &state, &path, "changeclip").unwrap();
+    let tokenizer = Tokenizer::from_file(&golden("bpe_simple_vocab_16e6.txt.gz")).unwrap();
+    let lists = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let (roads, trees, water) = (lists(&["road", "building"]), lists(&["tree"]), lists(&["water", "boat"]));
+    let before_lists = [roads.clone(), trees.clone()];
+    let after_lists = [water.clone(), roads.clone()];
+    let io: BTreeMap<String, Tensor> = tensor_io::read(&golden("changeclip_tiny_io.safetensors")).unwrap().tensors;
+    let input = io["input"].repeat([2, 1, 1, 1]);
+    let (before, after) = (input.narrow(1, 0, 3), input.narrow(1, 3, 3) * 0.5);
+    let batch = tch::no_grad(|| {
+        model.forward_detailed_t(&before, &after, &model.prompt_tokens(&tokenizer, &before_lists), &model.prompt_tokens(&tokenizer, &after_lists), false)
+    });
+    for i in 0..2 {
+        let alone = tch::no_grad(|| {
+            let (b, a) = (before.narrow(0, i, 1), after.narrow(0, i, 1));
+            let tokens = |list: &Vec<String>| model.prompt_tokens(&tokenizer, std::slice::from_ref(list));
+            model.forward_detailed_t(&b, &a, &tokens(&before_lists[i as usize]), &tokens(&after_lists[i as usize]), false)
+        });
+        check(&format!("text_raw A, image {i}"), &batch.before.text_raw.narrow(0, i, 1), &alone.before.text_raw, Tolerance::Relative);
+        check(&format!("text_raw B, image {i}"), &batch.after.text_raw.narrow(0, i, 1), &alone.after.text_raw, Tolerance::Relative);
+        check(&format!("logits, image {i}"), &batch.logits.narrow(0, i, 1), &alone.logits, Tolerance::Absolute(1e-5));
+    }
+    // The three class lists give three different embeddings.
+    let raw = |f: &changedet_models::changeclip::ChangeClipForward, date: usize, i: i64| if date == 0 { f.before.text_raw.get(i) } else { f.after.text_raw.get(i) };
+    assert!((raw(&batch, 0, 0) - raw(&batch, 1, 0)).abs().max().double_value(&[]) > 1e-4);
+    assert!((raw(&batch, 0, 0) - raw(&batch, 0, 1)).abs().max().double_value(&[]) > 1e-4);
+    assert!((raw(&batch, 0, 0) - raw(&batch, 1, 1)).abs().max().double_value(&[]) < 1e-6, "the same list, the same embedding");
+}
