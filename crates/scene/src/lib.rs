@@ -6,6 +6,7 @@
 //! `--shard i/N` a run covers a contiguous part of the block list and leaves tiled GeoTIFFs plus a
 //! `shard.json`; `merge` copies each shard's blocks into the same COGs an unsharded run writes.
 
+mod blend;
 mod maps;
 mod merge;
 mod pipeline;

@@ -9,10 +9,11 @@ use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
 use changedet_models::LoadedModel;
-use changedet_raster::{Window, from_to};
+use changedet_raster::Window;
 use changedet_raster::geo::{self, Scene, StagedRaster};
-use changedet_raster::tiling::{BlendAccumulator, TilePlan, taper};
+use changedet_raster::tiling::{TilePlan, taper};
 
+use crate::blend::{BlockBlend, BlockMaps, KeptTile, TileOutput};
 use crate::maps::{MapSet, ShardManifest, map_path, prepare_outputs};
 use crate::{SceneJob, SceneSummary, StageSeconds};
 
@@ -30,17 +31,6 @@ struct TileBatch {
     /// Per tile, `[tile, tile]`: both dates valid.
     valid: Vec<bool>,
     last_of_block: bool,
-}
-
-/// A finished block: the maps' values over `window`.
-struct BlockMaps {
-    window: Window,
-    /// 0/1, 255 = nodata.
-    change: Vec<u8>,
-    /// NaN = nodata.
-    probability: Vec<f32>,
-    /// Before classes, after classes, from→to (semantic models).
-    semantic: Option<[Vec<u8>; 3]>,
 }
 
 /// One date, opened, with its window onto the common grid and its band scaling.
@@ -133,13 +123,12 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     Ok(summary)
 }
 
-/// Both dates opened on their common grid; with `--align`, the after date warped onto the
-/// before grid when they differ (the warped files are returned to be kept while reading).
 /// Side of the overview the scene-wide statistics of per-image normalisation are taken on (the
 /// full resolution for smaller scenes).
 const STATISTICS_SIDE: usize = 2048;
 
-
+/// Both dates opened on their common grid; with `--align`, the after date warped onto the
+/// before grid when they differ (the warped files are returned to be kept while reading).
 fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
     let dates = geo::open_registered(&job.before, &job.after, job.bands.as_deref(), job.align)?;
     check_bands(&dates.before)?;
@@ -380,125 +369,6 @@ impl Run<'_> {
         }
         Ok(logits)
     }
-}
-
-/// A tile's model output over `region` (scene coordinates, within the tile's padded square):
-/// scores `[channels, region.height, region.width]`, validity `[region.height, region.width]`.
-struct TileOutput<'a> {
-    tile: Window,
-    region: Window,
-    scores: &'a [f32],
-    valid: &'a [bool],
-}
-
-/// The part of a computed tile's output that later blocks of the run blend.
-struct KeptTile {
-    tile: Window,
-    region: Window,
-    scores: Vec<f32>,
-    valid: Vec<bool>,
-    /// The last block that needs it.
-    until_block: usize,
-}
-
-impl KeptTile {
-    /// The output of `output.tile`, computed for `block`, over the later blocks of `run` it
-    /// touches (None if it touches none).
-    fn for_later_blocks(output: &TileOutput, plan: &TilePlan, block: usize, run: &std::ops::Range<usize>) -> Option<KeptTile> {
-        let blocks = plan.blocks();
-        let later: Vec<usize> = plan.blocks_touching(&output.tile).into_iter().filter(|b| *b > block && run.contains(b)).collect();
-        let region = later.iter().filter_map(|&b| output.tile.intersection(&blocks[b])).reduce(|a, b| a.union(&b))?;
-        let (from, channels) = (output.region, output.scores.len() / output.region.area());
-        let mut scores = Vec::with_capacity(channels * region.area());
-        for c in 0..channels {
-            for y in region.y..region.bottom() {
-                let row = (c * from.height + y - from.y) * from.width + region.x - from.x;
-                scores.extend_from_slice(&output.scores[row..row + region.width]);
-            }
-        }
-        let mut valid = Vec::with_capacity(region.area());
-        for y in region.y..region.bottom() {
-            let row = (y - from.y) * from.width + region.x - from.x;
-            valid.extend_from_slice(&output.valid[row..row + region.width]);
-        }
-        Some(KeptTile { tile: output.tile, region, scores, valid, until_block: *later.last()? })
-    }
-
-    fn output(&self) -> TileOutput<'_> {
-        TileOutput { tile: self.tile, region: self.region, scores: &self.scores, valid: &self.valid }
-    }
-}
-
-/// One block's blend in progress: the tiles touching it are added in row-major order, those
-/// computed for earlier blocks (kept) merged in between the block's own as they arrive.
-struct BlockBlend {
-    acc: BlendAccumulator,
-    valid: Vec<bool>,
-    /// Kept tiles touching the block not yet added, row-major (`(y, x)` keys).
-    kept_to_add: Vec<(usize, usize)>,
-}
-
-impl BlockBlend {
-    fn new(window: Window, channels: usize, kept: &BTreeMap<(usize, usize), KeptTile>) -> Self {
-        let kept_to_add = kept.iter().filter(|(_, k)| k.region.intersection(&window).is_some()).map(|(key, _)| *key).collect();
-        BlockBlend { acc: BlendAccumulator::new(window, channels), valid: vec![false; window.area()], kept_to_add }
-    }
-
-    fn add(&mut self, output: &TileOutput, weights: &[f32]) {
-        let window = self.acc.window;
-        self.acc.add(&output.tile, &output.region, output.scores, weights);
-        let Some(common) = output.tile.intersection(&window).and_then(|c| c.intersection(&output.region)) else { return };
-        for y in common.y..common.bottom() {
-            let to = (y - window.y) * window.width + common.x - window.x;
-            let from = (y - output.region.y) * output.region.width + common.x - output.region.x;
-            self.valid[to..][..common.width].copy_from_slice(&output.valid[from..][..common.width]);
-        }
-    }
-
-    /// Adds the kept tiles that come before `tile` in row-major order.
-    fn add_kept_before(&mut self, tile: &Window, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32]) {
-        let before = self.kept_to_add.partition_point(|key| *key < (tile.y, tile.x));
-        for key in self.kept_to_add.drain(..before).collect::<Vec<_>>() {
-            self.add(&kept[&key].output(), weights);
-        }
-    }
-
-    fn finish(mut self, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32], classes: Option<usize>) -> BlockMaps {
-        for key in std::mem::take(&mut self.kept_to_add) {
-            self.add(&kept[&key].output(), weights);
-        }
-        block_maps(self.acc, &self.valid, classes)
-    }
-}
-
-/// Blended scores → change (argmax of the two change scores), probability (their softmax),
-/// classes (argmax per date) and from→to codes; nodata where either date is masked.
-fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> BlockMaps {
-    let window = acc.window;
-    let plane = window.area();
-    let scores = acc.finish();
-    let mut change = vec![255u8; plane];
-    let mut probability = vec![f32::NAN; plane];
-    for p in (0..plane).filter(|&p| valid[p]) {
-        let (unchanged, changed) = (scores[p], scores[plane + p]);
-        change[p] = u8::from(changed > unchanged);
-        probability[p] = 1.0 / (1.0 + (unchanged - changed).exp());
-    }
-    let semantic = classes.map(|k| {
-        let argmax = |date: usize, p: usize| {
-            let first = 2 + date * k;
-            (0..k).fold(0, |best, c| if scores[(first + c) * plane + p] > scores[(first + best) * plane + p] { c } else { best }) as u8
-        };
-        let mut maps = [vec![255u8; plane], vec![255u8; plane], vec![255u8; plane]];
-        for p in (0..plane).filter(|&p| valid[p]) {
-            let (from, to) = (argmax(0, p), argmax(1, p));
-            maps[0][p] = from;
-            maps[1][p] = to;
-            maps[2][p] = from_to::encode(from, to, change[p] == 1, k);
-        }
-        maps
-    });
-    BlockMaps { window, change, probability, semantic }
 }
 
 /// Writer thread: blocks into the staged maps (in `MapSet::maps` order). Returns the valid and

@@ -1,0 +1,140 @@
+//! Assembling one block's maps from the tiles that touch it: the block's own tiles as they
+//! come from the model and the kept strips of tiles computed for earlier blocks, added in
+//! row-major order (so that a pixel's value never depends on which block computed a tile), then
+//! turned into change, probability and class maps.
+
+use std::collections::BTreeMap;
+
+use changedet_raster::tiling::{BlendAccumulator, TilePlan};
+use changedet_raster::{Window, from_to};
+
+/// A finished block: the maps' values over `window`.
+pub(crate) struct BlockMaps {
+    pub(crate) window: Window,
+    /// 0/1, 255 = nodata.
+    pub(crate) change: Vec<u8>,
+    /// NaN = nodata.
+    pub(crate) probability: Vec<f32>,
+    /// Before classes, after classes, from→to (semantic models).
+    pub(crate) semantic: Option<[Vec<u8>; 3]>,
+}
+
+/// A tile's model output over `region` (scene coordinates, within the tile's padded square):
+/// scores `[channels, region.height, region.width]`, validity `[region.height, region.width]`.
+pub(crate) struct TileOutput<'a> {
+    pub(crate) tile: Window,
+    pub(crate) region: Window,
+    pub(crate) scores: &'a [f32],
+    pub(crate) valid: &'a [bool],
+}
+
+/// The part of a computed tile's output that later blocks of the run blend.
+pub(crate) struct KeptTile {
+    tile: Window,
+    region: Window,
+    scores: Vec<f32>,
+    valid: Vec<bool>,
+    /// The last block that needs it.
+    pub(crate) until_block: usize,
+}
+
+impl KeptTile {
+    /// The output of `output.tile`, computed for `block`, over the later blocks of `run` it
+    /// touches (None if it touches none).
+    pub(crate) fn for_later_blocks(output: &TileOutput, plan: &TilePlan, block: usize, run: &std::ops::Range<usize>) -> Option<KeptTile> {
+        let blocks = plan.blocks();
+        let later: Vec<usize> = plan.blocks_touching(&output.tile).into_iter().filter(|b| *b > block && run.contains(b)).collect();
+        let region = later.iter().filter_map(|&b| output.tile.intersection(&blocks[b])).reduce(|a, b| a.union(&b))?;
+        let (from, channels) = (output.region, output.scores.len() / output.region.area());
+        let mut scores = Vec::with_capacity(channels * region.area());
+        for c in 0..channels {
+            for y in region.y..region.bottom() {
+                let row = (c * from.height + y - from.y) * from.width + region.x - from.x;
+                scores.extend_from_slice(&output.scores[row..row + region.width]);
+            }
+        }
+        let mut valid = Vec::with_capacity(region.area());
+        for y in region.y..region.bottom() {
+            let row = (y - from.y) * from.width + region.x - from.x;
+            valid.extend_from_slice(&output.valid[row..row + region.width]);
+        }
+        Some(KeptTile { tile: output.tile, region, scores, valid, until_block: *later.last()? })
+    }
+
+    fn output(&self) -> TileOutput<'_> {
+        TileOutput { tile: self.tile, region: self.region, scores: &self.scores, valid: &self.valid }
+    }
+}
+
+/// One block's blend in progress: the tiles touching it are added in row-major order, those
+/// computed for earlier blocks (kept) merged in between the block's own as they arrive.
+pub(crate) struct BlockBlend {
+    acc: BlendAccumulator,
+    valid: Vec<bool>,
+    /// Kept tiles touching the block not yet added, row-major (`(y, x)` keys).
+    kept_to_add: Vec<(usize, usize)>,
+}
+
+impl BlockBlend {
+    pub(crate) fn new(window: Window, channels: usize, kept: &BTreeMap<(usize, usize), KeptTile>) -> Self {
+        let kept_to_add = kept.iter().filter(|(_, k)| k.region.intersection(&window).is_some()).map(|(key, _)| *key).collect();
+        BlockBlend { acc: BlendAccumulator::new(window, channels), valid: vec![false; window.area()], kept_to_add }
+    }
+
+    pub(crate) fn add(&mut self, output: &TileOutput, weights: &[f32]) {
+        let window = self.acc.window;
+        self.acc.add(&output.tile, &output.region, output.scores, weights);
+        let Some(common) = output.tile.intersection(&window).and_then(|c| c.intersection(&output.region)) else { return };
+        for y in common.y..common.bottom() {
+            let to = (y - window.y) * window.width + common.x - window.x;
+            let from = (y - output.region.y) * output.region.width + common.x - output.region.x;
+            self.valid[to..][..common.width].copy_from_slice(&output.valid[from..][..common.width]);
+        }
+    }
+
+    /// Adds the kept tiles that come before `tile` in row-major order.
+    pub(crate) fn add_kept_before(&mut self, tile: &Window, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32]) {
+        let before = self.kept_to_add.partition_point(|key| *key < (tile.y, tile.x));
+        for key in self.kept_to_add.drain(..before).collect::<Vec<_>>() {
+            self.add(&kept[&key].output(), weights);
+        }
+    }
+
+    pub(crate) fn finish(mut self, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32], classes: Option<usize>) -> BlockMaps {
+        for key in std::mem::take(&mut self.kept_to_add) {
+            self.add(&kept[&key].output(), weights);
+        }
+        block_maps(self.acc, &self.valid, classes)
+    }
+}
+
+/// Blended scores → change (argmax of the two change scores), probability (their softmax),
+/// classes (argmax per date) and from→to codes; nodata where either date is masked.
+fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> BlockMaps {
+    let window = acc.window;
+    let plane = window.area();
+    let scores = acc.finish();
+    let mut change = vec![255u8; plane];
+    let mut probability = vec![f32::NAN; plane];
+    for p in (0..plane).filter(|&p| valid[p]) {
+        let (unchanged, changed) = (scores[p], scores[plane + p]);
+        change[p] = u8::from(changed > unchanged);
+        probability[p] = 1.0 / (1.0 + (unchanged - changed).exp());
+    }
+    let semantic = classes.map(|k| {
+        let argmax = |date: usize, p: usize| {
+            let first = 2 + date * k;
+            (0..k).fold(0, |best, c| if scores[(first + c) * plane + p] > scores[(first + best) * plane + p] { c } else { best }) as u8
+        };
+        let mut maps = [vec![255u8; plane], vec![255u8; plane], vec![255u8; plane]];
+        for p in (0..plane).filter(|&p| valid[p]) {
+            let (from, to) = (argmax(0, p), argmax(1, p));
+            maps[0][p] = from;
+            maps[1][p] = to;
+            maps[2][p] = from_to::encode(from, to, change[p] == 1, k);
+        }
+        maps
+    });
+    BlockMaps { window, change, probability, semantic }
+}
+
