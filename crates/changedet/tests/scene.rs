@@ -119,3 +119,30 @@ fn a_full_disk_leaves_no_partial_maps() {
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A semantic model's scene maps (both dates' classes and from→to codes) come out the same, to
+/// the bit, whether its tiles' outputs are kept across many small blocks or the scene is one
+/// block, and the class maps are not constant.
+#[test]
+fn semantic_scene_maps_do_not_depend_on_the_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("clearscd.safetensors");
+    tch::manual_seed(5);
+    let model = LoadedModel::new(ModelSpec::new("clearscd", None).unwrap(), tch::Device::Cpu).unwrap();
+    Checkpoint::write(&ckpt, &model, &[], None).unwrap();
+    let (before, after) = (shared_data("levir-cd-1024/A/test_3.png"), shared_data("levir-cd-1024/B/test_3.png"));
+    let run = |out: &Path, block: &str| {
+        let args = ["predict", "--checkpoint", s(&ckpt), "--before", s(&before), "--after", s(&after), "--scene"];
+        let stdout = ok(&[&args[..], &["--tile", "256", "--overlap", "32", "--block", block, "--device", "cpu", "--out", s(out)]].concat());
+        assert!(stdout.contains("25 tiles"), "{stdout}");
+    };
+    let (small, whole) = (dir.path().join("small-blocks"), dir.path().join("one-block"));
+    run(&small, "1");
+    run(&whole, "8");
+    for map in ["before_classes", "after_classes", "fromto", "change"] {
+        let file = format!("{map}.tif");
+        assert_eq!(pixels::<u8>(&small.join(&file)), pixels::<u8>(&whole.join(&file)), "{map}");
+    }
+    let classes = pixels::<u8>(&small.join("before_classes.tif"));
+    assert!(classes.iter().any(|&c| c != classes[0]), "a constant class map tests nothing");
+}

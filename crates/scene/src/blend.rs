@@ -122,19 +122,49 @@ fn block_maps(acc: BlendAccumulator, valid: &[bool], classes: Option<usize>) -> 
         probability[p] = 1.0 / (1.0 + (unchanged - changed).exp());
     }
     let semantic = classes.map(|k| {
-        let argmax = |date: usize, p: usize| {
-            let first = 2 + date * k;
-            (0..k).fold(0, |best, c| if scores[(first + c) * plane + p] > scores[(first + best) * plane + p] { c } else { best }) as u8
-        };
+        let (from, to) = (class_argmax(&scores[2 * plane..], plane, k), class_argmax(&scores[(2 + k) * plane..], plane, k));
         let mut maps = [vec![255u8; plane], vec![255u8; plane], vec![255u8; plane]];
         for p in (0..plane).filter(|&p| valid[p]) {
-            let (from, to) = (argmax(0, p), argmax(1, p));
-            maps[0][p] = from;
-            maps[1][p] = to;
-            maps[2][p] = from_to::encode(from, to, change[p] == 1, k);
+            maps[0][p] = from[p];
+            maps[1][p] = to[p];
+            maps[2][p] = from_to::encode(from[p], to[p], change[p] == 1, k);
         }
         maps
     });
     BlockMaps { window, change, probability, semantic }
 }
 
+
+/// Per pixel, the first of the `k` class planes (each `plane` long, one after the other in
+/// `scores`) with the highest score. Plane by plane, so that memory is read in order.
+fn class_argmax(scores: &[f32], plane: usize, k: usize) -> Vec<u8> {
+    let mut best = vec![0u8; plane];
+    let mut best_score = scores[..plane].to_vec();
+    for c in 1..k {
+        for ((class, top), &score) in best.iter_mut().zip(best_score.iter_mut()).zip(&scores[c * plane..(c + 1) * plane]) {
+            if score > *top {
+                (*class, *top) = (c as u8, score);
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plane-by-plane argmax picks, per pixel, what a scan of its k scores picks, ties going
+    /// to the first class (scores drawn from a few values so that ties are common).
+    #[test]
+    fn class_argmax_is_the_first_maximum_of_each_pixel() {
+        let (plane, k) = (257, 6);
+        let scores: Vec<f32> = (0..plane * k).map(|i| ((i * 7919 + 13) % 5) as f32 - 2.0).collect();
+        let best = class_argmax(&scores, plane, k);
+        for (p, &class) in best.iter().enumerate() {
+            let expected = (0..k).fold(0, |b, c| if scores[c * plane + p] > scores[b * plane + p] { c } else { b });
+            assert_eq!(class as usize, expected, "pixel {p}");
+        }
+        assert!(best.iter().any(|&c| c > 0) && best.contains(&0));
+    }
+}
