@@ -12,7 +12,7 @@ use changedet_data::{Normalization, Preset};
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::clip::weights::{ClipStateDict, VisionConfig};
 use crate::clip::{ContextDecoder, ContextDecoderConfig, ImageEncoder, ImageFeatures, ResNetConfig, TextConfig, TextEncoder, Tokenizer, VitConfig};
@@ -156,8 +156,15 @@ pub struct ChangeClip {
     decode_head: SwinTextDecoder,
     /// CLIP's tokenizer for the prompts (the shared default vocabulary).
     tokenizer: Arc<Tokenizer>,
+    /// Text embeddings `[2, e]` of prompt pairs already encoded (their tokens as the key), kept
+    /// once the weights are frozen for inference: a scene's tiles and a dataset's pairs without
+    /// class lists all share one prompt pair. None until then (training moves the weights).
+    text_cache: Mutex<Option<Vec<(Vec<i64>, Tensor)>>>,
     pub config: Config,
 }
+
+/// Prompt pairs whose embeddings stay cached (the oldest go first).
+const TEXT_CACHE_ENTRIES: usize = 64;
 
 impl ChangeClip {
     /// Refuses to build without CLIP's vocabulary, which every forward pass needs for its prompts.
@@ -181,6 +188,7 @@ impl ChangeClip {
             neck: FpnNeck::new(vs / "neck", &levels.iter().map(|c| 2 * c).collect::<Vec<_>>(), config.width),
             decode_head: SwinTextDecoder::new(vs / "decode_head", config.width, text_dim, 2),
             tokenizer,
+            text_cache: Mutex::new(None),
             config: config.clone(),
         })
     }
@@ -193,27 +201,44 @@ impl ChangeClip {
 
     /// Text embeddings `[n, 2, e]` of each date's prompt tokens `[n, 2, prompt_length]`. They
     /// depend on the tokens alone (the learned context is shared and the text tower has no
-    /// dropout), so the tower runs once per distinct prompt pair of either date and any image:
-    /// at inference both dates share their prompts (`after_prompt_from_before_at_inference`),
-    /// and a scene's tiles all have the same.
+    /// dropout), so the tower runs once per distinct prompt pair of either date and any image
+    /// (at inference both dates share their prompts, `after_prompt_from_before_at_inference`),
+    /// and, once the weights are frozen, not again for a pair it has seen.
     fn prompt_embeddings_t(&self, tokens: [&Tensor; 2], device: Device, train: bool) -> [Tensor; 2] {
         let all = Tensor::cat(&[tokens[0], tokens[1]], 0).to_device(Device::Cpu); // [2n, 2, l]
         let flat = Vec::<i64>::try_from(all.flatten(0, -1)).expect("int64 tokens");
         let rows: Vec<&[i64]> = flat.chunks((flat.len() / all.size()[0].max(1) as usize).max(1)).collect();
-        let mut distinct: Vec<usize> = Vec::new();
-        let mut slot_of_row = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let slot = distinct.iter().position(|&d| rows[d] == *row).unwrap_or_else(|| {
-                distinct.push(i);
-                distinct.len() - 1
-            });
-            slot_of_row.push(slot as i64);
+        let mut cache = self.text_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = cache.as_mut().filter(|_| !train);
+        let mut known: Vec<(&[i64], Tensor)> = Vec::new();
+        let mut to_encode: Vec<&[i64]> = Vec::new();
+        for &row in &rows {
+            if known.iter().any(|(r, _)| *r == row) || to_encode.contains(&row) {
+                continue;
+            }
+            match cache.as_ref().and_then(|c| c.iter().find(|(r, _)| r.as_slice() == row)) {
+                Some((_, text)) => known.push((row, text.shallow_clone())),
+                None => to_encode.push(row),
+            }
         }
-        let picked = Tensor::from_slice(&distinct.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let unique_tokens = all.index_select(0, &picked).to_device(device); // [u, 2, l]
-        let contexts = self.contexts.expand([distinct.len() as i64, 1, -1, -1], false);
-        let text = self.text_encoder.forward_with_context_t(&unique_tokens, &contexts, train); // [u, 2, e]
-        let per_row = text.index_select(0, &Tensor::from_slice(&slot_of_row).to_device(device)); // [2n, 2, e]
+        if !to_encode.is_empty() {
+            let l = rows[0].len() as i64 / 2;
+            let unique_tokens = Tensor::from_slice(&to_encode.concat()).view([to_encode.len() as i64, 2, l]).to_device(device);
+            let contexts = self.contexts.expand([to_encode.len() as i64, 1, -1, -1], false);
+            let text = self.text_encoder.forward_with_context_t(&unique_tokens, &contexts, train); // [u, 2, e]
+            for (j, &row) in to_encode.iter().enumerate() {
+                let embedding = text.get(j as i64);
+                if let Some(cache) = cache.as_mut() {
+                    if cache.len() == TEXT_CACHE_ENTRIES {
+                        drop(cache.remove(0));
+                    }
+                    cache.push((row.to_vec(), embedding.detach()));
+                }
+                known.push((row, embedding));
+            }
+        }
+        let per_row: Vec<&Tensor> = rows.iter().map(|row| &known.iter().find(|(r, _)| r == row).expect("encoded above").1).collect();
+        let per_row = Tensor::stack(&per_row, 0); // [2n, 2, e]
         let n = tokens[0].size()[0];
         [per_row.narrow(0, 0, n), per_row.narrow(0, n, n)]
     }
@@ -286,6 +311,11 @@ impl ChangeModel for ChangeClip {
     /// Four pyramid levels down to stride 32, each decoder stage doubling the previous.
     fn size_multiple(&self) -> usize {
         32
+    }
+
+    fn freeze_for_inference(&self) {
+        let mut cache = self.text_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get_or_insert_with(Vec::new);
     }
 }
 

@@ -82,6 +82,11 @@ pub trait ChangeModel: Send {
     fn size_multiple(&self) -> usize {
         1
     }
+
+    /// Called once the weights are final for the rest of the process (`predict`, `eval` and
+    /// `bench`'s inference, through `LoadedModel::prepare_for_inference`): a model may then keep
+    /// what depends on its weights alone instead of computing it on every call.
+    fn freeze_for_inference(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -242,6 +242,7 @@ impl LoadedModel {
         if self.vs.device() == Device::Cpu {
             crate::layout::weights_channels_last(&self.vs);
         }
+        self.model.freeze_for_inference();
     }
 
     pub fn parameter_count(&self) -> usize {

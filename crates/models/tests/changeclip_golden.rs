@@ -193,3 +193,32 @@ fn shared_prompts_are_encoded_once_and_each_image_keeps_its_own() {
     assert!((raw(&batch, 0, 0) - raw(&batch, 0, 1)).abs().max().double_value(&[]) > 1e-4);
     assert!((raw(&batch, 0, 0) - raw(&batch, 1, 1)).abs().max().double_value(&[]) < 1e-6, "the same list, the same embedding");
 }
+
+/// Once frozen for inference, the model keeps the text embeddings of the prompt pairs it has
+/// seen; every forward pass still equals the unfrozen one, whichever prompts come in which order.
+#[test]
+fn frozen_text_embeddings_are_the_ones_each_prompt_gives() {
+    use changedet_models::ChangeModel;
+    let path = golden("changeclip_tiny.safetensors");
+    let mut state = tensor_io::read(&path).unwrap().tensors;
+    state.retain(|k, _| !k.ends_with("num_batches_tracked"));
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
+    copy_into(&mut vs, &state, &path, "changeclip").unwrap();
+    let io: BTreeMap<String, Tensor> = tensor_io::read(&golden("changeclip_tiny_io.safetensors")).unwrap().tensors;
+    let (before, after) = (io["input"].narrow(1, 0, 3), io["input"].narrow(1, 3, 3));
+    let prompts: Vec<[Vec<String>; 2]> = vec![
+        [vec!["road".into()], vec!["road".into()]],
+        [vec!["water".into(), "boat".into()], vec!["tree".into()]],
+        [vec![], vec![]],
+    ];
+    let run = |classes: &[Vec<String>; 2]| tch::no_grad(|| model.forward_with_classes_t(&before, &after, std::slice::from_ref(classes), false).logits);
+    let unfrozen: Vec<Tensor> = prompts.iter().map(run).collect();
+    model.freeze_for_inference();
+    for round in 0..2 {
+        for (classes, expected) in prompts.iter().zip(&unfrozen) {
+            check(&format!("logits, round {round}, {classes:?}"), &run(classes), expected, Tolerance::Absolute(1e-6));
+        }
+    }
+    assert!((&unfrozen[0] - &unfrozen[1]).abs().max().double_value(&[]) > 1e-6, "the prompts must matter");
+}
