@@ -12,10 +12,11 @@ import argparse
 import json
 import os
 import sys
-import time
 import types
 
 import torch
+
+from timing import median_ms
 
 parser = argparse.ArgumentParser()
 parser.add_argument("repo")
@@ -58,16 +59,6 @@ optimizer = build_optim_wrapper(model, cfg.optim_wrapper)
 print("parameters", sum(p.numel() for p in model.parameters()), file=sys.stderr)
 
 
-def median_ms(step):
-    step()
-    times = []
-    for _ in range(opts.iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1e3
-
-
 n, s = opts.batch_size, opts.size
 images = torch.randn(n, 6, s, s)
 samples = []
@@ -85,7 +76,7 @@ def train_step():
 
 
 model.train()
-train = median_ms(train_step)
+train = median_ms(train_step, opts.iters)
 model.eval()
 pair = torch.randn(1, 6, s, s)
 metas = [dict(img_shape=(s, s), ori_shape=(s, s), pad_shape=(s, s), jsonA=[], jsonB=[])]
@@ -96,5 +87,5 @@ def infer():
         model.encode_decode(pair, metas)
 
 
-inference = median_ms(infer)
+inference = median_ms(infer, opts.iters)
 print(json.dumps({"inference_ms": inference, "train_step_ms": train, "threads": torch.get_num_threads()}))

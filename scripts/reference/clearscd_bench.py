@@ -8,10 +8,11 @@ random inputs. Prints the medians in milliseconds as JSON. Usage:
 import argparse
 import json
 import sys
-import time
 import types
 
 import torch
+
+from timing import median_ms
 
 parser = argparse.ArgumentParser()
 parser.add_argument("repo")
@@ -35,16 +36,6 @@ torch.manual_seed(0)
 model = ClearSCD(args)
 
 
-def median_ms(step):
-    step()
-    times = []
-    for _ in range(opts.iters):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1e3
-
-
 n, s, k = opts.batch_size, opts.train_size, args.num_segclass
 imgs = torch.randn(n, 6, s, s)
 label_a, label_b = torch.randint(0, k, (n, s, s)), torch.randint(0, k, (n, s, s))
@@ -63,7 +54,7 @@ def train_step():
 
 
 model.train()
-train = median_ms(train_step)
+train = median_ms(train_step, opts.iters)
 model.eval()
 pair = torch.randn(1, 6, opts.size, opts.size)
 
@@ -73,5 +64,5 @@ def infer():
         model(pair, test=True)
 
 
-inference = median_ms(infer)
+inference = median_ms(infer, opts.iters)
 print(json.dumps({"inference_ms": inference, "train_step_ms": train, "threads": torch.get_num_threads()}))

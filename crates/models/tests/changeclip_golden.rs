@@ -155,17 +155,23 @@ fn clip_towers_start_changeclip_as_the_reference_does() {
     assert!(err.contains("visual.") && err.contains("vit.safetensors"), "{err}");
 }
 
-/// The text tower runs once per distinct prompt pair of a batch (`prompt_embeddings_t`): each
-/// image must still get its own prompts' embeddings. A batch whose two images and two dates mix
-/// three class lists gives, image by image, what each image gives alone.
-#[test]
-fn shared_prompts_are_encoded_once_and_each_image_keeps_its_own() {
+/// The tiny golden checkpoint in a model (the VarStore holds its weights).
+fn tiny_golden_model() -> (VarStore, ChangeClip) {
     let path = golden("changeclip_tiny.safetensors");
     let mut state = tensor_io::read(&path).unwrap().tensors;
     state.retain(|k, _| !k.ends_with("num_batches_tracked"));
     let mut vs = VarStore::new(Device::Cpu);
     let model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
     copy_into(&mut vs, &state, &path, "changeclip").unwrap();
+    (vs, model)
+}
+
+/// The text tower runs once per distinct prompt pair of a batch (`prompt_embeddings_t`): each
+/// image must still get its own prompts' embeddings. A batch whose two images and two dates mix
+/// three class lists gives, image by image, what each image gives alone.
+#[test]
+fn shared_prompts_are_encoded_once_and_each_image_keeps_its_own() {
+    let (_vs, model) = tiny_golden_model();
     let tokenizer = Tokenizer::from_file(&golden("bpe_simple_vocab_16e6.txt.gz")).unwrap();
     let lists = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let (roads, trees, water) = (lists(&["road", "building"]), lists(&["tree"]), lists(&["water", "boat"]));
@@ -199,12 +205,7 @@ fn shared_prompts_are_encoded_once_and_each_image_keeps_its_own() {
 #[test]
 fn frozen_text_embeddings_are_the_ones_each_prompt_gives() {
     use changedet_models::ChangeModel;
-    let path = golden("changeclip_tiny.safetensors");
-    let mut state = tensor_io::read(&path).unwrap().tensors;
-    state.retain(|k, _| !k.ends_with("num_batches_tracked"));
-    let mut vs = VarStore::new(Device::Cpu);
-    let model = ChangeClip::new(&vs.root(), &tiny_config()).unwrap();
-    copy_into(&mut vs, &state, &path, "changeclip").unwrap();
+    let (_vs, model) = tiny_golden_model();
     let io: BTreeMap<String, Tensor> = tensor_io::read(&golden("changeclip_tiny_io.safetensors")).unwrap().tensors;
     let (before, after) = (io["input"].narrow(1, 0, 3), io["input"].narrow(1, 3, 3));
     let prompts: Vec<[Vec<String>; 2]> = vec![

@@ -40,9 +40,8 @@ pub(crate) struct KeptTile {
 
 impl KeptTile {
     /// The output of `output.tile`, computed for `block`, over the later blocks of `run` it
-    /// touches (None if it touches none).
-    pub(crate) fn for_later_blocks(output: &TileOutput, plan: &TilePlan, block: usize, run: &std::ops::Range<usize>) -> Option<KeptTile> {
-        let blocks = plan.blocks();
+    /// touches (None if it touches none); `blocks` is the plan's `blocks()`.
+    pub(crate) fn for_later_blocks(output: &TileOutput, plan: &TilePlan, blocks: &[Window], block: usize, run: &std::ops::Range<usize>) -> Option<KeptTile> {
         let later: Vec<usize> = plan.blocks_touching(&output.tile).into_iter().filter(|b| *b > block && run.contains(b)).collect();
         let region = later.iter().filter_map(|&b| output.tile.intersection(&blocks[b])).reduce(|a, b| a.union(&b))?;
         let (from, channels) = (output.region, output.scores.len() / output.region.area());

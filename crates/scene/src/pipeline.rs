@@ -309,10 +309,11 @@ impl Run<'_> {
         // Change logits, then each date's class scores.
         let channels = 2 + 2 * self.classes.unwrap_or(0);
         let run = shard_range(self.blocks);
+        let blocks = self.plan.blocks();
         let mut kept: BTreeMap<(usize, usize), KeptTile> = BTreeMap::new();
         let mut current: Option<BlockBlend> = None;
         for batch in tiles {
-            let window = self.plan.blocks()[batch.block];
+            let window = blocks[batch.block];
             let blend = current.get_or_insert_with(|| BlockBlend::new(window, channels, &kept));
             let start = Instant::now();
             let scores = self.scores(&batch)?;
@@ -327,7 +328,7 @@ impl Run<'_> {
                 };
                 blend.add_kept_before(tile, &kept, &weights);
                 blend.add(&output, &weights);
-                if let Some(keep) = KeptTile::for_later_blocks(&output, self.plan, batch.block, &run) {
+                if let Some(keep) = KeptTile::for_later_blocks(&output, self.plan, &blocks, batch.block, &run) {
                     kept.insert((tile.y, tile.x), keep);
                 }
             }
