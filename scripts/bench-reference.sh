@@ -13,7 +13,9 @@
 # Dependencies are installed with pip --target into .cache/reference/; nothing of them enters
 # changedet. The harnesses are scripts/reference/MODEL_bench.py.
 # Usage: bash scripts/bench-reference.sh [ROUNDS] [clearscd|changeclip]
-#   (CHANGEDET_THREADS: threads, default all cores; CHANGEDET_BIN: a changedet binary to use)
+#   (CHANGEDET_THREADS: threads, default all cores; CHANGEDET_BIN: a changedet binary to use;
+#   CHANGEDET_PROFILE=N: afterwards, both sides' N longest operators of one inference and one
+#   training step, by self time, from torch's profiler on each side)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -84,3 +86,10 @@ for what, label in zip(["inference", "train"], labels):
     print(f"{label:<42} changedet {ours:8.0f} ms   reference {theirs:8.0f} ms   ratio {ours / theirs:.2f}")
 PY
 rm -f "$results"
+if [[ -n "${CHANGEDET_PROFILE:-}" ]]; then
+  echo; echo "== changedet"
+  "$changedet" --threads "$threads" "${ours[@]}" --iters 1 --device cpu --profile "$CHANGEDET_PROFILE" | sed -n '/^profile/,$p'
+  echo; echo "== reference"
+  OMP_NUM_THREADS="$threads" PYTHONPATH="$site" .venv/bin/python "scripts/reference/${model}_bench.py" "$code" "${theirs[@]}" \
+    --iters 1 --profile "$CHANGEDET_PROFILE" 2>/dev/null | grep -v ' - mmengine - ' | head -n -1
+fi

@@ -6,7 +6,7 @@ its AdamW (lr 1e-4, decay 0.01, no decay on norms), each after one warm-up, on r
 the prompts of pairs without class lists. Only `mmcv.ops` (compiled operators, which mmseg
 imports for other heads) and OpenAI's `clip` package (used for zero-shot class lists, not here)
 are stubbed. Prints the medians in milliseconds as JSON. Usage:
-    python changeclip_bench.py REPO [--size 256] [--batch-size 2] [--iters 5]
+    python changeclip_bench.py REPO [--size 256] [--batch-size 2] [--iters 5] [--profile N]
 """
 import argparse
 import json
@@ -16,13 +16,14 @@ import types
 
 import torch
 
-from timing import median_ms
+from timing import median_ms, print_profile
 
 parser = argparse.ArgumentParser()
 parser.add_argument("repo")
 parser.add_argument("--size", type=int, default=256)
 parser.add_argument("--batch-size", type=int, default=2)
 parser.add_argument("--iters", type=int, default=5)
+parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N longest operators of one more run of each")
 opts = parser.parse_args()
 
 sys.path.insert(0, opts.repo)
@@ -77,6 +78,7 @@ def train_step():
 
 model.train()
 train = median_ms(train_step, opts.iters)
+print_profile("profile of one training step (reference)", train_step, opts.profile)
 model.eval()
 pair = torch.randn(1, 6, s, s)
 metas = [dict(img_shape=(s, s), ori_shape=(s, s), pad_shape=(s, s), jsonA=[], jsonB=[])]
@@ -88,4 +90,5 @@ def infer():
 
 
 inference = median_ms(infer, opts.iters)
+print_profile("profile of one inference (reference)", infer, opts.profile)
 print(json.dumps({"inference_ms": inference, "train_step_ms": train, "threads": torch.get_num_threads()}))

@@ -3,7 +3,7 @@ CPU the way `changedet bench --model clearscd` times changedet's: one pair at in
 mode, no gradients), then training steps of the full objective (CE on both dates' classes, the
 change loss, SACL local and global, BSCC) with the reference's Adam, each after one warm-up, on
 random inputs. Prints the medians in milliseconds as JSON. Usage:
-    python clearscd_bench.py REPO [--size 512] [--train-size 256] [--batch-size 4] [--iters 5]
+    python clearscd_bench.py REPO [--size 512] [--train-size 256] [--batch-size 4] [--iters 5] [--profile N]
 """
 import argparse
 import json
@@ -12,7 +12,7 @@ import types
 
 import torch
 
-from timing import median_ms
+from timing import median_ms, print_profile
 
 parser = argparse.ArgumentParser()
 parser.add_argument("repo")
@@ -20,6 +20,7 @@ parser.add_argument("--size", type=int, default=512)
 parser.add_argument("--train-size", type=int, default=256)
 parser.add_argument("--batch-size", type=int, default=4)
 parser.add_argument("--iters", type=int, default=5)
+parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N longest operators of one more run of each")
 opts = parser.parse_args()
 
 sys.path.insert(0, opts.repo)
@@ -55,6 +56,7 @@ def train_step():
 
 model.train()
 train = median_ms(train_step, opts.iters)
+print_profile("profile of one training step (reference)", train_step, opts.profile)
 model.eval()
 pair = torch.randn(1, 6, opts.size, opts.size)
 
@@ -65,4 +67,5 @@ def infer():
 
 
 inference = median_ms(infer, opts.iters)
+print_profile("profile of one inference (reference)", infer, opts.profile)
 print(json.dumps({"inference_ms": inference, "train_step_ms": train, "threads": torch.get_num_threads()}))

@@ -53,6 +53,10 @@ pub struct Args {
     /// Tile side of the scene benchmark.
     #[arg(long, default_value_t = 512, value_parser = crate::values::at_least_one)]
     tile: usize,
+    /// Also profile one more training step and one more inference with libtorch's profiler and
+    /// print the N operators that took longest (self time, as torch.profiler reports it).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12", conflicts_with = "scene")]
+    profile: Option<usize>,
 }
 
 /// An epoch past every objective's warm-up (ClearSCD's global SACL term starts after epoch 1).
@@ -121,14 +125,16 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut optimizer = Adam::with_decay_exemptions(&model.vs, recipe.optimizer, recipe.weight_decay, &recipe.no_decay_keys);
     let mut failure = None;
-    let train = time(args.iters, device, || match model.model.training_loss(&batch, &recipe, EPOCH_AFTER_WARMUP) {
+    let mut train_step = || match model.model.training_loss(&batch, &recipe, EPOCH_AFTER_WARMUP) {
         Ok(loss) => {
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(recipe.lr);
         }
         Err(e) => failure = Some(e),
-    });
+    };
+    let train = time(args.iters, device, &mut train_step);
+    let train_profile = args.profile.map(|_| changedet_profile::profile(&mut train_step)).transpose()?.map(|((), p)| p);
     if let Some(e) = failure {
         return Err(e).context("the training step failed");
     }
@@ -136,9 +142,11 @@ pub fn run(args: Args) -> Result<()> {
     // Inference as `predict` runs it (after training, which keeps the default layout).
     model.prepare_for_inference();
     let (before, after) = (Tensor::randn([1, 3, args.size, args.size], opts), Tensor::randn([1, 3, args.size, args.size], opts));
-    let infer = time(args.iters, device, || {
+    let infer_once = || {
         tch::no_grad(|| model.model.forward_t(&before, &after, false));
-    });
+    };
+    let infer = time(args.iters, device, infer_once);
+    let infer_profile = args.profile.map(|_| changedet_profile::profile(infer_once)).transpose()?.map(|((), p)| p);
 
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());
@@ -147,6 +155,10 @@ pub fn run(args: Args) -> Result<()> {
     println!("training step    {:.1} ms per batch of {n} (median)", median(train) * 1e3);
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS         {mib:.0} MiB");
+    }
+    if let (Some(rows), Some(infer), Some(train)) = (args.profile, infer_profile, train_profile) {
+        println!("profile of one inference (self time per operator, libtorch's profiler)\n{}", infer.table(rows));
+        println!("profile of one training step\n{}", train.table(rows));
     }
     Ok(())
 }

@@ -72,6 +72,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("KINETO_LOG_LEVEL").is_none() {
+        // libtorch's profiler (`bench --profile`) logs each start and stop, and on a machine
+        // without a GPU an error about it, on stderr; above its highest level it keeps quiet.
+        // SAFETY: no other thread exists yet to read the environment concurrently.
+        unsafe { std::env::set_var("KINETO_LOG_LEVEL", "6") };
+    }
     allocator::refuse_impossible_allocations();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHANGEDET_LOG").unwrap_or_else(|_| "info".into()))

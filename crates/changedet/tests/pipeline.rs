@@ -265,3 +265,16 @@ fn bench_times_a_training_step_and_inference() {
         assert!(out.contains("inference") && out.contains("training step"), "{out}");
     }
 }
+
+/// `bench --profile N` adds libtorch's operator profile of one inference and one training step,
+/// N operators each, convolutions among them.
+#[test]
+fn bench_profiles_inference_and_the_training_step() {
+    let out = ok(&["bench", "--model", "fc-siam-diff", "--config", r#"{"width": 4}"#, "--size", "32", "--batch-size", "2", "--iters", "1", "--device", "cpu", "--profile", "3"]);
+    let profile = out.split_once("profile of one inference").unwrap_or_else(|| panic!("no profile in {out}")).1;
+    let (inference, training) = profile.split_once("profile of one training step").unwrap_or_else(|| panic!("no training profile in {out}"));
+    for table in [inference, training] {
+        assert_eq!(table.lines().filter(|l| l.trim_start().starts_with("aten::")).count(), 3, "{table}");
+        assert!(table.contains("conv") && table.contains("other operators") && table.contains("whole run"), "{table}");
+    }
+}

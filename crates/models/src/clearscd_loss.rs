@@ -153,8 +153,16 @@ fn normalize_columns(x: &Tensor) -> Tensor {
 /// (so unlabeled pixels are taken only when nothing else is present), as the reference's
 /// samplers iterate.
 fn sampled_classes(label: &Tensor, k: i64) -> Vec<i64> {
-    let values = Vec::<i64>::try_from(label.flatten(0, -1).unique_dim(0, true, false, false).0).expect("int64 labels");
+    let values = distinct_values(label);
     values.iter().enumerate().filter(|&(i, &v)| i == 0 || v < k).map(|(_, &v)| v).collect()
+}
+
+/// The distinct values of an integer tensor, ascending. (`unique_dim` would give the same on a
+/// flat tensor, but compares element by element through `select` and `equal`: a profile of the
+/// training step found 150,000 such calls, a quarter of ClearSCD's step.)
+fn distinct_values(t: &Tensor) -> Vec<i64> {
+    let (values, _, _) = t.flatten(0, -1).internal_unique2(true, false, false);
+    Vec::<i64>::try_from(values).expect("integer labels")
 }
 
 /// Up to `limit` randomly ordered pixels of each class: `[c, m]` and their classes `[m]`.
@@ -184,7 +192,7 @@ fn local_contrast(projected: &[Tensor; 2], features: &[Tensor; 2], labels: &[Ten
     let keys = normalize_columns(&Tensor::cat(&[ka, kb], 1)); // [128, m_k], unit columns
     let key_class = Tensor::cat(&[ka_class, kb_class], 0);
 
-    let present = Vec::<i64>::try_from(query_class.unique_dim(0, true, false, false).0).expect("int64 classes");
+    let present = distinct_values(&query_class);
     let mut total = queries.sum(None::<Kind>) * 0.0;
     for &class in present.iter().filter(|&&c| c < k) {
         let anchor = queries.index_select(1, &query_class.eq(class).nonzero().squeeze_dim(1)).mean_dim(1, false, None::<Kind>);
