@@ -73,15 +73,9 @@ impl Normalization {
         let counted = values.iter().enumerate().filter(|&(i, _)| is_valid(i)).map(|(_, &v)| v);
         let Normalization::Fixed { mean, std } = self.for_values(counted) else { unreachable!("for_values resolves to fixed statistics") };
         for (c, channel) in values.chunks_mut(plane).enumerate() {
-            for v in channel.iter_mut() {
-                *v = fixed(*v, mean[c], std[c]);
-            }
-        }
-        if let Some(valid) = valid {
-            for (i, v) in values.iter_mut().enumerate() {
-                if !valid[i % plane] {
-                    *v = 0.0;
-                }
+            match valid {
+                Some(valid) => channel.iter_mut().zip(valid).for_each(|(v, &ok)| *v = if ok { fixed(*v, mean[c], std[c]) } else { 0.0 }),
+                None => channel.iter_mut().for_each(|v| *v = fixed(*v, mean[c], std[c])),
             }
         }
     }
