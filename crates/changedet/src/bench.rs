@@ -54,7 +54,8 @@ pub struct Args {
     #[arg(long, default_value_t = 512, value_parser = crate::values::at_least_one)]
     tile: usize,
     /// Also profile one more training step and one more inference with libtorch's profiler and
-    /// print the N operators that took longest (self time, as torch.profiler reports it).
+    /// print the N operators that took longest (self time, as torch.profiler reports it; CPU
+    /// operators only, so on a GPU their times are launch times).
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12", conflicts_with = "scene")]
     profile: Option<usize>,
 }
