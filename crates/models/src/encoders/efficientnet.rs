@@ -5,7 +5,7 @@
 //! (`_conv_stem`, `_blocks.N._depthwise_conv`, …) so its state dicts load unchanged.
 
 use serde::{Deserialize, Serialize};
-use tch::nn;
+use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::Encoder;
@@ -70,8 +70,8 @@ fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
     torch_init::batch_norm2d(vs, c, nn::BatchNormConfig { eps: 1e-3, momentum: 0.01, ..Default::default() })
 }
 
-fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64, bias: bool) -> nn::Conv2D {
-    torch_init::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, groups, bias, ..Default::default() })
+fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    torch_init::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, bias, ..Default::default() })
 }
 
 /// TF "same" padding as `Conv2dStaticSamePadding` freezes it for a 224 input: for inputs whose
@@ -83,11 +83,37 @@ fn same_padding(kernel: i64, stride: i64) -> [i64; 4] {
     [before, after, before, after]
 }
 
+/// A depthwise convolution with TF "same" padding: symmetric padding (stride 1) is the
+/// convolution's own, which spares a padded copy of the input per call; asymmetric padding
+/// (stride 2) stays an explicit zero pad.
+#[derive(Debug)]
+struct SamePaddedConv {
+    conv: nn::Conv2D,
+    explicit_pad: Option<[i64; 4]>,
+}
+
+impl SamePaddedConv {
+    fn new(vs: nn::Path, channels: i64, kernel: i64, stride: i64) -> Self {
+        let pad = same_padding(kernel, stride);
+        let symmetric = pad[0] == pad[1];
+        let config = nn::ConvConfig { stride, groups: channels, bias: false, padding: if symmetric { pad[0] } else { 0 }, ..Default::default() };
+        SamePaddedConv { conv: torch_init::conv2d(vs, channels, channels, kernel, config), explicit_pad: (!symmetric).then_some(pad) }
+    }
+}
+
+impl Module for SamePaddedConv {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self.explicit_pad {
+            Some(pad) => x.constant_pad_nd(pad).apply(&self.conv),
+            None => x.apply(&self.conv),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct MbConv {
     expand: Option<(nn::Conv2D, nn::BatchNorm)>,
-    depthwise: nn::Conv2D,
-    depthwise_pad: [i64; 4],
+    depthwise: SamePaddedConv,
     bn1: nn::BatchNorm,
     se_reduce: nn::Conv2D,
     se_expand: nn::Conv2D,
@@ -102,13 +128,12 @@ impl MbConv {
         let c_exp = c_in * expand;
         let n_se = (c_in / 4).max(1);
         MbConv {
-            expand: (expand != 1).then(|| (conv(vs / "_expand_conv", c_in, c_exp, 1, 1, 1, false), batch_norm(vs / "_bn0", c_exp))),
-            depthwise: conv(vs / "_depthwise_conv", c_exp, c_exp, kernel, stride, c_exp, false),
-            depthwise_pad: same_padding(kernel, stride),
+            expand: (expand != 1).then(|| (conv(vs / "_expand_conv", c_in, c_exp, 1, 1, false), batch_norm(vs / "_bn0", c_exp))),
+            depthwise: SamePaddedConv::new(vs / "_depthwise_conv", c_exp, kernel, stride),
             bn1: batch_norm(vs / "_bn1", c_exp),
-            se_reduce: conv(vs / "_se_reduce", c_exp, n_se, 1, 1, 1, true),
-            se_expand: conv(vs / "_se_expand", n_se, c_exp, 1, 1, 1, true),
-            project: conv(vs / "_project_conv", c_exp, c_out, 1, 1, 1, false),
+            se_reduce: conv(vs / "_se_reduce", c_exp, n_se, 1, 1, true),
+            se_expand: conv(vs / "_se_expand", n_se, c_exp, 1, 1, true),
+            project: conv(vs / "_project_conv", c_exp, c_out, 1, 1, false),
             bn2: batch_norm(vs / "_bn2", c_out),
             residual: stride == 1 && c_in == c_out,
             drop_connect,
@@ -120,7 +145,7 @@ impl MbConv {
             Some((conv, bn)) => input.apply(conv).apply_t(bn, train).silu(),
             None => input.shallow_clone(),
         };
-        let x = x.constant_pad_nd(self.depthwise_pad).apply(&self.depthwise).apply_t(&self.bn1, train).silu();
+        let x = x.apply(&self.depthwise).apply_t(&self.bn1, train).silu();
         let gate = x.adaptive_avg_pool2d([1, 1]).apply(&self.se_reduce).silu().apply(&self.se_expand).sigmoid();
         let x = (x * gate).apply(&self.project).apply_t(&self.bn2, train);
         if !self.residual {
@@ -178,7 +203,7 @@ impl EfficientNet {
             }
         }
         EfficientNet {
-            stem: conv(vs / "_conv_stem", 3, stages[0].c_in, 3, 2, 1, false),
+            stem: conv(vs / "_conv_stem", 3, stages[0].c_in, 3, 2, false),
             bn0: batch_norm(vs / "_bn0", stages[0].c_in),
             blocks,
             taps: cfg.variant.taps(),
