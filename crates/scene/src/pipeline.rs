@@ -33,50 +33,92 @@ struct TileBatch {
     last_of_block: bool,
 }
 
-/// One date, opened, with its window onto the common grid and its band scaling.
+/// One date, opened, with its window onto the common grid and how its values become inputs.
 struct DateInput {
     scene: Scene,
     offset: (usize, usize),
-    scales: Vec<Option<geo::BandScale>>,
-    /// The model's normalisation with this date's statistics (per-image normalisation takes the
-    /// whole scene's, so that every tile is normalised alike, as the whole image would be).
-    norm: Normalization,
+    inputs: InputMap,
 }
 
-impl DateInput {
-    fn new(scene: Scene, offset: (usize, usize), scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
-        let scales = scaling.resolve(&scene)?;
+/// Raw band values → model inputs: the band's scaling, then the model's normalisation with this
+/// date's statistics (per-image normalisation takes the whole scene's, so that every tile is
+/// normalised alike, as the whole image would be).
+enum InputMap {
+    /// Byte scenes: per band, the input of each of the 256 values, computed once (the same
+    /// arithmetic as `Computed`, so the same bits).
+    Table(Vec<[f32; 256]>),
+    Computed { scales: Vec<Option<geo::BandScale>>, norm: Normalization },
+}
+
+impl InputMap {
+    fn new(scene: &Scene, scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
+        let computed = InputMap::computed(scene, scaling, norm)?;
+        Ok(if scene.is_byte() { computed.table() } else { computed })
+    }
+
+    fn computed(scene: &Scene, scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
+        let scales = scaling.resolve(scene)?;
         let mut values = Vec::new();
         if norm.is_per_image() {
             for (band, scale) in scales.iter().enumerate() {
                 values.extend(scene.sample(band, STATISTICS_SIDE)?.into_iter().map(|v| scale.map_or(v, |s| s.apply(v))));
             }
         }
-        Ok(DateInput { norm: norm.for_values(values.into_iter()), scene, offset, scales })
+        Ok(InputMap::Computed { norm: norm.for_values(values.into_iter()), scales })
     }
 
+    /// The inputs of all 256 byte values, per band.
+    fn table(&self) -> InputMap {
+        let mut values: Vec<f32> = (0..MODEL_BANDS).flat_map(|_| (0..=255u8).map(f32::from)).collect();
+        self.apply(&mut values, None);
+        InputMap::Table(values.chunks(256).map(|band| band.try_into().expect("256 values")).collect())
+    }
+
+    /// Planar raw values `[3, h, w]` → inputs in place; 0 (the mean) where not `valid`.
+    fn apply(&self, values: &mut [f32], valid: Option<&[bool]>) {
+        let InputMap::Computed { scales, norm } = self else { unreachable!("tables are made from computed maps") };
+        for (band, scale) in values.chunks_mut(values.len() / MODEL_BANDS).zip(scales) {
+            if let Some(scale) = scale {
+                band.iter_mut().for_each(|v| *v = scale.apply(*v));
+            }
+        }
+        norm.normalise_planar(values, valid);
+    }
+}
+
+impl DateInput {
     /// Reads `tile` (common-grid coordinates) into `out` `[3, side, side]` (model inputs; zero,
     /// the mean, where invalid or beyond the scene) and ANDs its validity into `valid` `[side, side]`.
     fn read(&self, tile: &Window, side: usize, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
         let window = Window::new(tile.x + self.offset.0, tile.y + self.offset.1, tile.width, tile.height);
         let plane = window.area();
-        let mut raw = vec![0f32; plane * MODEL_BANDS];
         let mut ok = vec![true; plane];
-        self.scene.read(window, &mut raw, &mut ok)?;
+        let inputs = match &self.inputs {
+            InputMap::Table(tables) => {
+                let mut raw = vec![0u8; plane * MODEL_BANDS];
+                self.scene.read(window, &mut raw, &mut ok)?;
+                let mut inputs = vec![0f32; plane * MODEL_BANDS];
+                for ((inputs, raw), table) in inputs.chunks_mut(plane).zip(raw.chunks(plane)).zip(tables) {
+                    for ((input, &value), &ok) in inputs.iter_mut().zip(raw).zip(&ok) {
+                        *input = if ok { table[usize::from(value)] } else { 0.0 };
+                    }
+                }
+                inputs
+            }
+            computed => {
+                let mut raw = vec![0f32; plane * MODEL_BANDS];
+                self.scene.read(window, &mut raw, &mut ok)?;
+                computed.apply(&mut raw, Some(&ok));
+                raw
+            }
+        };
         for y in 0..tile.height {
-            for x in 0..tile.width {
-                valid[y * side + x] &= ok[y * tile.width + x];
+            for (valid, ok) in valid[y * side..][..tile.width].iter_mut().zip(&ok[y * tile.width..]) {
+                *valid &= ok;
             }
-        }
-        for (raw, scale) in raw.chunks_mut(plane).zip(&self.scales) {
-            if let Some(scale) = scale {
-                raw.iter_mut().for_each(|v| *v = scale.apply(*v));
-            }
-        }
-        self.norm.normalise_planar(&mut raw, Some(&ok));
-        for (c, raw) in raw.chunks(plane).enumerate() {
-            for y in 0..tile.height {
-                out[(c * side + y) * side..][..tile.width].copy_from_slice(&raw[y * tile.width..(y + 1) * tile.width]);
+            for c in 0..MODEL_BANDS {
+                let row = (c * tile.height + y) * tile.width;
+                out[(c * side + y) * side..][..tile.width].copy_from_slice(&inputs[row..row + tile.width]);
             }
         }
         Ok(())
@@ -135,8 +177,8 @@ fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], ge
     check_bands(&dates.after)?;
     let common = dates.overlap;
     let inputs = [
-        DateInput::new(dates.before, (common.before.x, common.before.y), &job.scaling, norm)?,
-        DateInput::new(dates.after, (common.after.x, common.after.y), &job.scaling, norm)?,
+        DateInput { inputs: InputMap::new(&dates.before, &job.scaling, norm)?, scene: dates.before, offset: (common.before.x, common.before.y) },
+        DateInput { inputs: InputMap::new(&dates.after, &job.scaling, norm)?, scene: dates.after, offset: (common.after.x, common.after.y) },
     ];
     Ok((inputs, common, dates.warped))
 }
@@ -390,4 +432,36 @@ fn write_blocks(staged: &mut [StagedRaster], blocks: Receiver<BlockMaps>) -> Res
         busy += start.elapsed().as_secs_f64();
     }
     Ok((valid, changed, busy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte scene read through its tables gives the bits of the computed path, validity
+    /// included (RGB.byte.tif has a nodata border of 0), on a tile past the scene's edge too.
+    #[test]
+    fn byte_tables_give_the_computed_inputs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/geotiff-single/RGB.byte.tif");
+        let open = || Scene::open(std::slice::from_ref(&path), None).unwrap();
+        let stretch = geo::Scaling::Range { min: 20.0, max: 180.0 };
+        for (scaling, norm) in [(geo::Scaling::Auto, Normalization::IMAGENET), (geo::Scaling::Auto, Normalization::PER_IMAGE), (stretch, Normalization::PER_IMAGE)] {
+            let date = |inputs| DateInput { inputs, scene: open(), offset: (0, 0) };
+            let table = date(InputMap::new(&open(), &scaling, norm).unwrap());
+            let computed = date(InputMap::computed(&open(), &scaling, norm).unwrap());
+            assert!(matches!(table.inputs, InputMap::Table(_)) && matches!(computed.inputs, InputMap::Computed { .. }));
+            let side = 256;
+            for tile in [Window::new(0, 0, side, side), Window::new(600, 500, 191, 218)] {
+                let read = |date: &DateInput| {
+                    let (mut out, mut valid) = (vec![f32::NAN; 3 * side * side], vec![true; side * side]);
+                    date.read(&tile, side, &mut out, &mut valid).unwrap();
+                    (out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), valid)
+                };
+                let (expected, valid) = read(&computed);
+                assert_eq!(read(&table), (expected, valid.clone()), "{scaling:?} {norm:?} {tile:?}");
+                let inside: Vec<bool> = (0..side * side).filter(|p| p % side < tile.width && p / side < tile.height).map(|p| valid[p]).collect();
+                assert!(inside.contains(&true) && inside.contains(&false), "the tile has valid and nodata pixels");
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ pub use output::{MapKind, StagedRaster};
 pub use polygons::{PolygonOptions, polygonize, vector_driver};
 pub use record::{SceneRecord, absolute};
 pub use scaling::{BandScale, Scaling};
-pub use scene::Scene;
+pub use scene::{Sample, Scene};
 
 use std::path::{Path, PathBuf};
 

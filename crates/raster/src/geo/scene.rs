@@ -98,18 +98,19 @@ impl Scene {
     }
 
     /// Reads `window` of the selected bands into `values` (planar `[bands, h, w]`, raw values as
-    /// f32) and clears `valid` where any band is masked (nodata, alpha, mask band) or NaN.
-    pub fn read(&self, window: Window, values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+    /// `T`: f32 for any band type, u8 for byte scenes, see [`Scene::is_byte`]) and clears `valid`
+    /// where any band is masked (nodata, alpha, mask band) or NaN.
+    pub fn read<T: Sample>(&self, window: Window, values: &mut [T], valid: &mut [bool]) -> Result<()> {
         self.read_resampled(window, (window.width, window.height), values, valid)
     }
 
     /// As [`Scene::read`], resampled to `size` (nearest neighbour; GDAL reads from overviews
     /// where the file has them, so that a coarse view of a large scene reads little).
-    pub fn read_resampled(&self, window: Window, size: (usize, usize), values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+    pub fn read_resampled<T: Sample>(&self, window: Window, size: (usize, usize), values: &mut [T], valid: &mut [bool]) -> Result<()> {
         super::checked(&self.files[0], "reading", || self.read_unchecked(window, size, values, valid))
     }
 
-    fn read_unchecked(&self, window: Window, size: (usize, usize), values: &mut [f32], valid: &mut [bool]) -> Result<()> {
+    fn read_unchecked<T: Sample>(&self, window: Window, size: (usize, usize), values: &mut [T], valid: &mut [bool]) -> Result<()> {
         let plane = size.0 * size.1;
         assert_eq!(values.len(), plane * self.bands.len());
         assert_eq!(valid.len(), plane);
@@ -119,7 +120,7 @@ impl Scene {
         for (band, out) in self.bands.iter().zip(values.chunks_mut(plane)) {
             let path = self.path(band);
             let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
-            raster.read_into_slice::<f32>(at, extent, size, out, None).at(path)?;
+            raster.read_into_slice::<T>(at, extent, size, out, None).at(path)?;
             for (v, ok) in out.iter().zip(valid.iter_mut()) {
                 *ok &= !v.is_nan();
             }
@@ -149,6 +150,25 @@ impl Scene {
             raster.open_mask_band().at(path)?.read_into_slice::<u8>((0, 0), (width, height), size, &mut mask, None).at(path)?;
         }
         Ok(values.into_iter().zip(mask).filter(|(v, m)| *m != 0 && !v.is_nan()).map(|(v, _)| v).collect())
+    }
+}
+
+/// A pixel type [`Scene::read`] reads into.
+pub trait Sample: gdal::raster::GdalType + Copy {
+    /// NaN marks a pixel invalid.
+    fn is_nan(self) -> bool;
+}
+
+impl Sample for f32 {
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+/// Reading a wider band type into u8 would clamp it: only byte scenes read as u8.
+impl Sample for u8 {
+    fn is_nan(self) -> bool {
+        false
     }
 }
 
