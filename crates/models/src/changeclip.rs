@@ -159,9 +159,12 @@ pub struct ChangeClip {
     /// Text embeddings `[2, e]` of prompt pairs already encoded (their tokens as the key), kept
     /// once the weights are frozen for inference: a scene's tiles and a dataset's pairs without
     /// class lists all share one prompt pair. None until then (training moves the weights).
-    text_cache: Mutex<Option<Vec<(Vec<i64>, Tensor)>>>,
+    text_cache: Mutex<Option<Vec<EncodedPrompts>>>,
     pub config: Config,
 }
+
+/// A prompt pair's tokens and their text embeddings `[2, e]`.
+type EncodedPrompts = (Vec<i64>, Tensor);
 
 /// Prompt pairs whose embeddings stay cached (the oldest go first).
 const TEXT_CACHE_ENTRIES: usize = 64;

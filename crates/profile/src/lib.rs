@@ -116,7 +116,7 @@ fn error_from(error: &[c_char]) -> ProfilerError {
 /// the same thread), summed over calls, longest first.
 pub fn self_times(mut events: Vec<OpEvent>) -> Vec<OpTime> {
     // Parents before their children: by thread, then start, the longer of two equal starts first.
-    events.sort_by(|a, b| (a.thread, a.start_ns, std::cmp::Reverse(a.end_ns)).cmp(&(b.thread, b.start_ns, std::cmp::Reverse(b.end_ns))));
+    events.sort_by_key(|e| (e.thread, e.start_ns, std::cmp::Reverse(e.end_ns)));
     let mut totals: HashMap<&str, (usize, u64)> = HashMap::new();
     // The calls still open at the current event, with the time of their direct children so far.
     let mut open: Vec<(&OpEvent, u64)> = Vec::new();

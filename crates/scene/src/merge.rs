@@ -35,8 +35,11 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
     prepare_outputs(&maps, out, vector.map(|v| v.path.as_path()), overwrite)?;
     let grid = Grid { width: first.width, height: first.height, transform: first.transform, wkt: first.wkt.clone() };
     for (name, kind) in maps.maps() {
-        let mut merged = StagedRaster::create(&map_path(out, name), &grid, &kind)?;
-        for (dir, manifest) in shards.iter().zip(&manifests) {
+        let mut merged = StagedRaster::create(&map_path(out, name), &grid, &kind, true)?;
+        // Shard by shard in their order, so that the blocks come in the order the overviews need.
+        let mut parts: Vec<_> = shards.iter().zip(&manifests).collect();
+        parts.sort_by_key(|(_, m)| m.index);
+        for (dir, manifest) in parts {
             let path = map_path(dir, name);
             let part = Dataset::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
             let band = part.rasterband(1)?;

@@ -146,7 +146,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     let mut staged = maps
         .maps()
         .iter()
-        .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind).map_err(anyhow::Error::from))
+        .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind, job.shard.count == 1).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
     let mut summary = SceneSummary {
         width: common.grid.width,

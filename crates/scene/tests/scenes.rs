@@ -203,6 +203,14 @@ fn three_shards_merged_equal_one_run() {
     let (b, _) = read::<f32>(&merged.join("probability.tif"));
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "probability maps differ");
     assert_eq!(ds.metadata_item("LAYOUT", "IMAGE_STRUCTURE").as_deref(), Some("COG"));
+    // Both build their overviews block by block (the shards' blocks taken in shard order).
+    let overview = |path: &Path| {
+        let dataset = Dataset::open(path).unwrap();
+        let band = dataset.rasterband(1).unwrap().overview(0).unwrap();
+        band.read_as::<f32>((0, 0), band.size(), band.size(), None).unwrap().into_shape_and_vec().1
+    };
+    let (a, b) = (overview(&dir.path().join("whole/probability.tif")), overview(&merged.join("probability.tif")));
+    assert!(a.len() == 512 * 512 && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "probability overviews differ");
 }
 
 /// 1024 px with 224-px strides in blocks of 2 strides (448 px): 3 × 3 blocks.

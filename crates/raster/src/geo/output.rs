@@ -4,10 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use gdal::raster::{ColorEntry, ColorTable, GdalType, PaletteInterpretation, RasterCreationOptions};
+use gdal::raster::{ColorEntry, ColorTable, PaletteInterpretation, RasterBand, RasterCreationOptions};
 use gdal::{Dataset, DriverManager};
 use tempfile::TempPath;
 
+use super::overviews::{self, Halve};
 use super::{GdalContext, GeoError, Grid, Result, checked};
 use crate::{Window, atomic};
 
@@ -37,6 +38,8 @@ pub struct StagedRaster {
     target: PathBuf,
     temp: TempPath,
     dataset: Dataset,
+    /// Overview levels built as blocks are written (none for a shard's part).
+    levels: usize,
 }
 
 /// [`atomic::staged_path`] with the error naming the target.
@@ -66,7 +69,9 @@ fn colour_table(colours: &[[u8; 3]]) -> ColorTable<'static> {
 }
 
 impl StagedRaster {
-    pub fn create(target: &Path, grid: &Grid, kind: &MapKind) -> Result<Self> {
+    /// With `overviews`, the COG's overview levels are made now and filled by [`StagedRaster::write`]
+    /// (blocks must then be written in row-major order of a block grid).
+    pub fn create(target: &Path, grid: &Grid, kind: &MapKind, overviews: bool) -> Result<Self> {
         let temp = hidden_temp(target, "partial.tif")?;
         let driver = DriverManager::get_driver_by_name("GTiff").at(target)?;
         let block = BLOCK.to_string();
@@ -97,31 +102,46 @@ impl StagedRaster {
         if let MapKind::Classes { colours: Some(colours) } = kind {
             band.set_color_table(&colour_table(colours));
         }
-        Ok(StagedRaster { target: target.to_owned(), temp, dataset })
+        let factors = if overviews { overviews::factors(grid.width, grid.height, BLOCK) } else { Vec::new() };
+        // "NONE" makes the levels without computing them.
+        dataset.build_overviews("NONE", &factors.iter().map(|&f| f as i32).collect::<Vec<_>>(), &[]).at(target)?;
+        Ok(StagedRaster { target: target.to_owned(), temp, dataset, levels: factors.len() })
     }
 
-    /// Writes `values` over `window` and flushes them to the file, so that a write error (a full
-    /// disk) surfaces here.
-    pub fn write<T: GdalType + Copy>(&mut self, window: &Window, values: Vec<T>) -> Result<()> {
-        let StagedRaster { target, dataset, .. } = self;
+    /// Writes `values` over `window`, and the overview pixels it completes, and flushes them to
+    /// the file, so that a write error (a full disk) surfaces here.
+    pub fn write<T: Halve>(&mut self, window: &Window, values: Vec<T>) -> Result<()> {
+        let StagedRaster { target, dataset, levels, .. } = self;
         checked(target, "writing", || {
-            let mut buffer = gdal::raster::Buffer::new((window.width, window.height), values);
-            let mut band = dataset.rasterband(1).at(target)?;
-            band.write((window.x as isize, window.y as isize), (window.width, window.height), &mut buffer).at(target)?;
+            let band = |level: usize| match level {
+                0 => dataset.rasterband(1),
+                _ => dataset.rasterband(1)?.overview(level - 1),
+            };
+            let mut size = dataset.raster_size();
+            let mut done = *window;
+            let mut values = write_window(&mut band(0).at(target)?, &done, values).at(target)?;
+            for level in 1..=*levels {
+                let pixels = overviews::completed(&done, size);
+                let children = overviews::children(&pixels, size);
+                let inputs = if children == done { values } else { read_window(&band(level - 1).at(target)?, &children).at(target)? };
+                values = T::halve(&inputs, children.width, children.height);
+                (done, size) = (pixels, (size.0.div_ceil(2), size.1.div_ceil(2)));
+                values = write_window(&mut band(level).at(target)?, &done, values).at(target)?;
+            }
             dataset.flush_cache().at(target)
         })
     }
 
     /// Closes the file and renames it to the target as it is (a shard's part, merged later).
     pub fn finish_tiled(self) -> Result<()> {
-        let StagedRaster { target, temp, dataset } = self;
+        let StagedRaster { target, temp, dataset, .. } = self;
         checked(&target, "writing", || dataset.close().at(&target))?;
         commit(temp, &target)
     }
 
     /// Closes the file and writes the target as a COG from it.
     pub fn finish_cog(self, kind: &MapKind) -> Result<()> {
-        let StagedRaster { target, temp, dataset } = self;
+        let StagedRaster { target, temp, dataset, .. } = self;
         checked(&target, "writing", || dataset.close().at(&target))?;
         let source = Dataset::open(&temp).at(&target)?;
         translate_to_cog(&source, &target, kind)
@@ -152,4 +172,19 @@ fn translate_to_cog(source: &Dataset, target: &Path, kind: &MapKind) -> Result<(
     ]);
     checked(target, "writing the COG", || source.create_copy(&driver, &temp, &options).at(target)?.close().at(target))?;
     commit(temp, target)
+}
+
+fn read_window<T: Halve>(band: &RasterBand, window: &Window) -> gdal::errors::Result<Vec<T>> {
+    let size = (window.width, window.height);
+    Ok(band.read_as::<T>((window.x as isize, window.y as isize), size, size, None)?.into_shape_and_vec().1)
+}
+
+/// Writes `values` over `window` (nothing when it is empty) and gives them back.
+fn write_window<T: Halve>(band: &mut RasterBand, window: &Window, values: Vec<T>) -> gdal::errors::Result<Vec<T>> {
+    if window.area() == 0 {
+        return Ok(values);
+    }
+    let mut buffer = gdal::raster::Buffer::new((window.width, window.height), values);
+    band.write((window.x as isize, window.y as isize), (window.width, window.height), &mut buffer)?;
+    Ok(buffer.into_shape_and_vec().1)
 }
