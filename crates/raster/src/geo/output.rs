@@ -103,8 +103,10 @@ impl StagedRaster {
             band.set_color_table(&colour_table(colours));
         }
         let factors = if overviews { overviews::factors(grid.width, grid.height, BLOCK) } else { Vec::new() };
-        // "NONE" makes the levels without computing them.
-        dataset.build_overviews("NONE", &factors.iter().map(|&f| f as i32).collect::<Vec<_>>(), &[]).at(target)?;
+        if !factors.is_empty() {
+            // "NONE" makes the levels without computing them.
+            dataset.build_overviews("NONE", &factors.iter().map(|&f| f as i32).collect::<Vec<_>>(), &[]).at(target)?;
+        }
         Ok(StagedRaster { target: target.to_owned(), temp, dataset, levels: factors.len() })
     }
 
@@ -122,6 +124,9 @@ impl StagedRaster {
             let mut values = write_window(&mut band(0).at(target)?, &done, values).at(target)?;
             for level in 1..=*levels {
                 let pixels = overviews::completed(&done, size);
+                if pixels.area() == 0 {
+                    break; // nor does it complete any pixel of the coarser levels
+                }
                 let children = overviews::children(&pixels, size);
                 let inputs = if children == done { values } else { read_window(&band(level - 1).at(target)?, &children).at(target)? };
                 values = T::halve(&inputs, children.width, children.height);
