@@ -47,16 +47,24 @@ enum InputMap {
     /// Byte scenes: per band, the input of each of the 256 values, computed once (the same
     /// arithmetic as `Computed`, so the same bits).
     Table(Vec<[f32; 256]>),
-    Computed { scales: Vec<Option<geo::BandScale>>, norm: Normalization },
+    Computed(ScaledInputs),
+}
+
+/// Each value scaled, then normalised.
+struct ScaledInputs {
+    scales: Vec<Option<geo::BandScale>>,
+    norm: Normalization,
 }
 
 impl InputMap {
     fn new(scene: &Scene, scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
-        let computed = InputMap::computed(scene, scaling, norm)?;
-        Ok(if scene.is_byte() { computed.table() } else { computed })
+        let computed = ScaledInputs::new(scene, scaling, norm)?;
+        Ok(if scene.is_byte() { InputMap::Table(computed.table()) } else { InputMap::Computed(computed) })
     }
+}
 
-    fn computed(scene: &Scene, scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
+impl ScaledInputs {
+    fn new(scene: &Scene, scaling: &geo::Scaling, norm: Normalization) -> Result<Self> {
         let scales = scaling.resolve(scene)?;
         let mut values = Vec::new();
         if norm.is_per_image() {
@@ -64,25 +72,24 @@ impl InputMap {
                 values.extend(scene.sample(band, STATISTICS_SIDE)?.into_iter().map(|v| scale.map_or(v, |s| s.apply(v))));
             }
         }
-        Ok(InputMap::Computed { norm: norm.for_values(values.into_iter()), scales })
+        Ok(ScaledInputs { norm: norm.for_values(values.into_iter()), scales })
     }
 
     /// The inputs of all 256 byte values, per band.
-    fn table(&self) -> InputMap {
+    fn table(&self) -> Vec<[f32; 256]> {
         let mut values: Vec<f32> = (0..MODEL_BANDS).flat_map(|_| (0..=255u8).map(f32::from)).collect();
         self.apply(&mut values, None);
-        InputMap::Table(values.chunks(256).map(|band| band.try_into().expect("256 values")).collect())
+        values.chunks(256).map(|band| band.try_into().expect("256 values")).collect()
     }
 
     /// Planar raw values `[3, h, w]` → inputs in place; 0 (the mean) where not `valid`.
     fn apply(&self, values: &mut [f32], valid: Option<&[bool]>) {
-        let InputMap::Computed { scales, norm } = self else { unreachable!("tables are made from computed maps") };
-        for (band, scale) in values.chunks_mut(values.len() / MODEL_BANDS).zip(scales) {
+        for (band, scale) in values.chunks_mut(values.len() / MODEL_BANDS).zip(&self.scales) {
             if let Some(scale) = scale {
                 band.iter_mut().for_each(|v| *v = scale.apply(*v));
             }
         }
-        norm.normalise_planar(values, valid);
+        self.norm.normalise_planar(values, valid);
     }
 }
 
@@ -105,7 +112,7 @@ impl DateInput {
                 }
                 inputs
             }
-            computed => {
+            InputMap::Computed(computed) => {
                 let mut raw = vec![0f32; plane * MODEL_BANDS];
                 self.scene.read(window, &mut raw, &mut ok)?;
                 computed.apply(&mut raw, Some(&ok));
@@ -448,8 +455,8 @@ mod tests {
         for (scaling, norm) in [(geo::Scaling::Auto, Normalization::IMAGENET), (geo::Scaling::Auto, Normalization::PER_IMAGE), (stretch, Normalization::PER_IMAGE)] {
             let date = |inputs| DateInput { inputs, scene: open(), offset: (0, 0) };
             let table = date(InputMap::new(&open(), &scaling, norm).unwrap());
-            let computed = date(InputMap::computed(&open(), &scaling, norm).unwrap());
-            assert!(matches!(table.inputs, InputMap::Table(_)) && matches!(computed.inputs, InputMap::Computed { .. }));
+            let computed = date(InputMap::Computed(ScaledInputs::new(&open(), &scaling, norm).unwrap()));
+            assert!(matches!(table.inputs, InputMap::Table(_)));
             let side = 256;
             for tile in [Window::new(0, 0, side, side), Window::new(600, 500, 191, 218)] {
                 let read = |date: &DateInput| {
