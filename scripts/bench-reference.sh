@@ -22,7 +22,8 @@ cd "$root"
 rounds="${1:-5}"
 model="${2:-clearscd}"
 threads="${CHANGEDET_THREADS:-$(nproc)}"
-bash scripts/setup.sh >/dev/null
+# The reference runs on the same torch from Python, so the full variant (see setup.sh).
+CHANGEDET_TORCH=full bash scripts/setup.sh >/dev/null
 ref="$root/.cache/reference"
 case "$model" in
   clearscd)

@@ -4,7 +4,8 @@
 #     build (changedet's allocator), and chromium (the tests open the HTML report and the viewer
 #     in a real headless browser);
 #   * a project-local virtual environment `.venv` holding the pinned PyPI torch wheel, whose
-#     libtorch tch links against (torch-sys 0.26 requires exactly torch 2.13.0);
+#     libtorch tch links against (torch-sys 0.26 requires exactly torch 2.13.0), with either all
+#     of its CUDA libraries or only the two its CPU library links (see "variant" below);
 #   * the CLIP BPE vocabulary, taken from the MIT-licensed `open_clip_torch` wheel into `.cache/`.
 # Nothing here needs to be exported by hand afterwards: `.cargo/config.toml` points the build at
 # the venv and the binaries carry an rpath to its `torch/lib`.
@@ -41,22 +42,43 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; then
-  echo "setup: creating .venv with torch==$TORCH_VERSION (about 2 minutes, 4.7 GB)"
-  python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "torch==$TORCH_VERSION" numpy safetensors
+# The wheel's dependencies add 3.3 GB of CUDA libraries and Triton. Without an NVIDIA GPU,
+# changedet needs only the two that libtorch_cpu links (the CUDA runtime and CUPTI, pinned as
+# torch 2.13.0's cuda-toolkit 13.0.3 pins them): 1.4 GB instead of 4.7, which a CI machine's
+# disk once lacked. The full variant also gives a Python `import torch`, which only the
+# developer scripts need (scripts/fixtures, scripts/bench-reference.sh).
+variant="${CHANGEDET_TORCH:-}"
+if [ -z "$variant" ]; then
+  if [ -e /dev/nvidiactl ] || command -v nvidia-smi >/dev/null 2>&1; then variant=full; else variant=cpu; fi
+fi
+case "$variant" in
+  full) have_torch=(-c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')") ;;
+  cpu) have_torch=(-c "import importlib.metadata as m, sys; sys.exit(m.version('torch') != '$TORCH_VERSION')") ;;
+  *) echo "setup: CHANGEDET_TORCH is '$variant'; it must be 'full' (CUDA and Python torch) or 'cpu'" >&2; exit 1 ;;
+esac
+if ! .venv/bin/python "${have_torch[@]}" 2>/dev/null; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  pip_install=(.venv/bin/python -m pip install -q --no-cache-dir)
+  "${pip_install[@]}" --upgrade pip
+  if [ "$variant" = full ]; then
+    echo "setup: installing torch==$TORCH_VERSION with its CUDA libraries in .venv (about 3 minutes, 4.7 GB)"
+    "${pip_install[@]}" "torch==$TORCH_VERSION" numpy safetensors
+  else
+    echo "setup: installing torch==$TORCH_VERSION for the CPU in .venv (about a minute, 1.4 GB; CHANGEDET_TORCH=full for CUDA)"
+    "${pip_install[@]}" --no-deps "torch==$TORCH_VERSION" nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
+  fi
 fi
 
-# A stable name for the wheel's package folder (include/ and lib/), whatever the Python version.
-ln -sfn "$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" .venv/libtorch
+# A stable name for the wheel's package folder (include/ and lib/), whatever the Python version;
+# found without importing torch, which the CPU variant cannot do from Python.
+ln -sfn "$(.venv/bin/python -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')" .venv/libtorch
 
 vocab=.cache/bpe_simple_vocab_16e6.txt.gz
 if [ ! -s "$vocab" ]; then
   echo "setup: fetching the CLIP BPE vocabulary from open_clip_torch==$OPEN_CLIP_VERSION"
   mkdir -p .cache
   tmp="$(mktemp -d)"
-  .venv/bin/python -m pip download -q --no-deps -d "$tmp" "open_clip_torch==$OPEN_CLIP_VERSION"
+  .venv/bin/python -m pip download -q --no-cache-dir --no-deps -d "$tmp" "open_clip_torch==$OPEN_CLIP_VERSION"
   .venv/bin/python - "$tmp" "$vocab" <<'PY'
 import glob, hashlib, sys, zipfile, os
 wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
@@ -72,4 +94,4 @@ os.replace(tmp, sys.argv[2])
 PY
   rm -rf "$tmp"
 fi
-echo "setup: done (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
+echo "setup: done (torch $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))'), $variant variant)"

@@ -43,7 +43,9 @@ fn load_cuda() -> Result<(), String> {
             unsafe {
                 Library::open(Some("libcuda.so.1"), RTLD_NOW).map_err(|_| "this machine has no NVIDIA driver (libcuda.so.1)".to_owned())?;
                 let torch_cuda = Library::open(Some("libtorch_cuda.so"), RTLD_NOW | RTLD_GLOBAL)
-                    .map_err(|e| format!("the libtorch this binary runs on has no CUDA ({e})"))?;
+                    .map_err(|e| {
+                        format!("the libtorch this binary runs on has no CUDA ({e}); `CHANGEDET_TORCH=full bash scripts/setup.sh` installs its CUDA libraries")
+                    })?;
                 // Loaded for the life of the process.
                 std::mem::forget(torch_cuda);
             }
