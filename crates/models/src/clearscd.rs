@@ -16,6 +16,7 @@ use tch::{IndexOp, Kind, Tensor};
 use changedet_data::{Normalization, Preset};
 
 use crate::clearscd_loss::{self, RandomPermutations, ScdLabels, clearscd_losses};
+use crate::conv_bn::ConvBn;
 use crate::decoders::fpn::{self, Fpn, upsample_bilinear};
 use crate::encoders::Encoder;
 use crate::encoders::efficientnet::{self, EfficientNet};
@@ -59,26 +60,26 @@ impl Default for Config {
 /// change logit. Named `head_bcd.convs.N` as in the reference.
 #[derive(Debug)]
 pub struct Cvaps {
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    blocks: Vec<ConvBn>,
     classifier: nn::Conv2D,
 }
 
 impl Cvaps {
     fn new(vs: &nn::Path, classes: i64, blocks: i64) -> Self {
-        let conv = |p: nn::Path, c_out| torch_init::conv2d(p, classes, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() });
+        let config = nn::ConvConfig { padding: 1, ..Default::default() };
         let convs = vs / "convs";
         Cvaps {
-            blocks: (0..blocks).map(|i| (conv(&convs / i / 0, classes), torch_init::batch_norm2d(&convs / i / 1, classes, Default::default()))).collect(),
-            classifier: conv(&convs / blocks, 1),
+            blocks: (0..blocks).map(|i| ConvBn::new(&convs / i / 0, &convs / i / 1, classes, classes, 3, config, Default::default())).collect(),
+            classifier: torch_init::conv2d(&convs / blocks, classes, 1, 3, config),
         }
     }
 
     /// The output of every block, the change logit `[n,1,h,w]` last.
     pub fn stages_t(&self, difference: &Tensor, train: bool) -> Vec<Tensor> {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.blocks.len() + 1);
-        for (conv, bn) in &self.blocks {
+        for block in &self.blocks {
             let x = outputs.last().unwrap_or(difference);
-            outputs.push(x.apply(conv).apply_t(bn, train).relu());
+            outputs.push(block.forward_t(x, train).relu());
         }
         let logit = outputs.last().unwrap_or(difference).apply(&self.classifier);
         outputs.push(logit);
@@ -89,8 +90,7 @@ impl Cvaps {
 /// conv1×1 → BN → ReLU → conv1×1 back to the input width (`proj_head.proj.{0,1,3}`).
 #[derive(Debug)]
 pub struct ProjectionHead {
-    reduce: nn::Conv2D,
-    bn: nn::BatchNorm,
+    reduce: ConvBn,
     expand: nn::Conv2D,
 }
 
@@ -98,14 +98,13 @@ impl ProjectionHead {
     fn new(vs: &nn::Path, channels: i64, hidden: i64) -> Self {
         let vs = vs / "proj";
         ProjectionHead {
-            reduce: torch_init::conv2d(&vs / 0, channels, hidden, 1, Default::default()),
-            bn: torch_init::batch_norm2d(&vs / 1, hidden, Default::default()),
+            reduce: ConvBn::new(&vs / 0, &vs / 1, channels, hidden, 1, Default::default(), Default::default()),
             expand: torch_init::conv2d(&vs / 3, hidden, channels, 1, Default::default()),
         }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.reduce).apply_t(&self.bn, train).relu().apply(&self.expand)
+        self.reduce.forward_t(x, train).relu().apply(&self.expand)
     }
 }
 

@@ -8,10 +8,11 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
-use tch::nn::{self, Module};
+use tch::nn;
 
 use changedet_data::{Normalization, PatchGrid, Preset};
 
+use crate::conv_bn::ConvBn;
 use crate::recipe::{LossKind, OptimizerKind, Recipe, Schedule};
 use crate::registry::elements;
 use crate::torch_init;
@@ -166,24 +167,23 @@ pub fn recipe(_dataset: Preset) -> Recipe {
 /// original; they are kept so, so that its weights load unchanged.
 #[derive(Debug)]
 struct Block {
-    conv: Box<dyn Module>,
-    bn: nn::BatchNorm,
+    conv_bn: ConvBn,
     dropout: f64,
 }
 
 impl Block {
     fn new(vs: &nn::Path, name: &str, c_in: i64, c_out: i64, transposed: bool, dropout: f64) -> Self {
-        let path = vs / format!("conv{name}");
-        let conv: Box<dyn Module> = if transposed {
-            Box::new(torch_init::conv_transpose2d(path, c_in, c_out, 3, nn::ConvTransposeConfig { padding: 1, ..Default::default() }))
+        let (conv, bn) = (vs / format!("conv{name}"), vs / format!("bn{name}"));
+        let conv_bn = if transposed {
+            ConvBn::transposed(conv, bn, c_in, c_out, 3, nn::ConvTransposeConfig { padding: 1, ..Default::default() }, Default::default())
         } else {
-            Box::new(torch_init::conv2d(path, c_in, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() }))
+            ConvBn::new(conv, bn, c_in, c_out, 3, nn::ConvConfig { padding: 1, ..Default::default() }, Default::default())
         };
-        Block { conv, bn: torch_init::batch_norm2d(vs / format!("bn{name}"), c_out, Default::default()), dropout }
+        Block { conv_bn, dropout }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.conv.forward(x).apply_t(&self.bn, train).relu().feature_dropout(self.dropout, train)
+        self.conv_bn.forward_t(x, train).relu().feature_dropout(self.dropout, train)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod changeclip;
 pub mod clearscd;
 pub mod clearscd_loss;
 pub mod clip;
+pub mod conv_bn;
 pub mod decoders;
 pub mod encoders;
 pub mod fc_ef;

@@ -7,6 +7,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::ImageFeatures;
+use crate::conv_bn::ConvBn;
 use super::transformer::{attention, resize_positional_grid};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,12 +40,9 @@ impl ResNetConfig {
     }
 }
 
-fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
-    nn::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() })
-}
-
-fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(vs, c, Default::default())
+/// A k×k convolution without bias (padding k/2) and its norm.
+fn conv_bn(conv: nn::Path, bn: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> ConvBn {
+    ConvBn::new(conv, bn, c_in, c_out, k, nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() }, Default::default())
 }
 
 fn avg_pool(x: &Tensor, k: i64) -> Tensor {
@@ -53,39 +51,33 @@ fn avg_pool(x: &Tensor, k: i64) -> Tensor {
 
 #[derive(Debug)]
 struct Bottleneck {
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
-    conv3: nn::Conv2D,
-    bn3: nn::BatchNorm,
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
     stride: i64,
     /// Average pool, 1×1 conv, BN: when the stride or channel count changes.
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    downsample: Option<ConvBn>,
 }
 
 impl Bottleneck {
     fn new(vs: nn::Path, c_in: i64, planes: i64, stride: i64) -> Self {
         let c_out = 4 * planes;
-        let downsample = (stride > 1 || c_in != c_out).then(|| (conv(&vs / "downsample" / 0, c_in, c_out, 1, 1), batch_norm(&vs / "downsample" / 1, c_out)));
+        let downsample = (stride > 1 || c_in != c_out).then(|| conv_bn(&vs / "downsample" / 0, &vs / "downsample" / 1, c_in, c_out, 1, 1));
         Self {
-            conv1: conv(&vs / "conv1", c_in, planes, 1, 1),
-            bn1: batch_norm(&vs / "bn1", planes),
-            conv2: conv(&vs / "conv2", planes, planes, 3, 1),
-            bn2: batch_norm(&vs / "bn2", planes),
-            conv3: conv(&vs / "conv3", planes, c_out, 1, 1),
-            bn3: batch_norm(&vs / "bn3", c_out),
+            conv1: conv_bn(&vs / "conv1", &vs / "bn1", c_in, planes, 1, 1),
+            conv2: conv_bn(&vs / "conv2", &vs / "bn2", planes, planes, 3, 1),
+            conv3: conv_bn(&vs / "conv3", &vs / "bn3", planes, c_out, 1, 1),
             stride,
             downsample,
         }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let out = out.apply(&self.conv2).apply_t(&self.bn2, train).relu();
-        let out = avg_pool(&out, self.stride).apply(&self.conv3).apply_t(&self.bn3, train);
+        let out = self.conv1.forward_t(x, train).relu();
+        let out = self.conv2.forward_t(&out, train).relu();
+        let out = self.conv3.forward_t(&avg_pool(&out, self.stride), train);
         let identity = match &self.downsample {
-            Some((conv, bn)) => avg_pool(x, self.stride).apply(conv).apply_t(bn, train),
+            Some(downsample) => downsample.forward_t(&avg_pool(x, self.stride), train),
             None => x.shallow_clone(),
         };
         (out + identity).relu()
@@ -130,7 +122,7 @@ impl AttentionPool {
 
 #[derive(Debug)]
 pub struct ModifiedResNet {
-    stem: [(nn::Conv2D, nn::BatchNorm); 3],
+    stem: [ConvBn; 3],
     stages: Vec<Vec<Bottleneck>>,
     attnpool: AttentionPool,
     pub config: ResNetConfig,
@@ -140,9 +132,9 @@ impl ModifiedResNet {
     pub fn new(vs: nn::Path, config: &ResNetConfig) -> Self {
         let width = config.width;
         let stem = [
-            (conv(&vs / "conv1", 3, width / 2, 3, 2), batch_norm(&vs / "bn1", width / 2)),
-            (conv(&vs / "conv2", width / 2, width / 2, 3, 1), batch_norm(&vs / "bn2", width / 2)),
-            (conv(&vs / "conv3", width / 2, width, 3, 1), batch_norm(&vs / "bn3", width)),
+            conv_bn(&vs / "conv1", &vs / "bn1", 3, width / 2, 3, 2),
+            conv_bn(&vs / "conv2", &vs / "bn2", width / 2, width / 2, 3, 1),
+            conv_bn(&vs / "conv3", &vs / "bn3", width / 2, width, 3, 1),
         ];
         let mut c_in = width;
         let stages = (0..4)
@@ -165,7 +157,7 @@ impl ModifiedResNet {
 
     /// The three stem convs and the 2×2 average pool: `[n, width, h/4, w/4]`.
     pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = self.stem.iter().fold(x.shallow_clone(), |x, (conv, bn)| x.apply(conv).apply_t(bn, train).relu());
+        let x = self.stem.iter().fold(x.shallow_clone(), |x, conv_bn| conv_bn.forward_t(&x, train).relu());
         avg_pool(&x, 2)
     }
 

@@ -5,11 +5,11 @@
 //! (`_conv_stem`, `_blocks.N._depthwise_conv`, …) so its state dicts load unchanged.
 
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::Encoder;
-use crate::torch_init;
+use crate::conv_bn::ConvBn;
 
 /// One row of the EfficientNet block table: `repeats` MBConv blocks, the first of which changes
 /// the width and applies the stride.
@@ -66,12 +66,15 @@ impl Variant {
     }
 }
 
-fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
-    torch_init::batch_norm2d(vs, c, nn::BatchNormConfig { eps: 1e-3, momentum: 0.01, ..Default::default() })
+/// A k×k convolution without bias at `block/conv` and its norm at `block/bn` (TensorFlow's
+/// batch-norm settings).
+fn conv_bn(block: &nn::Path, conv: &str, bn: &str, c_in: i64, c_out: i64, k: i64, config: nn::ConvConfig) -> ConvBn {
+    ConvBn::new(block / conv, block / bn, c_in, c_out, k, nn::ConvConfig { bias: false, ..config }, nn::BatchNormConfig { eps: 1e-3, momentum: 0.01, ..Default::default() })
 }
 
-fn conv(vs: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    torch_init::conv2d(vs, c_in, c_out, k, nn::ConvConfig { stride, bias, ..Default::default() })
+/// The squeeze-excitation's 1×1 convolutions, with bias.
+fn se_conv(vs: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {
+    crate::torch_init::conv2d(vs, c_in, c_out, 1, Default::default())
 }
 
 /// TF "same" padding as `Conv2dStaticSamePadding` freezes it for a 224 input: for inputs whose
@@ -83,42 +86,38 @@ fn same_padding(kernel: i64, stride: i64) -> [i64; 4] {
     [before, after, before, after]
 }
 
-/// A depthwise convolution with TF "same" padding: symmetric padding (stride 1) is the
+/// A convolution with TF "same" padding and its norm: symmetric padding (stride 1) is the
 /// convolution's own, which spares a padded copy of the input per call; asymmetric padding
 /// (stride 2) stays an explicit zero pad.
 #[derive(Debug)]
-struct SamePaddedConv {
-    conv: nn::Conv2D,
+struct SamePaddedConvBn {
+    conv_bn: ConvBn,
     explicit_pad: Option<[i64; 4]>,
 }
 
-impl SamePaddedConv {
-    fn new(vs: nn::Path, channels: i64, kernel: i64, stride: i64) -> Self {
+impl SamePaddedConvBn {
+    fn new(block: &nn::Path, names: [&str; 2], c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> Self {
         let pad = same_padding(kernel, stride);
         let symmetric = pad[0] == pad[1];
-        let config = nn::ConvConfig { stride, groups: channels, bias: false, padding: if symmetric { pad[0] } else { 0 }, ..Default::default() };
-        SamePaddedConv { conv: torch_init::conv2d(vs, channels, channels, kernel, config), explicit_pad: (!symmetric).then_some(pad) }
+        let config = nn::ConvConfig { stride, groups, padding: if symmetric { pad[0] } else { 0 }, ..Default::default() };
+        SamePaddedConvBn { conv_bn: conv_bn(block, names[0], names[1], c_in, c_out, kernel, config), explicit_pad: (!symmetric).then_some(pad) }
     }
-}
 
-impl Module for SamePaddedConv {
-    fn forward(&self, x: &Tensor) -> Tensor {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self.explicit_pad {
-            Some(pad) => x.constant_pad_nd(pad).apply(&self.conv),
-            None => x.apply(&self.conv),
+            Some(pad) => self.conv_bn.forward_t(&x.constant_pad_nd(pad), train),
+            None => self.conv_bn.forward_t(x, train),
         }
     }
 }
 
 #[derive(Debug)]
 struct MbConv {
-    expand: Option<(nn::Conv2D, nn::BatchNorm)>,
-    depthwise: SamePaddedConv,
-    bn1: nn::BatchNorm,
+    expand: Option<ConvBn>,
+    depthwise: SamePaddedConvBn,
     se_reduce: nn::Conv2D,
     se_expand: nn::Conv2D,
-    project: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    project: ConvBn,
     residual: bool,
     drop_connect: f64,
 }
@@ -128,13 +127,11 @@ impl MbConv {
         let c_exp = c_in * expand;
         let n_se = (c_in / 4).max(1);
         MbConv {
-            expand: (expand != 1).then(|| (conv(vs / "_expand_conv", c_in, c_exp, 1, 1, false), batch_norm(vs / "_bn0", c_exp))),
-            depthwise: SamePaddedConv::new(vs / "_depthwise_conv", c_exp, kernel, stride),
-            bn1: batch_norm(vs / "_bn1", c_exp),
-            se_reduce: conv(vs / "_se_reduce", c_exp, n_se, 1, 1, true),
-            se_expand: conv(vs / "_se_expand", n_se, c_exp, 1, 1, true),
-            project: conv(vs / "_project_conv", c_exp, c_out, 1, 1, false),
-            bn2: batch_norm(vs / "_bn2", c_out),
+            expand: (expand != 1).then(|| conv_bn(vs, "_expand_conv", "_bn0", c_in, c_exp, 1, Default::default())),
+            depthwise: SamePaddedConvBn::new(vs, ["_depthwise_conv", "_bn1"], c_exp, c_exp, kernel, stride, c_exp),
+            se_reduce: se_conv(vs / "_se_reduce", c_exp, n_se),
+            se_expand: se_conv(vs / "_se_expand", n_se, c_exp),
+            project: conv_bn(vs, "_project_conv", "_bn2", c_exp, c_out, 1, Default::default()),
             residual: stride == 1 && c_in == c_out,
             drop_connect,
         }
@@ -142,12 +139,12 @@ impl MbConv {
 
     fn forward_t(&self, input: &Tensor, train: bool) -> Tensor {
         let x = match &self.expand {
-            Some((conv, bn)) => input.apply(conv).apply_t(bn, train).silu(),
+            Some(expand) => expand.forward_t(input, train).silu(),
             None => input.shallow_clone(),
         };
-        let x = x.apply(&self.depthwise).apply_t(&self.bn1, train).silu();
+        let x = self.depthwise.forward_t(&x, train).silu();
         let gate = x.adaptive_avg_pool2d([1, 1]).apply(&self.se_reduce).silu().apply(&self.se_expand).sigmoid();
-        let x = (x * gate).apply(&self.project).apply_t(&self.bn2, train);
+        let x = self.project.forward_t(&(x * gate), train);
         if !self.residual {
             return x;
         }
@@ -182,8 +179,7 @@ impl Default for Config {
 
 #[derive(Debug)]
 pub struct EfficientNet {
-    stem: nn::Conv2D,
-    bn0: nn::BatchNorm,
+    stem: SamePaddedConvBn,
     blocks: Vec<MbConv>,
     taps: [usize; 4],
     channels: [i64; 5],
@@ -203,8 +199,7 @@ impl EfficientNet {
             }
         }
         EfficientNet {
-            stem: conv(vs / "_conv_stem", 3, stages[0].c_in, 3, 2, false),
-            bn0: batch_norm(vs / "_bn0", stages[0].c_in),
+            stem: SamePaddedConvBn::new(vs, ["_conv_stem", "_bn0"], 3, stages[0].c_in, 3, 2, 1),
             blocks,
             taps: cfg.variant.taps(),
             channels: cfg.variant.channels(),
@@ -219,7 +214,7 @@ impl Encoder for EfficientNet {
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         debug_assert_eq!(x.kind(), Kind::Float);
-        let stem = x.constant_pad_nd(same_padding(3, 2)).apply(&self.stem).apply_t(&self.bn0, train).silu(); // [n,32,h/2,w/2]
+        let stem = self.stem.forward_t(x, train).silu(); // [n,32,h/2,w/2]
         let mut features = vec![stem];
         let mut x = features[0].shallow_clone();
         let mut start = 0;
