@@ -62,14 +62,17 @@ impl ConvBn {
     /// The norm at inference as `y = scale · x + shift` per channel.
     fn norm_as_affine(&self) -> (Tensor, Tensor) {
         let bn = &self.bn;
-        let mut scale = (&bn.running_var + self.eps).rsqrt();
-        if let Some(gamma) = &bn.ws {
-            scale = scale * gamma;
-        }
-        let mut shift = -(&bn.running_mean * &scale);
-        if let Some(beta) = &bn.bs {
-            shift = shift + beta;
-        }
+        // Out of place throughout: rsqrt's backward needs its output, should gradients be on.
+        let inv_std = (&bn.running_var + self.eps).rsqrt();
+        let scale = match &bn.ws {
+            Some(gamma) => inv_std * gamma,
+            None => inv_std,
+        };
+        let centring = -(&bn.running_mean * &scale);
+        let shift = match &bn.bs {
+            Some(beta) => centring + beta,
+            None => centring,
+        };
         (scale, shift)
     }
 }
