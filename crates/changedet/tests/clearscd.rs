@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use changedet_models::clearscd::{ClearScd, Config};
-use changedet_models::{ModelSpec, import, tensor_io};
+use changedet_models::{ChangeModel, ModelSpec, import, tensor_io};
 use common::{fails, ok, s, shared_data};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -44,8 +44,10 @@ fn predict_raw_equals_the_model_on_a_real_pair_of_any_multiple_of_32() {
     let model = ClearScd::new(&vs.root(), &Config::default());
     let path = official_weights();
     import::import_into(&mut vs, &ModelSpec::ClearScd(Config::default()), import::read_state_dict(&path).unwrap(), &path).unwrap();
-    // As `predict` runs it on a CPU (channels-last kernels; the layout's own test bounds its effect).
+    // As `predict` runs it on a CPU: channels-last kernels and batch norm folded (`layout.rs` and
+    // `conv_bn.rs` bound their effects in their own tests).
     changedet_models::layout::weights_channels_last(&vs);
+    model.freeze_for_inference();
     let input = |path: &Path| {
         let img = image::open(path).unwrap().into_rgb8();
         let mut chw = vec![0f32; img.len()];

@@ -317,6 +317,7 @@ impl ChangeModel for ChangeClip {
     }
 
     fn freeze_for_inference(&self) {
+        self.backbone.freeze_for_inference();
         let mut cache = self.text_cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get_or_insert_with(Vec::new);
     }

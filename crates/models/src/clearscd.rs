@@ -243,6 +243,11 @@ impl ChangeModel for ClearScd {
         let warmup = epoch < objective.warmup_epochs;
         Ok(clearscd_losses(self, &out, &labels, &objective, warmup, true, &mut RandomPermutations).total())
     }
+
+    fn freeze_for_inference(&self) {
+        self.encoder.freeze_for_inference();
+        self.cvaps.blocks.iter().chain([&self.projection.reduce]).for_each(ConvBn::freeze_for_inference);
+    }
 }
 
 impl ModelConfig for Config {

@@ -1,12 +1,12 @@
-//! A convolution followed by batch norm, as one part. Training runs the two in turn (the norm
-//! uses batch statistics and updates its running ones); inference folds the norm's per-channel
-//! affine map into the convolution's weight and bias, which spares a pass over every activation
-//! (batch norm was 5 % of ClearSCD's inference). The folded weight is made on each call, a few
-//! operations on weight-sized tensors, so no stale copy survives a weight update or a load.
-//! Folding only happens where no gradient is recorded (under `no_grad`, or frozen weights and an
-//! input without gradient): gradients through folded weights round differently, and ClearSCD's
-//! eval-mode gradient golden moved by 1.1e-4 of its largest value, past its 1e-4 tolerance.
-//! Variables keep the layers' own names, so state dicts load unchanged.
+//! A convolution followed by batch norm, as one part. Training and unfrozen evaluation run the
+//! two in turn, as the references do. Once the weights are final (`freeze_for_inference`), the
+//! norm's per-channel affine map is folded into the convolution's weight and bias, once, which
+//! spares a pass over every activation (batch norm was 5 % of ClearSCD's inference). Folding on
+//! every call instead cost as much as it saved: RN50's last stage on a 256² pair has 8×8 maps
+//! and convolutions of a million weights. Variables keep the layers' own names, so state dicts
+//! load unchanged.
+
+use std::sync::OnceLock;
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -19,11 +19,19 @@ enum Conv {
     Transposed { layer: nn::ConvTranspose2D, config: nn::ConvTransposeConfig },
 }
 
+/// The convolution's weight and bias with the norm folded in.
+#[derive(Debug)]
+struct Folded {
+    weight: Tensor,
+    bias: Tensor,
+}
+
 #[derive(Debug)]
 pub struct ConvBn {
     conv: Conv,
     bn: nn::BatchNorm,
     eps: f64,
+    folded: OnceLock<Folded>,
 }
 
 impl ConvBn {
@@ -31,35 +39,34 @@ impl ConvBn {
     pub fn new(conv_vs: nn::Path, bn_vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvConfig, bn: nn::BatchNormConfig) -> Self {
         assert!(matches!(config.padding_mode, nn::PaddingMode::Zeros), "the folded convolution pads with zeros only");
         let layer = torch_init::conv2d(conv_vs, c_in, c_out, k, config);
-        ConvBn { conv: Conv::Plain { layer, config }, eps: bn.eps, bn: torch_init::batch_norm2d(bn_vs, c_out, bn) }
+        Self::with(Conv::Plain { layer, config }, bn_vs, c_out, bn)
     }
 
     /// The same with a transposed convolution (ungrouped: its weight is `[c_in, c_out, k, k]`).
     pub fn transposed(conv_vs: nn::Path, bn_vs: nn::Path, c_in: i64, c_out: i64, k: i64, config: nn::ConvTransposeConfig, bn: nn::BatchNormConfig) -> Self {
         assert_eq!(config.groups, 1, "a grouped transposed convolution's weight does not fold per output channel");
         let layer = torch_init::conv_transpose2d(conv_vs, c_in, c_out, k, config);
-        ConvBn { conv: Conv::Transposed { layer, config }, eps: bn.eps, bn: torch_init::batch_norm2d(bn_vs, c_out, bn) }
+        Self::with(Conv::Transposed { layer, config }, bn_vs, c_out, bn)
+    }
+
+    fn with(conv: Conv, bn_vs: nn::Path, c_out: i64, bn: nn::BatchNormConfig) -> Self {
+        ConvBn { conv, eps: bn.eps, bn: torch_init::batch_norm2d(bn_vs, c_out, bn), folded: OnceLock::new() }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        if train {
-            return self.conv_then_norm(x, true);
-        }
-        let (scale, shift) = self.norm_as_affine(); // [c_out] each
-        // These carry a gradient exactly when one is recorded for the norm's parameters.
-        if scale.requires_grad() || shift.requires_grad() || x.requires_grad() {
-            return self.conv_then_norm(x, false);
-        }
-        match &self.conv {
-            Conv::Plain { layer, config: c } => {
-                let (weight, bias) = fold(&layer.ws, layer.bs.as_ref(), &scale, &shift, [-1, 1, 1, 1]);
-                x.conv2d(&weight, Some(&bias), [c.stride; 2], [c.padding; 2], [c.dilation; 2], c.groups)
+        match (self.folded.get(), &self.conv) {
+            (Some(f), Conv::Plain { config: c, .. }) if !train => x.conv2d(&f.weight, Some(&f.bias), [c.stride; 2], [c.padding; 2], [c.dilation; 2], c.groups),
+            (Some(f), Conv::Transposed { config: c, .. }) if !train => {
+                x.conv_transpose2d(&f.weight, Some(&f.bias), [c.stride; 2], [c.padding; 2], [c.output_padding; 2], c.groups, [c.dilation; 2])
             }
-            Conv::Transposed { layer, config: c } => {
-                let (weight, bias) = fold(&layer.ws, layer.bs.as_ref(), &scale, &shift, [1, -1, 1, 1]);
-                x.conv_transpose2d(&weight, Some(&bias), [c.stride; 2], [c.padding; 2], [c.output_padding; 2], c.groups, [c.dilation; 2])
-            }
+            _ => self.conv_then_norm(x, train),
         }
+    }
+
+    /// Folds the norm into the convolution for every later inference call: the weights must
+    /// not change afterwards (`ChangeModel::freeze_for_inference`).
+    pub fn freeze_for_inference(&self) {
+        self.folded.get_or_init(|| tch::no_grad(|| self.fold()));
     }
 
     fn conv_then_norm(&self, x: &Tensor, train: bool) -> Tensor {
@@ -70,10 +77,11 @@ impl ConvBn {
         y.apply_t(&self.bn, train)
     }
 
-    /// The norm at inference as `y = scale · x + shift` per channel.
-    fn norm_as_affine(&self) -> (Tensor, Tensor) {
+    /// The norm at inference is `y = scale · x + shift` per output channel: the weight is scaled
+    /// along that axis (kept in its own memory layout, channels-last on a CPU) and the shift and
+    /// the convolution's own bias make the bias.
+    fn fold(&self) -> Folded {
         let bn = &self.bn;
-        // Out of place throughout: rsqrt's backward needs its output, should gradients be on.
         let inv_std = (&bn.running_var + self.eps).rsqrt();
         let scale = match &bn.ws {
             Some(gamma) => inv_std * gamma,
@@ -84,19 +92,18 @@ impl ConvBn {
             Some(beta) => centring + beta,
             None => centring,
         };
-        (scale, shift)
+        let (weight, bias, axis) = match &self.conv {
+            Conv::Plain { layer, .. } => (&layer.ws, layer.bs.as_ref(), [-1, 1, 1, 1]),
+            Conv::Transposed { layer, .. } => (&layer.ws, layer.bs.as_ref(), [1, -1, 1, 1]),
+        };
+        let mut folded_weight = weight.empty_like();
+        folded_weight.copy_(&(weight * scale.view(axis)));
+        let bias = match bias {
+            Some(bias) => bias * &scale + shift,
+            None => shift,
+        };
+        Folded { weight: folded_weight, bias }
     }
-}
-
-/// The weight scaled along its output-channel axis (`axis`: the view putting the channels there)
-/// and the bias that the norm's shift and the convolution's own bias make together.
-fn fold(weight: &Tensor, bias: Option<&Tensor>, scale: &Tensor, shift: &Tensor, axis: [i64; 4]) -> (Tensor, Tensor) {
-    let weight = weight * scale.view(axis);
-    let bias = match bias {
-        Some(bias) => bias * scale + shift,
-        None => shift.shallow_clone(),
-    };
-    (weight, bias)
 }
 
 #[cfg(test)]
@@ -117,14 +124,21 @@ mod tests {
         });
     }
 
+    /// Before freezing, inference is conv-then-norm bit for bit; after, the folded convolution,
+    /// equal up to float reassociation; training is unchanged by freezing.
     fn assert_folds(part: &ConvBn, vs: &nn::VarStore, x: &Tensor) {
         perturb(vs);
-        let (folded, plain) = tch::no_grad(|| (part.forward_t(x, false), part.conv_then_norm(x, false)));
+        let plain = tch::no_grad(|| part.conv_then_norm(x, false));
+        assert!(tch::no_grad(|| part.forward_t(x, false)).equal(&plain), "unfrozen inference is conv then norm");
+        part.freeze_for_inference();
+        let folded = tch::no_grad(|| part.forward_t(x, false));
         assert_eq!(folded.size(), plain.size());
         let error = f64::try_from((&folded - &plain).abs().max()).unwrap();
         let magnitude = f64::try_from(plain.abs().max()).unwrap();
-        // Float reassociation only: the same sums, scaled before rather than after.
+        // The same sums, scaled before rather than after: float rounding only.
         assert!(error <= 1e-5 * magnitude, "folded differs by {error} at magnitude {magnitude}");
+        let trained = tch::no_grad(|| part.forward_t(x, true));
+        assert!(trained.equal(&tch::no_grad(|| part.conv_then_norm(x, true))), "training ignores the folding");
     }
 
     #[test]
@@ -152,17 +166,13 @@ mod tests {
     }
 
     #[test]
-    fn recorded_gradients_come_from_conv_then_norm() {
+    fn the_folded_weight_keeps_channels_last_memory() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let part = ConvBn::new(vs.root() / "conv", vs.root() / "bn", 3, 4, 3, Default::default(), Default::default());
-        perturb(&vs);
-        let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
-        let gamma = part.bn.ws.as_ref().unwrap();
-        let gradient = |y: Tensor| Tensor::run_backward(&[y.square().sum(Kind::Float)], &[gamma], false, false).remove(0);
-        let through_part = gradient(part.forward_t(&x, false));
-        let plain = gradient(part.conv_then_norm(&x, false));
-        // Bit for bit: the same operations, not a folded equivalent.
-        assert!(through_part.equal(&plain));
+        let part = ConvBn::new(vs.root() / "conv", vs.root() / "bn", 4, 6, 3, Default::default(), Default::default());
+        crate::layout::weights_channels_last(&vs);
+        part.freeze_for_inference();
+        let Conv::Plain { layer, .. } = &part.conv else { unreachable!() };
+        assert_eq!(part.folded.get().unwrap().weight.stride(), layer.ws.stride());
     }
 
     #[test]

@@ -32,6 +32,10 @@ impl ChangeModel for FcEf {
         let (skips, bottom) = self.encoder.forward_t(&stacked, train); // [n,16,h,w] … ; bottom [n,128,h/16,w/16]
         ChangeOutput { logits: self.decoder.forward_t(&bottom, &skips, train), semantic: None } // [n,classes,h,w]
     }
+
+    fn freeze_for_inference(&self) {
+        crate::fc_unet::freeze_for_inference(&self.encoder, &self.decoder);
+    }
 }
 
 #[cfg(test)]

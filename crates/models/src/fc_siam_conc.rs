@@ -34,6 +34,10 @@ impl ChangeModel for FcSiamConc {
         let joined: Vec<Tensor> = skips_1.iter().zip(&skips_2).map(|(a, b)| Tensor::cat(&[a, b], 1)).collect(); // [n,2c,…]
         ChangeOutput { logits: self.decoder.forward_t(&bottom, &joined, train), semantic: None } // [n,classes,h,w]
     }
+
+    fn freeze_for_inference(&self) {
+        crate::fc_unet::freeze_for_inference(&self.encoder, &self.decoder);
+    }
 }
 
 #[cfg(test)]

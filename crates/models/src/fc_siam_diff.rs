@@ -33,6 +33,10 @@ impl ChangeModel for FcSiamDiff {
         let differences: Vec<Tensor> = skips_1.iter().zip(&skips_2).map(|(a, b)| (a - b).abs()).collect();
         ChangeOutput { logits: self.decoder.forward_t(&bottom, &differences, train), semantic: None } // [n,classes,h,w]
     }
+
+    fn freeze_for_inference(&self) {
+        crate::fc_unet::freeze_for_inference(&self.encoder, &self.decoder);
+    }
 }
 
 #[cfg(test)]

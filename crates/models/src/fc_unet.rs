@@ -191,6 +191,13 @@ fn run(blocks: &[Block], x: &Tensor, train: bool) -> Tensor {
     blocks.iter().fold(x.shallow_clone(), |x, b| b.forward_t(&x, train))
 }
 
+/// Folds every block's batch norm for inference (`ConvBn::freeze_for_inference`).
+pub fn freeze_for_inference(encoder: &Encoder, decoder: &Decoder) {
+    for block in encoder.stages.iter().chain(&decoder.stages).flatten() {
+        block.conv_bn.freeze_for_inference();
+    }
+}
+
 /// The encoder: stages of width × 1, 2, 4, 8 channels (16 … 128 in the paper), each followed
 /// by 2×2 max-pooling.
 #[derive(Debug)]

@@ -34,6 +34,13 @@ impl ImageEncoder {
             Self::Vit(m) => m.forward_t(x, train),
         }
     }
+
+    /// Folds the ResNet's batch norms (`ConvBn`); the ViT's one, in a neck, stays unfolded.
+    pub fn freeze_for_inference(&self) {
+        if let Self::ResNet(m) = self {
+            m.freeze_for_inference();
+        }
+    }
 }
 
 pub struct Clip {

@@ -155,6 +155,13 @@ impl ModifiedResNet {
         Self { stem, stages, attnpool, config: config.clone() }
     }
 
+    /// Folds every batch norm into its convolution (`ConvBn::freeze_for_inference`).
+    pub fn freeze_for_inference(&self) {
+        let blocks = self.stages.iter().flatten();
+        let block_parts = blocks.flat_map(|b| [&b.conv1, &b.conv2, &b.conv3].into_iter().chain(&b.downsample));
+        self.stem.iter().chain(block_parts).for_each(ConvBn::freeze_for_inference);
+    }
+
     /// The three stem convs and the 2×2 average pool: `[n, width, h/4, w/4]`.
     pub fn stem_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = self.stem.iter().fold(x.shallow_clone(), |x, conv_bn| conv_bn.forward_t(&x, train).relu());

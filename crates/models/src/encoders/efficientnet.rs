@@ -212,6 +212,14 @@ impl Encoder for EfficientNet {
         &self.channels
     }
 
+    fn freeze_for_inference(&self) {
+        self.stem.conv_bn.freeze_for_inference();
+        for block in &self.blocks {
+            let parts = block.expand.iter().chain([&block.depthwise.conv_bn, &block.project]);
+            parts.for_each(ConvBn::freeze_for_inference);
+        }
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         debug_assert_eq!(x.kind(), Kind::Float);
         let stem = self.stem.forward_t(x, train).silu(); // [n,32,h/2,w/2]

@@ -11,4 +11,7 @@ pub trait Encoder: Send + std::fmt::Debug {
 
     /// Feature maps at strides 2, 4, 8, 16 and 32.
     fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor>;
+
+    /// The weights are final: fold what depends on them alone (`ChangeModel::freeze_for_inference`).
+    fn freeze_for_inference(&self);
 }
