@@ -94,4 +94,6 @@ os.replace(tmp, sys.argv[2])
 PY
   rm -rf "$tmp"
 fi
-echo "setup: done (torch $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))'), $variant variant)"
+# What the venv holds, which may be more than asked for (a full venv is never trimmed).
+installed=$(.venv/bin/python -c 'import importlib.metadata as m, importlib.util as u; print(m.version("torch"), "full" if u.find_spec("triton") else "cpu")')
+echo "setup: done (torch ${installed% *}, ${installed#* } variant)"
