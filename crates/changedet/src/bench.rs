@@ -53,6 +53,9 @@ pub struct Args {
     /// Tile side of the scene benchmark.
     #[arg(long, default_value_t = 512, value_parser = crate::values::at_least_one)]
     tile: usize,
+    /// Rounds of the scene benchmark, each the scene then the model alone (the median is reported).
+    #[arg(long, default_value_t = 3, value_parser = crate::values::at_least_one, requires = "scene")]
+    rounds: usize,
     /// Also profile one more training step and one more inference with libtorch's profiler and
     /// print the N operators that took longest (self time, as torch.profiler reports it; CPU
     /// operators only, so on a GPU their times are launch times).
@@ -106,7 +109,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     if let Some(side) = args.scene {
-        return scene(&model, device, side, &args.scene_from, args.tile);
+        return scene(&model, device, side, &args.scene_from, args.tile, args.rounds);
     }
     let opts = (Kind::Float, device);
     let n = args.batch_size;
@@ -175,34 +178,45 @@ fn model_seconds_per_tile(model: &LoadedModel, device: Device, tile: i64, batch:
 }
 
 /// The scene benchmark: the pair repeated as a georeferenced SIDE×SIDE mosaic (see
-/// `repeat_as_mosaic`), through the scene pipeline.
-fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], tile: usize) -> Result<()> {
+/// `repeat_as_mosaic`), through the scene pipeline, in `rounds` that each time the scene and then
+/// the model alone over the same tiles. The machine's speed drifts between runs, so each ratio
+/// pairs two measurements made back to back and the median round is reported.
+fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], tile: usize, rounds: usize) -> Result<()> {
     anyhow::ensure!(pair.len() == 2, "--scene-from takes two images, BEFORE,AFTER");
     let dir = tempfile::tempdir()?;
     let before = changedet_raster::geo::repeat_as_mosaic(&pair[0], side, dir.path(), "before")?;
     let after = changedet_raster::geo::repeat_as_mosaic(&pair[1], side, dir.path(), "after")?;
     let job = changedet_scene::SceneJob {
         tile,
+        overwrite: true,
         ..changedet_scene::SceneJob::new(vec![before], vec![after], dir.path().join("out"))
     };
     model.prepare_for_inference();
-    let summary = changedet_scene::predict_scene(model, device, &job)?;
     let plan = changedet_raster::tiling::TilePlan::new(side, side, tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
-    let model_alone = model_seconds_per_tile(model, device, tile as i64, job.batch_size as i64) * plan.tile_count() as f64;
+    let mut measured = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let summary = changedet_scene::predict_scene(model, device, &job)?;
+        let model_alone = model_seconds_per_tile(model, device, tile as i64, job.batch_size as i64) * plan.tile_count() as f64;
+        measured.push((model_alone / summary.seconds, summary, model_alone));
+    }
+    let ratios: Vec<String> = measured.iter().map(|(ratio, ..)| format!("{ratio:.2}")).collect();
+    measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, summary, model_alone) = &measured[measured.len() / 2];
     let megapixels = (side * side) as f64 / 1e6;
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
     println!("device           {device:?} ({} threads)", tch::get_num_threads());
     println!("scene            {side}×{side} px pair, tiles {tile} px, overlap {} px, blocks of {} strides", job.overlap, job.block_strides);
+    println!("rounds           {rounds}, each the scene then the model alone; the median round:");
     println!("run              {summary}");
     println!("throughput       {:.2} Mpx/s (reading, inference, blending, writing and COG conversion)", summary.megapixels_per_second());
     println!("stages           {}", summary.stages);
     println!(
-        "model alone      {:.2} Mpx/s ({model_alone:.1} s for the scene's {} tiles, batches of {}); the pipeline runs at {:.2}× that",
+        "model alone      {:.2} Mpx/s ({model_alone:.1} s for the scene's {} tiles, batches of {})",
         megapixels / model_alone,
         plan.tile_count(),
         job.batch_size,
-        model_alone / summary.seconds
     );
+    println!("pipeline / model {ratio:.2} (median; rounds in order: {})", ratios.join(", "));
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS         {mib:.0} MiB");
     }

@@ -266,6 +266,24 @@ fn bench_times_a_training_step_and_inference() {
     }
 }
 
+/// `bench --scene` runs the scene and the model alone in rounds and reports every round's
+/// ratio and their median.
+#[test]
+fn bench_scene_reports_the_median_of_its_rounds() {
+    let d = shared_data("levir-cd-1024");
+    let pair = format!("{},{}", s(&d.join("A/test_1.png")), s(&d.join("B/test_1.png")));
+    let out = ok(&["bench", "--model", "fc-siam-diff", "--config", r#"{"width": 4}"#, "--scene", "512", "--scene-from", &pair, "--tile", "256", "--rounds", "3", "--device", "cpu"]);
+    let line = out.lines().find(|l| l.starts_with("pipeline / model")).unwrap_or_else(|| panic!("no ratio line in {out}"));
+    let (median, rounds) = line.split_once(" (median; rounds in order: ").unwrap_or_else(|| panic!("{line}"));
+    let median: f64 = median.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut rounds: Vec<f64> = rounds.trim_end_matches(')').split(", ").map(|r| r.parse().unwrap()).collect();
+    assert_eq!(rounds.len(), 3, "{line}");
+    assert!(rounds.iter().all(|r| *r > 0.0 && r.is_finite()), "{line}");
+    rounds.sort_by(f64::total_cmp);
+    assert_eq!(median, rounds[1], "{line}");
+    assert!(out.contains("run              512×512 px, 9 tiles"), "{out}");
+}
+
 /// `bench --profile N` adds libtorch's operator profile of one inference and one training step,
 /// N operators each, convolutions among them.
 #[test]

@@ -102,6 +102,8 @@ fn options_that_do_not_apply_are_refused_not_ignored() {
     let pair = format!("{},{}", s(&a), s(&b));
     let err = fails(&["bench", "--scene", "2048", "--scene-from", &pair, "--iters", "3"]);
     assert!(err.contains("--iters") && err.contains("--scene"), "{err}");
+    let err = fails(&["bench", "--rounds", "3"]);
+    assert!(err.contains("--rounds") && err.contains("--scene"), "{err}");
     let tif = shared_data("geotiff-single").join("RGB.byte.tif");
     for option in [["--label", s(&a)], ["--protocol", "levir-tiles"], ["--ignore-value", "7"]] {
         let mut args = vec!["predict", "--checkpoint", "unused.safetensors", "--before", s(&tif), "--after", s(&tif), "--out", "/tmp/unused"];

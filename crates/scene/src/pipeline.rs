@@ -183,11 +183,16 @@ fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], ge
     check_bands(&dates.before)?;
     check_bands(&dates.after)?;
     let common = dates.overlap;
-    let inputs = [
-        DateInput { inputs: InputMap::new(&dates.before, &job.scaling, norm)?, scene: dates.before, offset: (common.before.x, common.before.y) },
-        DateInput { inputs: InputMap::new(&dates.after, &job.scaling, norm)?, scene: dates.after, offset: (common.after.x, common.after.y) },
-    ];
-    Ok((inputs, common, dates.warped))
+    let date = |scene: Scene, window: Window| -> Result<DateInput> {
+        Ok(DateInput { inputs: InputMap::new(&scene, &job.scaling, norm)?, scene, offset: (window.x, window.y) })
+    };
+    // Each date's statistics read the whole scene once: the two reads overlap.
+    let (before, after) = std::thread::scope(|s| {
+        let before = s.spawn(|| date(dates.before, common.before));
+        let after = date(dates.after, common.after);
+        (before.join().expect("statistics thread"), after)
+    });
+    Ok(([before?, after?], common, dates.warped))
 }
 
 /// What the three threads of a run share.
