@@ -417,13 +417,27 @@ impl Run<'_> {
         if let Some([a, b]) = output.semantic {
             parts.extend([a, b]);
         }
-        let logits = Tensor::cat(&parts, 1).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-        let logits = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+        let logits = concatenated_channels(&parts)?;
         if logits.iter().any(|v| !v.is_finite()) {
             bail!("the model produced non-finite scores on tiles {:?}", batch.tiles);
         }
         Ok(logits)
     }
+}
+
+/// `parts` `[n, c_i, h, w]` (any device, kind and memory layout) concatenated along the
+/// channels into one CPU f32 buffer `[n, Σc_i, h, w]`.
+fn concatenated_channels(parts: &[Tensor]) -> Result<Vec<f32>> {
+    let (n, _, h, w) = parts[0].size4()?;
+    let channels: i64 = parts.iter().map(|p| p.size()[1]).sum();
+    let out = Tensor::empty([n, channels, h, w], (Kind::Float, Device::Cpu));
+    let mut offset = 0;
+    for part in parts {
+        let c = part.size()[1];
+        out.narrow(1, offset, c).f_copy_(part)?;
+        offset += c;
+    }
+    Ok(Vec::<f32>::try_from(out.view([-1]))?)
 }
 
 /// Writer thread: blocks into the staged maps (in `MapSet::maps` order). Returns the valid and
