@@ -208,10 +208,12 @@ impl BlendAccumulator {
         }
     }
 
-    /// The blended values `[channels, height, width]`.
-    pub fn finish(mut self) -> Vec<f32> {
+    /// The blended values `[channels, height, width]`: the first `averaged` channels divided by
+    /// each pixel's total weight; the others left as weighted sums, for callers that only take
+    /// an argmax across them (a positive weight does not change it).
+    pub fn finish(mut self, averaged: usize) -> Vec<f32> {
         let plane = self.window.area();
-        for c in 0..self.channels {
+        for c in 0..averaged.min(self.channels) {
             for (sum, &weight) in self.sums[c * plane..(c + 1) * plane].iter_mut().zip(&self.weights) {
                 *sum /= weight;
             }
@@ -296,7 +298,7 @@ mod tests {
                 let values: Vec<f32> = (0..tile * tile).map(|i| field(t.x + i % tile, t.y + i / tile)).collect();
                 acc.add(&t, &Window::new(t.x, t.y, tile, tile), &values, &weights);
             }
-            let blended = acc.finish();
+            let blended = acc.finish(1);
             for (i, v) in blended.iter().enumerate() {
                 let expected = field(block.x + i % block.width, block.y + i / block.width);
                 assert!((v - expected).abs() < 1e-5, "{block:?} {i}: {v} vs {expected}");
