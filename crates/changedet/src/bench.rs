@@ -42,6 +42,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic of the timed forward passes and training step: fp32, or autocast to bf16 or
+    /// fp16 (see `predict --precision`).
+    #[arg(long, default_value = "fp32")]
+    precision: changedet_models::Precision,
     /// Whole-scene benchmark instead: predict a generated SIDE×SIDE scene pair (the
     /// --scene-from pair repeated as a mosaic, georeferenced) with `predict`'s scene pipeline,
     /// and report megapixels per second and peak RSS.
@@ -108,6 +112,7 @@ pub fn run(args: Args) -> Result<()> {
             LoadedModel::new(ModelSpec::new(&args.model, overrides)?, device)?
         }
     };
+    let model = model.with_precision(args.precision);
     if let Some(side) = args.scene {
         return scene(&model, device, side, &args.scene_from, args.tile, args.rounds);
     }

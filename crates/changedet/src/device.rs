@@ -9,7 +9,7 @@ pub fn parse(spec: &str) -> Result<Device> {
         "auto" => {
             // Without CUDA, auto is the CPU: the reason need not be told.
             let _ = load_cuda();
-            return Ok(Device::cuda_if_available());
+            return Ok(on_gpu_tuned(Device::cuda_if_available()));
         }
         "cpu" => return Ok(Device::Cpu),
         "cuda" => Device::Cuda(0),
@@ -26,7 +26,16 @@ pub fn parse(spec: &str) -> Result<Device> {
     if index as i64 >= available {
         bail!("device '{spec}' requested, but {available} CUDA device(s) are available to libtorch");
     }
-    Ok(device)
+    Ok(on_gpu_tuned(device))
+}
+
+/// On a GPU, cuDNN's benchmark mode: a run feeds one input size over and over (tiles, crops,
+/// fixed-size images), so timing the convolution algorithms once per shape pays off.
+fn on_gpu_tuned(device: Device) -> Device {
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    device
 }
 
 /// Loads libtorch's CUDA half (`libtorch_cuda.so`, beside the linked `libtorch_cpu.so`) before

@@ -124,6 +124,11 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic of the training steps and validation: fp32, or autocast to bf16 (convolutions
+    /// and matrix products in bf16, losses and optimiser state in fp32). fp16 would need loss
+    /// scaling, which changedet does not do.
+    #[arg(long, default_value = "fp32", value_parser = crate::values::training_precision)]
+    precision: changedet_models::Precision,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -171,6 +176,7 @@ pub fn run(args: Args) -> Result<()> {
         val,
         out_dir: args.out,
         device,
+        precision: args.precision,
         resume: args.resume,
         overwrite: args.overwrite,
         max_steps: args.max_steps,

@@ -15,3 +15,11 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
 pub fn at_least_one_i64(text: &str) -> Result<i64, String> {
     at_least_one(text).and_then(|n| i64::try_from(n).map_err(|e| e.to_string()))
 }
+
+/// `--precision` of `train`: fp32 or bf16.
+pub fn training_precision(text: &str) -> Result<changedet_models::Precision, String> {
+    match text.parse()? {
+        changedet_models::Precision::Fp16 => Err("fp16 training needs loss scaling, which changedet does not do: use bf16".into()),
+        precision => Ok(precision),
+    }
+}

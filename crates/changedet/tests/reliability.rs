@@ -102,6 +102,8 @@ fn options_that_do_not_apply_are_refused_not_ignored() {
     let pair = format!("{},{}", s(&a), s(&b));
     let err = fails(&["bench", "--scene", "2048", "--scene-from", &pair, "--iters", "3"]);
     assert!(err.contains("--iters") && err.contains("--scene"), "{err}");
+    let err = fails(&["train", "--dataset", &format!("levir-cd:{}", s(&d)), "--out", "/tmp/unused", "--precision", "fp16"]);
+    assert!(err.contains("--precision") && err.contains("loss scaling") && err.contains("bf16"), "{err}");
     let err = fails(&["bench", "--rounds", "3"]);
     assert!(err.contains("--rounds") && err.contains("--scene"), "{err}");
     let tif = shared_data("geotiff-single").join("RGB.byte.tif");

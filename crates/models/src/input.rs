@@ -16,6 +16,12 @@ pub fn normalise_pixels(pixels: &Tensor, norm: &Normalization) -> Tensor {
     Tensor::from_slice(&out).view([size[0], 3, size[1], size[2]]).to_device(pixels.device())
 }
 
+/// A CPU tensor on `device`. To a GPU through pinned host memory without blocking: the copy is
+/// queued on the stream before the kernels that read it, and the CPU goes on to the next batch.
+pub fn to_device(host: Tensor, device: Device) -> Tensor {
+    if device.is_cuda() { host.pin_memory(device).to_device_(device, host.kind(), true, false) } else { host.to_device(device) }
+}
+
 /// Before and after images `[n, 3, h, w]` (float), change labels `[n, h, w]` (int64, 255 =
 /// ignore) and, for semantic change data, each date's class maps `[n, h, w]` (int64, K = unlabeled).
 pub struct BatchTensors {
@@ -30,8 +36,9 @@ pub struct BatchTensors {
 impl BatchTensors {
     pub fn new(batch: &Batch, device: Device) -> Self {
         let shape = [batch.len() as i64, 3, batch.height as i64, batch.width as i64];
-        let image = |data: &[f32]| Tensor::from_slice(data).view(shape).to_device(device);
-        let labels = |l: &[u8]| Tensor::from_slice(l).view([shape[0], shape[2], shape[3]]).to_kind(Kind::Int64).to_device(device);
+        let image = |data: &[f32]| to_device(Tensor::from_slice(data).view(shape), device);
+        // Labels travel as bytes, an eighth of their int64 size.
+        let labels = |l: &[u8]| to_device(Tensor::from_slice(l).view([shape[0], shape[2], shape[3]]), device).to_kind(Kind::Int64);
         BatchTensors {
             before: image(&batch.before),
             after: image(&batch.after),

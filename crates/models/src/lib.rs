@@ -22,6 +22,7 @@ pub mod fc_unet;
 pub mod import;
 pub mod input;
 pub mod layout;
+pub mod precision;
 pub mod pth;
 pub mod recipe;
 pub mod registry;
@@ -29,6 +30,7 @@ pub mod tensor_io;
 pub mod torch_init;
 
 pub use checkpoint::Checkpoint;
+pub use precision::Precision;
 pub use recipe::Recipe;
 pub use registry::{DEFAULT_MODEL, LoadedModel, MODEL_NAMES, ModelCard, ModelConfig, ModelSpec};
 

@@ -11,6 +11,7 @@ use tch::{Device, Tensor, nn};
 
 use changedet_data::{Normalization, Preset};
 
+use crate::precision::{Autocast, Precision};
 use crate::{ChangeModel, ModelError, Recipe, Result, changeclip, clearscd, fc_ef, fc_siam_conc, fc_siam_diff};
 
 /// The model `train` builds and `bench` times when none is named.
@@ -243,6 +244,17 @@ impl LoadedModel {
             crate::layout::weights_channels_last(&self.vs);
         }
         self.model.freeze_for_inference();
+    }
+
+    /// Runs the model's forward passes (and training objective) under autocast to `precision`
+    /// on its device (`precision.rs`); fp32 leaves it as it is.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        if precision == Precision::Fp32 {
+            return self;
+        }
+        let LoadedModel { spec, vs, model } = self;
+        let device = vs.device();
+        LoadedModel { spec, vs, model: Box::new(Autocast { inner: model, precision, device }) }
     }
 
     pub fn parameter_count(&self) -> usize {

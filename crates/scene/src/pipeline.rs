@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
 use changedet_models::LoadedModel;
+use changedet_models::input::to_device;
 use changedet_raster::Window;
 use changedet_raster::geo::{self, Scene, StagedRaster};
 use changedet_raster::tiling::{TilePlan, taper};
@@ -409,8 +410,8 @@ impl Run<'_> {
             return Ok(Vec::new());
         }
         let shape = [n, MODEL_BANDS as i64, side, side];
-        let before = Tensor::from_slice(&batch.before).view(shape).to_device(self.device);
-        let after = Tensor::from_slice(&batch.after).view(shape).to_device(self.device);
+        let before = to_device(Tensor::from_slice(&batch.before).view(shape), self.device);
+        let after = to_device(Tensor::from_slice(&batch.after).view(shape), self.device);
         let prompts = vec![self.job.classes.clone(); n as usize];
         let output = tch::no_grad(|| self.model.model.forward_with_classes_t(&before, &after, &prompts, false));
         let mut parts = vec![output.logits];

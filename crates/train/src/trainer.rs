@@ -20,7 +20,7 @@ use changedet_data::{Augment, Batch, BatchLoader, Dataset, DecodedPairs, LoaderC
 use changedet_metrics::{BinaryMetrics, ScdSummary};
 use changedet_models::input::BatchTensors;
 use changedet_models::recipe::{BestMetric, Validation};
-use changedet_models::{Checkpoint, LoadedModel, ModelSpec, Recipe};
+use changedet_models::{Checkpoint, LoadedModel, ModelSpec, Precision, Recipe};
 
 use changedet_raster::atomic;
 
@@ -85,6 +85,8 @@ pub struct TrainJob {
     pub val: Dataset,
     pub out_dir: PathBuf,
     pub device: Device,
+    /// Autocast of the forward passes and losses (fp32 or bf16).
+    pub precision: Precision,
     /// Continue from `out_dir/last.safetensors` with its recipe, weights and optimiser state.
     pub resume: bool,
     /// Start over in an `out_dir` that holds a run (its checkpoints and log are replaced).
@@ -122,6 +124,7 @@ fn save(path: &Path, model: &LoadedModel, optimizer: Option<&Adam>, state: &Trai
 pub fn train(job: TrainJob) -> Result<TrainSummary> {
     check_job(&job)?;
     let (model, optimizer, state) = if job.resume { resume(&job)? } else { start(&job)? };
+    let model = model.with_precision(job.precision);
     check_labels_fit(&model, &job.train, state.recipe.best_by)?;
     let mut run = Run::new(&job, model, optimizer, state)?;
     while run.state.epoch < run.epochs {
