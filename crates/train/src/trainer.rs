@@ -85,7 +85,7 @@ pub struct TrainJob {
     pub val: Dataset,
     pub out_dir: PathBuf,
     pub device: Device,
-    /// Autocast of the forward passes and losses (fp32 or bf16).
+    /// Arithmetic of the forward passes and losses (fp32, or bf16 through autocast).
     pub precision: Precision,
     /// Continue from `out_dir/last.safetensors` with its recipe, weights and optimiser state.
     pub resume: bool,
