@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Builds changedet for a CUDA machine whose own Python has PyTorch 2.11.0 (the device machine
 # lent to some tasks: an NVIDIA H200, torch 2.11.0+cu130, no Rust, no GDAL, 64 MiB of tree), and
-# packs it into dist/changedet-device.tar.xz (about 45 MB):
+# packs it into dist/changedet-device.tar.xz:
 #   bin/changedet   these sources built with tch 0.24 (made for libtorch 2.11) against the PyPI
 #                   torch 2.11.0 wheel's libtorch, stripped (it loads libtorch_cuda.so itself
-#                   where an NVIDIA driver is found: crates/changedet/src/device.rs);
-#   lib/, share/    GDAL with the libraries and data (PROJ's database) it needs from this machine,
-#                   leaving out what every Linux and the device's PyTorch already have;
+#                   where an NVIDIA driver is found: crates/changedet/src/device.rs), with GDAL
+#                   3.12 and PROJ compiled in (gdal-sys's `bundled` feature: GeoTIFF/COG, VRT,
+#                   MEM, PNG, GeoJSON and GeoPackage; no GEOS, so no `--simplify`, and no ZSTD, so
+#                   staged maps use DEFLATE). Debian's GDAL with the libraries it links made the
+#                   package 45 MB, which with the repository's 34 MB passed the device's 64 MiB;
+#   share/proj      PROJ's database, of the bundled PROJ's version;
 #   run.sh          runs bin/changedet on the machine's own torch/lib (found through python3).
 # On that machine: `tar xJf changedet-device.tar.xz && changedet-device/run.sh info --models`.
-# The usual build (tch 0.26, libtorch 2.13), CI and the README's commands are untouched: this is a
-# second build of the same sources in target/device/, with the copy's lock file moved to tch 0.24.
+# The usual build (tch 0.26, libtorch 2.13, Debian's GDAL), CI and the README's commands are
+# untouched: this is a second build of the same sources in target/device/, the copy's manifests
+# moved to tch 0.24 and the bundled GDAL. Building GDAL and PROJ takes about 25 minutes on 2 cores
+# the first time (cmake comes from PyPI into the project's venv).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -42,22 +47,26 @@ rm -rf "$src"
 mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$src"
 (cd "$src" && cargo update -q -p tch --precise "$TCH_VERSION")
-(cd "$src" && LIBTORCH="$libtorch/torch" LIBTORCH_CXX11_ABI=1 CARGO_TARGET_DIR="$work/target" \
-  cargo build -q --release --locked -p changedet)
+(cd "$src" && cargo add -q -p changedet-raster gdal-sys@0.12 --features bundled \
+  && cargo add -q -p changedet-raster gdal-src@0.3 --features driver_gtiff,driver_vrt,driver_mem,driver_png,driver_gpkg,driver_geojson)
+[ -x .venv/bin/cmake ] || .venv/bin/python -m pip install -q --no-cache-dir "cmake==3.31.*"
+(cd "$src" && PATH="$root/.venv/bin:$PATH" LIBTORCH="$libtorch/torch" LIBTORCH_CXX11_ABI=1 \
+  CARGO_TARGET_DIR="$work/target" cargo build -q --release --locked -p changedet)
 
 dist="$work/changedet-device"
 rm -rf "$dist"
 mkdir -p "$dist/bin" "$dist/lib" "$dist/share"
 strip -o "$dist/bin/changedet" "$work/target/release/changedet"
-# The libraries ldd resolves here, but not libtorch's, the C and C++ runtimes, or CUDA's.
+# The libraries ldd resolves here, but not libtorch's, the C and C++ runtimes, or CUDA's (with
+# GDAL compiled in, none so far).
 ldd "$dist/bin/changedet" | awk '/=> \// {print $3}' \
-  | grep -v -E '/(libtorch|libc10|libgomp|libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux|libpthread|libdl\.|librt\.|libcuda|libnv)' \
-  | xargs -I{} cp -L {} "$dist/lib/"
-cp -r /usr/share/gdal "$dist/share/gdal"
-mkdir -p "$dist/share/proj" && cp /usr/share/proj/proj.db "$dist/share/proj/"
+  | { grep -v -E '/(libtorch|libc10|libgomp|libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux|libpthread|libdl\.|librt\.|libcuda|libnv)' || true; } \
+  | xargs -r -I{} cp -L {} "$dist/lib/"
+mkdir -p "$dist/share/proj"
+cp "$(ls -t "$work"/target/release/build/proj-sys-*/out/share/proj/proj.db | head -1)" "$dist/share/proj/"
 cat > "$dist/run.sh" <<'SH'
 #!/usr/bin/env bash
-# Runs changedet on this machine's own PyTorch (torch 2.11.0 with CUDA) and the bundled GDAL.
+# Runs changedet on this machine's own PyTorch (torch 2.11.0 with CUDA).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${CHANGEDET_PYTHON:-python3}"
@@ -67,7 +76,7 @@ if [ "$version" != 2.11.0 ]; then
   exit 1
 fi
 export LD_LIBRARY_PATH="$torch_lib:$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export GDAL_DATA="$here/share/gdal" PROJ_DATA="$here/share/proj"
+export PROJ_DATA="$here/share/proj"
 exec "$here/bin/changedet" "$@"
 SH
 chmod +x "$dist/run.sh"
