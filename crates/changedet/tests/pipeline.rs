@@ -274,14 +274,16 @@ fn bf16_prediction_matches_fp32() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/levir-cd");
     let (before, after) = (root.join("A/test_2.png"), root.join("B/test_2.png"));
     let dir = tempfile::tempdir().unwrap();
-    let maps: Vec<Vec<u8>> = ["fp32", "bf16"]
+    let read = |out: &Path, map: &str| image::open(out.join(format!("test_2_{map}.png"))).unwrap().into_luma8().into_raw();
+    let (maps, probabilities): (Vec<Vec<u8>>, Vec<Vec<u8>>) = ["fp32", "bf16"]
         .iter()
         .map(|precision| {
             let out = dir.path().join(precision);
             ok(&["predict", "--before", s(&before), "--after", s(&after), "--out", s(&out), "--precision", precision, "--device", "cpu"]);
-            image::open(out.join("test_2_change.png")).unwrap().into_luma8().into_raw()
+            (read(&out, "change"), read(&out, "probability"))
         })
-        .collect();
+        .unzip();
+    assert_ne!(probabilities[0], probabilities[1], "bf16 computed nothing differently: was autocast on?");
     let agree = maps[0].iter().zip(&maps[1]).filter(|(a, b)| a == b).count() as f64 / maps[0].len() as f64;
     assert!(agree > 0.999, "{agree}");
     assert!(maps[0].contains(&255), "the pair has changes to agree on");
