@@ -9,6 +9,7 @@
 //! computed them, so shards of the block list reassemble into the unsharded result exactly
 //! (given a model whose output for a tile does not depend on the other tiles of its batch).
 
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// A rectangle of pixels.
@@ -171,54 +172,68 @@ pub fn taper(tile: usize, overlap: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Weighted sums of tile outputs over one block.
+/// Weighted sums of tile outputs over one block. The values come in parts (a model's outputs),
+/// each pixel-interleaved `[height, width, channels]` as channels-last tensors hold them, and are
+/// summed in that layout: a tile row of a part is one contiguous run of values.
 pub struct BlendAccumulator {
     pub window: Window,
-    channels: usize,
-    sums: Vec<f32>,
+    /// Per part: its channels and its sums `[height, width, channels]`.
+    parts: Vec<(usize, Vec<f32>)>,
     weights: Vec<f32>,
 }
 
+/// The rows of `sums` (`[window.height, window.width, channels]`) under `common`, with their
+/// scene row, as a parallel iterator.
+fn block_rows<'a>(sums: &'a mut [f32], window: &Window, common: &Window, channels: usize) -> impl ParallelIterator<Item = (usize, &'a mut [f32])> {
+    let width = window.width * channels;
+    let (x, first_row, row_len) = ((common.x - window.x) * channels, common.y, common.width * channels);
+    sums[(common.y - window.y) * width..(common.bottom() - window.y) * width]
+        .par_chunks_mut(width)
+        .enumerate()
+        .map(move |(i, row)| (first_row + i, &mut row[x..][..row_len]))
+}
+
+/// A finished blend: per part the weighted sums `[height, width, channels]`, and each pixel's
+/// total weight (a pixel's average is its sum divided by it).
+pub struct BlendedSums {
+    pub parts: Vec<Vec<f32>>,
+    pub weights: Vec<f32>,
+}
+
 impl BlendAccumulator {
-    pub fn new(window: Window, channels: usize) -> Self {
-        BlendAccumulator { window, channels, sums: vec![0.0; channels * window.area()], weights: vec![0.0; window.area()] }
+    /// `channels`: of each part.
+    pub fn new(window: Window, channels: &[usize]) -> Self {
+        let parts = channels.iter().map(|&c| (c, vec![0.0; c * window.area()])).collect();
+        BlendAccumulator { window, parts, weights: vec![0.0; window.area()] }
     }
 
     /// Adds a tile's output over `region` (scene coordinates, within the tile's square),
-    /// `values` `[channels, region.height, region.width]` planar, weighted by `taper ⊗ taper` at
+    /// `parts` each `[region.height, region.width, channels]`, weighted by `taper ⊗ taper` at
     /// each pixel's place in the tile.
-    pub fn add(&mut self, tile: &Window, region: &Window, values: &[f32], taper: &[f32]) {
-        debug_assert_eq!(values.len(), self.channels * region.area());
+    pub fn add(&mut self, tile: &Window, region: &Window, parts: &[&[f32]], taper: &[f32]) {
+        debug_assert!(parts.iter().zip(&self.parts).all(|(values, (c, _))| values.len() == c * region.area()));
         let Some(common) = tile.intersection(&self.window).and_then(|c| c.intersection(region)) else { return };
-        let (plane, width) = (self.window.area(), common.width);
-        let row_taper = &taper[common.x - tile.x..][..width];
-        for y in common.y..common.bottom() {
-            let row_weight = taper[y - tile.y];
-            let at = (y - self.window.y) * self.window.width + common.x - self.window.x;
-            for (sum, t) in self.weights[at..][..width].iter_mut().zip(row_taper) {
-                *sum += row_weight * t;
+        let window = self.window;
+        let row_taper = &taper[common.x - tile.x..][..common.width];
+        block_rows(&mut self.weights, &window, &common, 1).for_each(|(y, sums)| {
+            for (sum, t) in sums.iter_mut().zip(row_taper) {
+                *sum += taper[y - tile.y] * t;
             }
-            for c in 0..self.channels {
-                let from = (c * region.height + y - region.y) * region.width + common.x - region.x;
-                let sums = self.sums[c * plane + at..][..width].iter_mut();
-                for ((sum, t), v) in sums.zip(row_taper).zip(&values[from..][..width]) {
+        });
+        for ((c, sums), values) in self.parts.iter_mut().zip(parts) {
+            // The row taper repeated for each channel of a pixel.
+            let channel_taper: Vec<f32> = row_taper.iter().flat_map(|&t| std::iter::repeat_n(t, *c)).collect();
+            block_rows(sums, &window, &common, *c).for_each(|(y, sums)| {
+                let (row_weight, from) = (taper[y - tile.y], ((y - region.y) * region.width + common.x - region.x) * *c);
+                for ((sum, t), v) in sums.iter_mut().zip(&channel_taper).zip(&values[from..][..common.width * *c]) {
                     *sum += row_weight * t * v;
                 }
-            }
+            });
         }
     }
 
-    /// The blended values `[channels, height, width]`: the first `averaged` channels divided by
-    /// each pixel's total weight; the others left as weighted sums, for callers that only take
-    /// an argmax across them (a positive weight does not change it).
-    pub fn finish(mut self, averaged: usize) -> Vec<f32> {
-        let plane = self.window.area();
-        for c in 0..averaged.min(self.channels) {
-            for (sum, &weight) in self.sums[c * plane..(c + 1) * plane].iter_mut().zip(&self.weights) {
-                *sum /= weight;
-            }
-        }
-        self.sums
+    pub fn finish(self) -> BlendedSums {
+        BlendedSums { parts: self.parts.into_iter().map(|(_, sums)| sums).collect(), weights: self.weights }
     }
 }
 
@@ -285,7 +300,7 @@ mod tests {
     }
 
     /// A position-independent tile output blends back to itself exactly: no seams, whatever the
-    /// tiling.
+    /// tiling, in a one-channel part and in an interleaved two-channel part alike.
     #[test]
     fn blending_a_smooth_field_reproduces_it() {
         let (width, height, tile, overlap) = (300, 200, 64, 24);
@@ -293,15 +308,19 @@ mod tests {
         let plan = TilePlan::new(width, height, tile, overlap, 2).unwrap();
         let weights = taper(tile, overlap);
         for block in plan.blocks() {
-            let mut acc = BlendAccumulator::new(block, 1);
+            let mut acc = BlendAccumulator::new(block, &[1, 2]);
             for t in plan.tiles_in(&block) {
-                let values: Vec<f32> = (0..tile * tile).map(|i| field(t.x + i % tile, t.y + i / tile)).collect();
-                acc.add(&t, &Window::new(t.x, t.y, tile, tile), &values, &weights);
+                let plane: Vec<f32> = (0..tile * tile).map(|i| field(t.x + i % tile, t.y + i / tile)).collect();
+                let interleaved: Vec<f32> = plane.iter().flat_map(|&v| [v, -2.0 * v]).collect();
+                acc.add(&t, &Window::new(t.x, t.y, tile, tile), &[&plane, &interleaved], &weights);
             }
-            let blended = acc.finish(1);
-            for (i, v) in blended.iter().enumerate() {
+            let blended = acc.finish();
+            for (i, weight) in blended.weights.iter().enumerate() {
                 let expected = field(block.x + i % block.width, block.y + i / block.width);
-                assert!((v - expected).abs() < 1e-5, "{block:?} {i}: {v} vs {expected}");
+                let averages = [blended.parts[0][i], blended.parts[1][2 * i], blended.parts[1][2 * i + 1]].map(|sum| sum / weight);
+                for (average, expected) in averages.into_iter().zip([expected, expected, -2.0 * expected]) {
+                    assert!((average - expected).abs() < 1e-5, "{block:?} {i}: {average} vs {expected}");
+                }
             }
         }
     }

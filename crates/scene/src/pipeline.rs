@@ -362,23 +362,26 @@ impl Run<'_> {
         let plane = side * side;
         let weights = taper(side, self.plan.overlap);
         // Change logits, then each date's class scores.
-        let channels = 2 + 2 * self.classes.unwrap_or(0);
+        let part_channels = match self.classes {
+            Some(k) => vec![2, k, k],
+            None => vec![2],
+        };
         let run = shard_range(self.blocks);
         let blocks = self.plan.blocks();
         let mut kept: BTreeMap<(usize, usize), KeptTile> = BTreeMap::new();
         let mut current: Option<BlockBlend> = None;
         for batch in tiles {
             let window = blocks[batch.block];
-            let blend = current.get_or_insert_with(|| BlockBlend::new(window, channels, &kept));
+            let blend = current.get_or_insert_with(|| BlockBlend::new(window, &part_channels, &kept));
             let start = Instant::now();
-            let scores = self.scores(&batch)?;
+            let scores = self.scores(&batch, &part_channels)?;
             let scored = Instant::now();
             model += (scored - start).as_secs_f64();
             for (i, tile) in batch.tiles.iter().enumerate() {
                 let output = TileOutput {
                     tile: *tile,
                     region: Window::new(tile.x, tile.y, side, side),
-                    scores: &scores[i * channels * plane..(i + 1) * channels * plane],
+                    parts: scores.iter().zip(&part_channels).map(|(part, c)| &part[i * c * plane..(i + 1) * c * plane]).collect(),
                     valid: &batch.valid[i * plane..(i + 1) * plane],
                 };
                 blend.add_kept_before(tile, &kept, &weights);
@@ -388,11 +391,13 @@ impl Run<'_> {
                 }
             }
             progress.inc(batch.tiles.len() as u64);
-            let finished = batch.last_of_block.then(|| {
-                let maps = current.take().expect("a block in progress").finish(&kept, &weights, self.classes);
+            let finished = if batch.last_of_block {
+                let maps = current.take().expect("a block in progress").finish(&kept, &weights, self.classes)?;
                 kept.retain(|_, k| k.until_block > batch.block);
-                maps
-            });
+                Some(maps)
+            } else {
+                None
+            };
             blending += scored.elapsed().as_secs_f64();
             if finished.is_some_and(|maps| out.send(maps).is_err()) {
                 break; // the writer failed; its error is reported
@@ -401,9 +406,9 @@ impl Run<'_> {
         Ok((model, blending))
     }
 
-    /// The model's scores of a batch of tiles, `[n, channels, side, side]` flattened: change
-    /// logits, then each date's class scores.
-    fn scores(&self, batch: &TileBatch) -> Result<Vec<f32>> {
+    /// The model's scores of a batch of tiles, per part (change logits, then each date's class
+    /// scores, of `part_channels`) `[n, side, side, channels]` flattened.
+    fn scores(&self, batch: &TileBatch, part_channels: &[usize]) -> Result<Vec<Vec<f32>>> {
         let side = self.plan.tile as i64;
         let n = batch.tiles.len() as i64;
         if n == 0 {
@@ -418,27 +423,19 @@ impl Run<'_> {
         if let Some([a, b]) = output.semantic {
             parts.extend([a, b]);
         }
-        let logits = concatenated_channels(&parts)?;
-        if logits.iter().any(|v| !v.is_finite()) {
-            bail!("the model produced non-finite scores on tiles {:?}", batch.tiles);
+        let channels: Vec<usize> = parts.iter().map(|p| p.size()[1] as usize).collect();
+        if channels != part_channels {
+            bail!("{} returned outputs of {channels:?} channels, where the scene expects {part_channels:?}", self.model.spec.name());
         }
-        Ok(logits)
+        parts.iter().map(pixel_interleaved).collect()
     }
 }
 
-/// `parts` `[n, c_i, h, w]` (any device, kind and memory layout) concatenated along the
-/// channels into one CPU f32 buffer `[n, Σc_i, h, w]`.
-fn concatenated_channels(parts: &[Tensor]) -> Result<Vec<f32>> {
-    let (n, _, h, w) = parts[0].size4()?;
-    let channels: i64 = parts.iter().map(|p| p.size()[1]).sum();
-    let out = Tensor::empty([n, channels, h, w], (Kind::Float, Device::Cpu));
-    let mut offset = 0;
-    for part in parts {
-        let c = part.size()[1];
-        out.narrow(1, offset, c).f_copy_(part)?;
-        offset += c;
-    }
-    Ok(Vec::<f32>::try_from(out.view([-1]))?)
+/// `t` `[n, c, h, w]` (any device, kind and memory layout) as a CPU f32 buffer `[n, h, w, c]`:
+/// one plain copy of the channels-last maps that models return on a CPU.
+fn pixel_interleaved(t: &Tensor) -> Result<Vec<f32>> {
+    let nhwc = t.permute([0, 2, 3, 1]).contiguous().to_kind(Kind::Float).to_device(Device::Cpu);
+    Ok(Vec::<f32>::try_from(nhwc.view([-1]))?)
 }
 
 /// Writer thread: blocks into the staged maps (in `MapSet::maps` order). Returns the valid and
