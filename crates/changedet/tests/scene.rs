@@ -120,6 +120,26 @@ fn a_full_disk_leaves_no_partial_maps() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A model whose outputs are not finite (NaN in one kernel) stops a scene with an error naming the
+/// block, before any map is written: nothing is left in the output folder.
+#[test]
+fn non_finite_scores_stop_a_scene_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    tch::manual_seed(3);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu).unwrap();
+    let (_, mut kernel) = model.vs.variables().into_iter().find(|(_, v)| v.dim() == 4).unwrap();
+    tch::no_grad(|| kernel.get(0).fill_(f64::NAN));
+    Checkpoint::write(&path, &model, &[], None).unwrap();
+    let out = dir.path().join("out");
+    let (before, after) = (cbers("A"), cbers("B"));
+    let args = ["predict", "--checkpoint", s(&path), "--before", &before, "--after", &after, "--bands", "3,2,1", "--tile", "32", "--overlap", "8"];
+    let err = fails(&[&args[..], &["--block", "1", "--device", "cpu", "--out", s(&out)]].concat());
+    assert!(err.contains("the model produced non-finite scores for the block of columns 0..24, rows 0..24"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// A semantic model's scene maps (both dates' classes and from→to codes) come out the same, to
 /// the bit, whether its tiles' outputs are kept across many small blocks or the scene is one
 /// block, and the class maps are not constant.
