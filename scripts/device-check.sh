@@ -133,5 +133,5 @@ step "whole scene on $device (bench --scene: LEVIR-CD test_2 as a mosaic, the sh
 side=8192
 [[ -n "$quick" ]] && side=1024
 check "${changedet[@]}" bench --checkpoint models/default.safetensors --scene "$side" --scene-from samples/levir-cd/A/test_2.png,samples/levir-cd/B/test_2.png \
-  --device "$device" --rounds 1
+  --device "$device" --rounds 3
 rm -rf "$work"
