@@ -99,34 +99,34 @@ impl DateInput {
     /// the mean, where invalid or beyond the scene) and ANDs its validity into `valid` `[side, side]`.
     fn read(&self, tile: &Window, side: usize, out: &mut [f32], valid: &mut [bool]) -> Result<()> {
         let window = Window::new(tile.x + self.offset.0, tile.y + self.offset.1, tile.width, tile.height);
-        let plane = window.area();
+        let (width, plane) = (tile.width, window.area());
         let mut ok = vec![true; plane];
-        let inputs = match &self.inputs {
+        // Each band's rows, `(band, row)`: in the read buffer at `(band · height + row) · width`,
+        // in `out` at `(band · side + row) · side`.
+        let rows = (0..MODEL_BANDS).flat_map(|c| (0..tile.height).map(move |y| (c, y)));
+        match &self.inputs {
             InputMap::Table(tables) => {
                 let mut raw = vec![0u8; plane * MODEL_BANDS];
                 self.scene.read(window, &mut raw, &mut ok)?;
-                let mut inputs = vec![0f32; plane * MODEL_BANDS];
-                for ((inputs, raw), table) in inputs.chunks_mut(plane).zip(raw.chunks(plane)).zip(tables) {
-                    for ((input, &value), &ok) in inputs.iter_mut().zip(raw).zip(&ok) {
-                        *input = if ok { table[usize::from(value)] } else { 0.0 };
+                for (c, y) in rows {
+                    let (raw, ok) = (&raw[(c * tile.height + y) * width..][..width], &ok[y * width..][..width]);
+                    for ((input, &value), &ok) in out[(c * side + y) * side..][..width].iter_mut().zip(raw).zip(ok) {
+                        *input = if ok { tables[c][usize::from(value)] } else { 0.0 };
                     }
                 }
-                inputs
             }
             InputMap::Computed(computed) => {
                 let mut raw = vec![0f32; plane * MODEL_BANDS];
                 self.scene.read(window, &mut raw, &mut ok)?;
                 computed.apply(&mut raw, Some(&ok));
-                raw
+                for (c, y) in rows {
+                    out[(c * side + y) * side..][..width].copy_from_slice(&raw[(c * tile.height + y) * width..][..width]);
+                }
             }
-        };
+        }
         for y in 0..tile.height {
-            for (valid, ok) in valid[y * side..][..tile.width].iter_mut().zip(&ok[y * tile.width..]) {
+            for (valid, ok) in valid[y * side..][..width].iter_mut().zip(&ok[y * width..]) {
                 *valid &= ok;
-            }
-            for c in 0..MODEL_BANDS {
-                let row = (c * tile.height + y) * tile.width;
-                out[(c * side + y) * side..][..tile.width].copy_from_slice(&inputs[row..row + tile.width]);
             }
         }
         Ok(())
