@@ -9,11 +9,16 @@ use changedet_models::{Checkpoint, LoadedModel, ModelSpec};
 use common::*;
 
 fn checkpoint(dir: &Path) -> PathBuf {
-    let path = dir.join("model.safetensors");
-    tch::manual_seed(3);
-    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu).unwrap();
-    Checkpoint::write(&path, &model, &[], None).unwrap();
-    path
+    write_checkpoint(&dir.join("model.safetensors"), "fc-siam-diff", 3, |_| ())
+}
+
+/// A checkpoint of the model `name` initialised from `seed`, its weights changed by `edit` first.
+fn write_checkpoint(path: &Path, name: &str, seed: i64, edit: impl FnOnce(&LoadedModel)) -> PathBuf {
+    tch::manual_seed(seed);
+    let model = LoadedModel::new(ModelSpec::new(name, None).unwrap(), tch::Device::Cpu).unwrap();
+    edit(&model);
+    Checkpoint::write(path, &model, &[], None).unwrap();
+    path.to_owned()
 }
 
 /// One date's band files, comma-separated, blue to NIR.
@@ -125,14 +130,12 @@ fn a_full_disk_leaves_no_partial_maps() {
 #[test]
 fn non_finite_scores_stop_a_scene_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nan.safetensors");
-    tch::manual_seed(3);
-    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", None).unwrap(), tch::Device::Cpu).unwrap();
-    let (_, kernel) = model.vs.variables().into_iter().find(|(_, v)| v.dim() == 4).unwrap();
-    tch::no_grad(|| {
-        let _ = kernel.get(0).fill_(f64::NAN);
+    let path = write_checkpoint(&dir.path().join("nan.safetensors"), "fc-siam-diff", 3, |model| {
+        let (_, kernel) = model.vs.variables().into_iter().find(|(_, v)| v.dim() == 4).unwrap();
+        tch::no_grad(|| {
+            let _ = kernel.get(0).fill_(f64::NAN);
+        });
     });
-    Checkpoint::write(&path, &model, &[], None).unwrap();
     let out = dir.path().join("out");
     let (before, after) = (cbers("A"), cbers("B"));
     let args = ["predict", "--checkpoint", s(&path), "--before", &before, "--after", &after, "--bands", "3,2,1", "--tile", "32", "--overlap", "8"];
@@ -148,10 +151,7 @@ fn non_finite_scores_stop_a_scene_and_leave_nothing() {
 #[test]
 fn semantic_scene_maps_do_not_depend_on_the_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("clearscd.safetensors");
-    tch::manual_seed(5);
-    let model = LoadedModel::new(ModelSpec::new("clearscd", None).unwrap(), tch::Device::Cpu).unwrap();
-    Checkpoint::write(&ckpt, &model, &[], None).unwrap();
+    let ckpt = write_checkpoint(&dir.path().join("clearscd.safetensors"), "clearscd", 5, |_| ());
     let (before, after) = (shared_data("levir-cd-1024/A/test_3.png"), shared_data("levir-cd-1024/B/test_3.png"));
     let run = |out: &Path, block: &str| {
         let args = ["predict", "--checkpoint", s(&ckpt), "--before", s(&before), "--after", s(&after), "--scene"];
