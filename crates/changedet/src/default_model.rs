@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use changedet_data::Dataset;
 use changedet_models::{Checkpoint, LoadedModel};
 
 /// Overrides where the default model is looked for.
@@ -25,8 +26,25 @@ fn locate() -> Result<PathBuf> {
     })
 }
 
+/// A model to predict or evaluate with, and where it came from.
+pub struct Loaded {
+    pub model: LoadedModel,
+    pub path: PathBuf,
+    /// The Sentinel-2 bands it was trained on, in its order (`None`: 8-bit RGB images).
+    pub bands: Option<Vec<String>>,
+}
+
+/// `dataset` read as a model trained on `bands` (from `checkpoint`) needs it: with those bands
+/// where its dates are band folders; models of RGB images read B04, B03, B02 there.
+pub fn with_model_bands(bands: Option<&[String]>, checkpoint: &Path, dataset: Dataset) -> Result<Dataset> {
+    match bands {
+        Some(bands) => dataset.with_bands(bands).with_context(|| format!("{} was trained on Sentinel-2 bands {}", checkpoint.display(), bands.join(","))),
+        None => Ok(dataset),
+    }
+}
+
 /// The checkpoint at `given`, or the default model, saying so.
-pub fn load(given: Option<&Path>, device: tch::Device) -> Result<(LoadedModel, PathBuf)> {
+pub fn load(given: Option<&Path>, device: tch::Device) -> Result<Loaded> {
     let path = match given {
         Some(path) => path.to_owned(),
         None => {
@@ -35,6 +53,8 @@ pub fn load(given: Option<&Path>, device: tch::Device) -> Result<(LoadedModel, P
             path
         }
     };
-    let model = Checkpoint::read(&path)?.load_model(&path, device)?;
-    Ok((model, path))
+    let checkpoint = Checkpoint::read(&path)?;
+    let model = checkpoint.load_model(&path, device)?;
+    let bands = checkpoint.training.as_ref().and_then(|t| t.get("bands")).and_then(|b| serde_json::from_value(b.clone()).ok());
+    Ok(Loaded { model, path, bands })
 }

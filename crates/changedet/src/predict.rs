@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let scene = args.scene.applies(&args.before);
     check_options(&args, scene)?;
-    let (model, checkpoint) = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let crate::default_model::Loaded { model, path: checkpoint, bands } = crate::default_model::load(args.checkpoint.as_deref(), device)?;
     let model = model.with_precision(args.precision);
     model.prepare_for_inference();
     if scene {
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
         ([before], [after], _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
-            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, encoding: LabelEncoding::ZeroMax, classes: Default::default() };
+            let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, encoding: LabelEncoding::ZeroMax, classes: Default::default(), bands: None };
             let mut dataset = Dataset::from_pairs(vec![pair], None, args.ignore_value)?;
             dataset.attach_class_lists()?;
             for (date, given) in [&args.classes_before, &args.classes_after].into_iter().enumerate() {
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             dataset
         }
-        (_, _, Some(spec)) => Dataset::open(spec, &args.split, false, args.ignore_value)?,
+        (_, _, Some(spec)) => crate::default_model::with_model_bands(bands.as_deref(), &checkpoint, Dataset::open(spec, &args.split, false, args.ignore_value)?)?,
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
     crate::train::warn_without_class_lists(&model.spec, &dataset);

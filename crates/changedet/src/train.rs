@@ -48,6 +48,11 @@ pub struct Args {
     /// Validation split, as --train-split.
     #[arg(long, default_value = "val")]
     val_split: Vec<String>,
+    /// Sentinel-2 bands to train on, for datasets of band folders (OSCD's archive): names in
+    /// the model's order (B04,B03,B02 by default), or `all` (the 13 bands in Daudt et al.'s
+    /// order); set the model's in_channels to their number. The checkpoint records them.
+    #[arg(long, value_parser = crate::values::sentinel2_bands)]
+    bands: Option<crate::values::Bands>,
     /// Output folder for checkpoints, the metrics log and the plot.
     #[arg(long)]
     out: PathBuf,
@@ -143,8 +148,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => Checkpoint::read(path)?.spec,
         None => ModelSpec::new(&args.model, overrides)?,
     };
-    let train = open_splits(&args.dataset, &args.train_split, "--train-split", args.ignore_value)?;
-    let val = open_splits(&args.dataset, &args.val_split, "--val-split", args.ignore_value)?;
+    let bands = args.bands.as_ref().map(|b| b.0.as_slice());
+    let train = open_splits(&args.dataset, &args.train_split, "--train-split", args.ignore_value, bands)?;
+    let val = open_splits(&args.dataset, &args.val_split, "--val-split", args.ignore_value, bands)?;
     warn_without_class_lists(&model, &train);
     let roots: Vec<String> = args.dataset.iter().map(|d| d.root.display().to_string()).collect();
     tracing::info!(
@@ -202,14 +208,20 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The split `splits` names of each dataset (one split for all, or one per dataset), joined.
-fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>) -> Result<Dataset> {
+fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>, bands: Option<&[String]>) -> Result<Dataset> {
     if splits.len() != 1 && splits.len() != datasets.len() {
         anyhow::bail!("{} {option} options for {} --dataset options: give one for all, or one per dataset", splits.len(), datasets.len());
     }
     let opened = datasets
         .iter()
         .enumerate()
-        .map(|(i, spec)| Dataset::open(spec, &splits[i.min(splits.len() - 1)], true, ignore_value))
+        .map(|(i, spec)| {
+            let dataset = Dataset::open(spec, &splits[i.min(splits.len() - 1)], true, ignore_value)?;
+            match bands {
+                Some(bands) => dataset.with_bands(bands),
+                None => Ok(dataset),
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Dataset::join(opened)?)
 }

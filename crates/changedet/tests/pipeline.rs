@@ -209,7 +209,7 @@ fn predict_raw_outputs_equal_the_model_called_directly() {
         let img = image::open(path).unwrap().into_rgb8();
         let (w, h) = img.dimensions();
         let mut chw: Vec<f32> = (0..3).flat_map(|c| img.pixels().map(move |p| p[c] as f32).collect::<Vec<_>>()).collect();
-        norm.normalise_planar(&mut chw, None);
+        norm.normalise_planar(&mut chw, 3, None);
         Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64])
     };
     let expected = tch::no_grad(|| model.model.forward_t(&input(&before), &input(&after), false)).logits;

@@ -2,13 +2,16 @@ use rand::Rng;
 
 use changedet_raster::Raster;
 
-/// One decoded pair: both dates (RGB), the decoded change label (0/1/[`crate::IGNORE`]) and,
+use crate::image::{Image, Move};
+use crate::{DataError, Result};
+
+/// One decoded pair: both dates (8-bit RGB or 16-bit bands), the decoded change label (0/1/[`crate::IGNORE`]) and,
 /// for semantic change datasets, each date's class map (0..K, K = unlabeled).
 #[derive(Debug, Clone)]
 pub struct PairSample {
     pub name: String,
-    pub before: Raster,
-    pub after: Raster,
+    pub before: Image,
+    pub after: Image,
     pub label: Option<Raster>,
     pub semantic: Option<[Raster; 2]>,
 }
@@ -44,7 +47,9 @@ impl Augment {
         Augment { crop, hflip: true, vflip: true, rot90: true, ..Augment::default() }
     }
 
-    pub fn apply(&self, sample: &mut PairSample, rng: &mut impl Rng) {
+    /// Applies the augmentations to `sample`. Rotations by any angle and the photometric
+    /// distortion are defined on 8-bit colour images: a pair of 16-bit bands is refused by them.
+    pub fn apply(&self, sample: &mut PairSample, rng: &mut impl Rng) -> Result<()> {
         if let Some(size) = self.crop {
             let (w, h) = sample.before.size();
             if w > size || h > size {
@@ -52,28 +57,37 @@ impl Augment {
                 let ch = size.min(h);
                 let x = rng.random_range(0..=w - cw);
                 let y = rng.random_range(0..=h - ch);
-                for_each(sample, |r| crop(r, x, y, cw, ch));
+                for_each(sample, Move::Crop { x, y, w: cw, h: ch });
             }
         }
         if self.hflip && rng.random_bool(0.5) {
-            for_each(sample, hflip);
+            for_each(sample, Move::HorizontalFlip);
         }
         if self.vflip && rng.random_bool(0.5) {
-            for_each(sample, vflip);
+            for_each(sample, Move::VerticalFlip);
         }
         if self.rot90 {
             for _ in 0..rng.random_range(0..4u8) {
-                for_each(sample, rotate90);
+                for_each(sample, Move::Rotate90);
             }
         }
+        if self.rotate_degrees.is_none() && !self.photometric {
+            return Ok(());
+        }
+        let name = sample.name.clone();
+        let (Some(before), Some(after)) = (sample.before.as_u8_mut(), sample.after.as_u8_mut()) else {
+            return Err(DataError::Batch {
+                message: format!("pair '{name}': rotations by any angle and the photometric distortion work on 8-bit colour images, not on 16-bit bands; train without them (--no-augment, or a recipe without them)"),
+            });
+        };
         if let Some(max) = self.rotate_degrees.filter(|_| rng.random_bool(0.5)) {
             let degrees = rng.random_range(-max..=max);
-            let (w, h) = sample.before.size();
+            let (w, h) = before.size();
             let expand = !self.rotate_in_place;
             let image = |r: &Raster| resize(&rotate(r, degrees, 0, true, expand), w, h, true);
             let label = |r: &Raster, fill| resize(&rotate(r, degrees, fill, false, expand), w, h, false);
-            sample.before = image(&sample.before);
-            sample.after = image(&sample.after);
+            *before = image(before);
+            *after = image(after);
             if let Some(change) = sample.label.as_mut() {
                 *change = label(change, crate::IGNORE);
             }
@@ -82,9 +96,10 @@ impl Augment {
             }
         }
         if self.photometric {
-            crate::photometric::distort(&mut sample.before, rng);
-            crate::photometric::distort(&mut sample.after, rng);
+            crate::photometric::distort(before, rng);
+            crate::photometric::distort(after, rng);
         }
+        Ok(())
     }
 }
 
@@ -147,61 +162,27 @@ fn resize(r: &Raster, width: u32, height: u32, bilinear: bool) -> Raster {
     Raster::new(width, height, r.channels, data)
 }
 
-fn for_each(sample: &mut PairSample, f: impl Fn(&Raster) -> Raster) {
-    sample.before = f(&sample.before);
-    sample.after = f(&sample.after);
+fn for_each(sample: &mut PairSample, m: Move) {
+    sample.before = sample.before.moved(m);
+    sample.after = sample.after.moved(m);
     if let Some(label) = sample.label.as_mut() {
-        *label = f(label);
+        *label = m.apply(label);
     }
     for map in sample.semantic.iter_mut().flatten() {
-        *map = f(map);
+        *map = m.apply(map);
     }
 }
 
-fn remap(r: &Raster, width: u32, height: u32, source: impl Fn(usize, usize) -> (usize, usize)) -> Raster {
-    let c = r.channels;
-    let mut data = Vec::with_capacity(width as usize * height as usize * c);
-    for y in 0..height as usize {
-        for x in 0..width as usize {
-            let (sx, sy) = source(x, y);
-            let i = (sy * r.width as usize + sx) * c;
-            data.extend_from_slice(&r.data[i..i + c]);
-        }
-    }
-    Raster::new(width, height, c, data)
-}
-
-/// Crops every raster of `sample` to the square `[x, x + side) × [y, y + side)`.
-/// A `side`² window of `sample`, copying only the window's pixels.
+/// A `side`² window of `sample` at (`x`, `y`), copying only the window's pixels.
 pub(crate) fn cropped_sample(sample: &PairSample, x: u32, y: u32, side: u32) -> PairSample {
-    let window = |r: &Raster| crop(r, x, y, side, side);
+    let window = Move::Crop { x, y, w: side, h: side };
     PairSample {
         name: sample.name.clone(),
-        before: window(&sample.before),
-        after: window(&sample.after),
-        label: sample.label.as_ref().map(window),
-        semantic: sample.semantic.as_ref().map(|maps| maps.each_ref().map(window)),
+        before: sample.before.moved(window),
+        after: sample.after.moved(window),
+        label: sample.label.as_ref().map(|r| window.apply(r)),
+        semantic: sample.semantic.as_ref().map(|maps| maps.each_ref().map(|r| window.apply(r))),
     }
-}
-
-pub(crate) fn crop(r: &Raster, x0: u32, y0: u32, w: u32, h: u32) -> Raster {
-    remap(r, w, h, |x, y| (x + x0 as usize, y + y0 as usize))
-}
-
-fn hflip(r: &Raster) -> Raster {
-    let w = r.width as usize;
-    remap(r, r.width, r.height, |x, y| (w - 1 - x, y))
-}
-
-fn vflip(r: &Raster) -> Raster {
-    let h = r.height as usize;
-    remap(r, r.width, r.height, |x, y| (x, h - 1 - y))
-}
-
-/// Rotation by 90° counter-clockwise (as `numpy.rot90`).
-fn rotate90(r: &Raster) -> Raster {
-    let w = r.width as usize;
-    remap(r, r.height, r.width, |x, y| (w - 1 - y, x))
 }
 
 #[cfg(test)]
@@ -214,21 +195,10 @@ mod tests {
     }
 
     #[test]
-    fn transforms_move_pixels_as_numpy_does() {
-        let r = grid(3, 2); // [[0,1,2],[3,4,5]]
-        assert_eq!(hflip(&r).data, [2, 1, 0, 5, 4, 3]);
-        assert_eq!(vflip(&r).data, [3, 4, 5, 0, 1, 2]);
-        let rot = rotate90(&r); // np.rot90 → [[2,5],[1,4],[0,3]]
-        assert_eq!((rot.width, rot.height), (2, 3));
-        assert_eq!(rot.data, [2, 5, 1, 4, 0, 3]);
-        assert_eq!(crop(&r, 1, 1, 2, 1).data, [4, 5]);
-    }
-
-    #[test]
     fn arbitrary_rotation_agrees_with_the_exact_ones() {
         let r = grid(5, 3);
         assert_eq!(rotate(&r, 0.0, 9, false, true), r);
-        assert_eq!(rotate(&r, 90.0, 9, false, true), rotate90(&r));
+        assert_eq!(rotate(&r, 90.0, 9, false, true), Move::Rotate90.apply(&r));
         assert_eq!(rotate(&r, 0.0, 0, true, true), r);
         // 45°: the canvas grows to hold the corners, which are filled.
         let turned = rotate(&grid(4, 4), 45.0, 200, false, true);
@@ -237,7 +207,7 @@ mod tests {
         assert_eq!(resize(&turned, 4, 4, false).size(), (4, 4));
         // In place: same canvas; 180° is the exact half turn; 45° fills the corners.
         let square = grid(4, 4);
-        assert_eq!(rotate(&square, 180.0, 9, false, false), rotate90(&rotate90(&square)));
+        assert_eq!(rotate(&square, 180.0, 9, false, false), Move::Rotate90.apply(&Move::Rotate90.apply(&square)));
         let turned = rotate(&square, 45.0, 200, false, false);
         assert_eq!((turned.size(), turned.data[0]), ((4, 4), 200));
     }
@@ -245,11 +215,12 @@ mod tests {
     #[test]
     fn dates_and_label_stay_registered() {
         let rgb = |w, h| Raster::new(w, h, 3, (0..w * h).flat_map(|i| [i as u8, i as u8, i as u8]).collect());
-        let mut s = PairSample { name: "x".into(), before: rgb(8, 8), after: rgb(8, 8), label: Some(grid(8, 8)), semantic: Some([grid(8, 8), grid(8, 8)]) };
+        let mut s = PairSample { name: "x".into(), before: Image::U8(rgb(8, 8)), after: Image::U8(rgb(8, 8)), label: Some(grid(8, 8)), semantic: Some([grid(8, 8), grid(8, 8)]) };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for _ in 0..10 {
-            Augment::train(Some(5)).apply(&mut s, &mut rng);
-            let first: Vec<u8> = s.before.data.iter().step_by(3).copied().collect();
+            Augment::train(Some(5)).apply(&mut s, &mut rng).unwrap();
+            let Image::U8(before) = &s.before else { panic!("stays 8-bit") };
+            let first: Vec<u8> = before.data.iter().step_by(3).copied().collect();
             assert_eq!(first, s.label.as_ref().unwrap().data);
             assert!(s.semantic.iter().flatten().all(|m| m.data == first));
             assert_eq!(s.before, s.after);

@@ -147,6 +147,16 @@ pub struct PairPaths {
     /// Class names of each date's image, most likely first (ChangeCLIP's prompts; empty when
     /// the dataset has no class-list files, see [`crate::class_lists`]).
     pub classes: [Vec<String>; 2],
+    /// For dates stored as folders of Sentinel-2 band files (OSCD's archive): the bands read,
+    /// in this order. `None`: `before` and `after` are 8-bit RGB image files.
+    pub bands: Option<Vec<String>>,
+}
+
+impl PairPaths {
+    /// Width and height of the first date (of its 10 m grid, for band folders).
+    pub fn size(&self) -> Result<(u32, u32)> {
+        crate::oscd::date_size(self, &self.before)
+    }
 }
 
 /// The pairs of one split, validated: every file exists, the dates have the same size and the
@@ -194,6 +204,9 @@ impl Dataset {
         if let Some(classes) = spec.preset.semantic_classes() {
             return open_semantic(spec.preset, root, split, classes);
         }
+        if spec.preset == Preset::Oscd && crate::oscd::is_archive(root) {
+            return crate::oscd::open_archive(root, split, require_labels, ignore_value);
+        }
         let (base, names) = resolve_split(root, split)?;
         let [before_dir, after_dir, label_dir] = find_layout(spec.preset, &base)?;
         let names = match names {
@@ -223,6 +236,7 @@ impl Dataset {
                     semantic: None,
                     encoding: LabelEncoding::ZeroMax,
                     classes: Default::default(),
+                    bands: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -286,6 +300,23 @@ impl Dataset {
             return Err(layout_error(self.pairs.first().map_or(Path::new("."), |p| p.before.as_path()), "the split has no labelled pixel"));
         }
         Ok(changed as f64 / labelled as f64)
+    }
+
+    /// The Sentinel-2 bands the pairs are read with, for datasets of band folders.
+    pub fn bands(&self) -> Option<&[String]> {
+        self.pairs.first().and_then(|p| p.bands.as_deref())
+    }
+
+    /// The same pairs read with `bands` (canonical Sentinel-2 names, in the model's order),
+    /// checked to be in every date's folder. Only datasets of band folders have bands to choose.
+    pub fn with_bands(mut self, bands: &[String]) -> Result<Dataset> {
+        if self.bands().is_none() {
+            let first = self.pairs.first().map(|p| p.before.clone()).unwrap_or_default();
+            return Err(layout_error(&first, format!("the dataset's dates are image files, not folders of Sentinel-2 bands: bands {} cannot be chosen", bands.join(","))));
+        }
+        crate::oscd::check_bands(&self, bands)?;
+        self.pairs.iter_mut().for_each(|p| p.bands = Some(bands.to_vec()));
+        Ok(self)
     }
 
     /// The distinct label encodings of the pairs, for reports.
@@ -397,6 +428,7 @@ fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Re
                 semantic: has_labels.then(|| labels(name)),
                 encoding: LabelEncoding::ZeroOne,
                 classes: Default::default(),
+                bands: None,
             };
             let files = [&pair.before, &pair.after].into_iter().chain(pair.semantic.iter().flat_map(SemanticLabels::paths));
             if let Some(missing) = files.into_iter().find(|p| !p.is_file()) {
@@ -409,10 +441,16 @@ fn open_semantic(preset: Preset, root: &Path, split: &str, classes: usize) -> Re
     Ok(Dataset { pairs, ignore_value: None, semantic_classes: Some(classes) })
 }
 
-fn check_sizes(pair: &PairPaths) -> Result<()> {
-    let (bw, bh) = changedet_raster::dimensions(&pair.before)?;
+/// Every file of a pair has the first date's size; a second date of band folders is brought to
+/// the first's grid when read (see [`crate::oscd`]), so only its bands' presence is checked.
+pub(crate) fn check_sizes(pair: &PairPaths) -> Result<()> {
+    let (bw, bh) = pair.size()?;
+    let after = match pair.bands {
+        Some(_) => crate::oscd::date_size(pair, &pair.after).map(|_| None)?,
+        None => Some(&pair.after),
+    };
     let semantic = pair.semantic.iter().flat_map(SemanticLabels::paths);
-    for other in [Some(&pair.after), pair.label.as_ref()].into_iter().flatten().chain(semantic) {
+    for other in [after, pair.label.as_ref()].into_iter().flatten().chain(semantic) {
         let (ow, oh) = changedet_raster::dimensions(other)?;
         if (ow, oh) != (bw, bh) {
             return Err(DataError::SizeMismatch {
@@ -454,7 +492,7 @@ fn resolve_split(root: &Path, split: &str) -> Result<(PathBuf, Option<Vec<String
     ))
 }
 
-fn read_list(path: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_list(path: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(path).map_err(|e| layout_error(path, format!("cannot read split list: {e}")))?;
     let names: Vec<String> = text
         .lines()

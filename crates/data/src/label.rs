@@ -19,6 +19,10 @@ pub enum LabelEncoding {
     ZeroMax,
     /// Lossy (JPEG) labels, as CDD ships them: changed where the value is ≥ 128.
     Threshold128,
+    /// 1 = unchanged, 2 = changed (OSCD's GeoTIFF change maps).
+    OneTwo,
+    /// 0 = unchanged, any other value = changed (OSCD's `cm.png`, read as its official code does).
+    NonZero,
 }
 
 impl LabelEncoding {
@@ -26,24 +30,31 @@ impl LabelEncoding {
         match self {
             LabelEncoding::ZeroOne => Some(1),
             LabelEncoding::ZeroMax => Some(255),
-            LabelEncoding::Threshold128 => None,
+            LabelEncoding::OneTwo => Some(2),
+            LabelEncoding::Threshold128 | LabelEncoding::NonZero => None,
         }
     }
 
     /// Decodes raw label pixels in place. `ignore` is the file value that marks unlabelled pixels.
     pub fn decode(self, path: &Path, pixels: &mut [u8], ignore: Option<u8>) -> Result<()> {
-        if self == LabelEncoding::Threshold128 {
+        let threshold = match self {
+            LabelEncoding::Threshold128 => Some(128),
+            LabelEncoding::NonZero => Some(1),
+            _ => None,
+        };
+        if let Some(threshold) = threshold {
             for p in pixels.iter_mut() {
-                *p = if Some(*p) == ignore { IGNORE } else { u8::from(*p >= 128) };
+                *p = if Some(*p) == ignore { IGNORE } else { u8::from(*p >= threshold) };
             }
             return Ok(());
         }
+        let unchanged = if self == LabelEncoding::OneTwo { 1 } else { 0 };
         let changed = self.changed_value();
         let mut bad = BTreeSet::new();
         for p in pixels.iter_mut() {
             *p = if Some(*p) == ignore {
                 IGNORE
-            } else if *p == 0 {
+            } else if *p == unchanged {
                 0
             } else if Some(*p) == changed {
                 1
@@ -59,7 +70,8 @@ impl LabelEncoding {
         let mut expected = match self {
             LabelEncoding::ZeroOne => "0/1 labels (0 = unchanged, 1 = changed)".to_string(),
             LabelEncoding::ZeroMax => "0/255 labels (0 = unchanged, 255 = changed)".to_string(),
-            LabelEncoding::Threshold128 => unreachable!("thresholded labels accept every value"),
+            LabelEncoding::OneTwo => "1/2 labels (1 = unchanged, 2 = changed)".to_string(),
+            LabelEncoding::Threshold128 | LabelEncoding::NonZero => unreachable!("thresholded labels accept every value"),
         };
         if let Some(i) = ignore {
             expected.push_str(&format!(" with ignore value {i}"));

@@ -5,9 +5,11 @@
 mod augment;
 pub mod class_lists;
 mod dataset;
+mod image;
 mod label;
 mod loader;
 mod normalization;
+mod oscd;
 mod photometric;
 mod sampling;
 pub mod map_scores;
@@ -18,6 +20,7 @@ pub mod semantic;
 
 pub use augment::{Augment, PairSample};
 pub use dataset::{Dataset, DatasetSpec, PairPaths, Preset};
+pub use image::Image;
 pub use semantic::SemanticLabels;
 pub use label::{IGNORE, LabelEncoding};
 pub use loader::{Batch, BatchLoader, LoaderConfig, epoch_order, load_pair};
@@ -30,6 +33,8 @@ use std::path::PathBuf;
 pub enum DataError {
     #[error(transparent)]
     Raster(#[from] changedet_raster::RasterError),
+    #[error(transparent)]
+    Geo(#[from] changedet_raster::geo::GeoError),
     #[error("{path}: {message}")]
     Layout { path: PathBuf, message: String },
     #[error("{path}: missing {role} file for pair '{name}'")]

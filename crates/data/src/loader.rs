@@ -9,18 +9,20 @@ use rayon::prelude::*;
 
 use crate::augment::cropped_sample;
 use crate::sampling::DecodedPair;
-use crate::{Augment, DataError, Dataset, DecodedPairs, Normalization, PairSample, Result, Sample};
+use crate::{Augment, DataError, Dataset, DecodedPairs, Image, Normalization, PairSample, Result, Sample};
 
 /// Batches that are decoded ahead of the one the model is working on.
 const PREFETCH: usize = 2;
 
-/// A batch ready for a model: both dates normalised, planar `[n, 3, h, w]`, and labels
+/// A batch ready for a model: both dates normalised, planar `[n, bands, h, w]`, and labels
 /// `[n, h, w]` with values 0/1/[`crate::IGNORE`].
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub names: Vec<String>,
     pub height: usize,
     pub width: usize,
+    /// Bands of each date (3 for RGB).
+    pub bands: usize,
     pub before: Vec<f32>,
     pub after: Vec<f32>,
     pub label: Option<Vec<u8>>,
@@ -149,8 +151,13 @@ impl Drop for BatchLoader {
 /// change datasets, the class maps).
 pub fn load_pair(dataset: &Dataset, index: usize) -> Result<PairSample> {
     let paths = &dataset.pairs[index];
-    let before = changedet_raster::read_rgb(&paths.before)?;
-    let after = changedet_raster::read_rgb(&paths.after)?;
+    let (before, after) = match &paths.bands {
+        Some(bands) => {
+            let [before, after] = crate::oscd::read_dates(paths, bands)?;
+            (Image::U16(before), Image::U16(after))
+        }
+        None => (Image::U8(changedet_raster::read_rgb(&paths.before)?), Image::U8(changedet_raster::read_rgb(&paths.after)?)),
+    };
     let (label, semantic) = match (&paths.label, &paths.semantic, dataset.semantic_classes) {
         (_, Some(labels), Some(classes)) => {
             let decoded = crate::semantic::decode(labels, classes)?;
@@ -181,26 +188,26 @@ fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> R
             };
             let stream = window.map_or(pair as u64, |[x, y, _]| mix(pair as u64, x as u64, y as u64));
             let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, config.epoch as u64, stream));
-            config.augment.apply(&mut sample, &mut rng);
+            config.augment.apply(&mut sample, &mut rng)?;
             Ok((sample, norms))
         })
         .collect::<Result<Vec<_>>>()?;
     let (samples, norms): (Vec<PairSample>, Vec<[Normalization; 2]>) = samples.into_iter().unzip();
     let (width, height) = samples[0].before.size();
     if let Some(odd) = samples.iter().find(|s| s.before.size() != (width, height)) {
+        let (ow, oh) = odd.before.size();
         return Err(DataError::Batch {
-            message: format!(
-                "pairs '{}' ({}×{}) and '{}' ({}×{}) cannot share a batch: use a crop size or batch size 1",
-                samples[0].name, width, height, odd.name, odd.before.width, odd.before.height
-            ),
+            message: format!("pairs '{}' ({width}×{height}) and '{}' ({ow}×{oh}) cannot share a batch: use a crop size or batch size 1", samples[0].name, odd.name),
         });
     }
-    let plane = width as usize * height as usize;
-    let mut before = vec![0f32; samples.len() * 3 * plane];
-    let mut after = vec![0f32; samples.len() * 3 * plane];
+    let bands = samples[0].before.bands();
+    config.normalization.check_bands(bands).map_err(|message| DataError::Batch { message: format!("pair '{}': {message}", samples[0].name) })?;
+    let image = (width as usize) * (height as usize) * bands;
+    let mut before = vec![0f32; samples.len() * image];
+    let mut after = vec![0f32; samples.len() * image];
     for (i, (s, [norm_before, norm_after])) in samples.iter().zip(&norms).enumerate() {
-        norm_before.write_chw(&s.before.data, &mut before[i * 3 * plane..(i + 1) * 3 * plane]);
-        norm_after.write_chw(&s.after.data, &mut after[i * 3 * plane..(i + 1) * 3 * plane]);
+        s.before.write_planar(norm_before, &mut before[i * image..(i + 1) * image]);
+        s.after.write_planar(norm_after, &mut after[i * image..(i + 1) * image]);
     }
     let label = if samples.iter().all(|s| s.label.is_some()) {
         Some(samples.iter().flat_map(|s| s.label.as_ref().expect("checked").data.iter().copied()).collect())
@@ -215,6 +222,7 @@ fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> R
         names: samples.into_iter().map(|s| s.name).collect(),
         height: height as usize,
         width: width as usize,
+        bands,
         before,
         after,
         label,

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
-/// How pixels on the 0–255 scale become model inputs.
+/// How pixels become model inputs. Fixed statistics are on the 0–255 scale of 8-bit RGB;
+/// per-image statistics work on any scale and any number of bands (16-bit Sentinel-2 bands).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Normalization {
@@ -10,6 +11,9 @@ pub enum Normalization {
     /// bands (Daudt et al.'s code, `(I - I.mean()) / I.std()`), so that inputs of any
     /// radiometry look alike. Scenes are normalised tile by tile.
     PerImage(PerImage),
+    /// One image's per-image statistics, the same for every band, in the units of
+    /// [`Normalization::Fixed`] (`mean` and `std` of the pixel values over 255).
+    Resolved { image_mean: f64, image_std: f64 },
 }
 
 /// The tag of [`Normalization::PerImage`] in configurations: `"per-image-z-score"`.
@@ -31,18 +35,18 @@ impl Normalization {
         self.for_values(rgb.iter().map(|&v| v as f32))
     }
 
-    /// [`Normalization::for_image`] for values on the 0–255 scale (a scene's bands after their
-    /// scaling, all bands together).
+    /// [`Normalization::for_image`] for any pixel values (a scene's bands after their scaling,
+    /// all bands together; 16-bit bands).
     pub fn for_values(&self, values: impl Iterator<Item = f32> + Clone) -> Normalization {
         match self {
-            Normalization::Fixed { .. } => *self,
+            Normalization::Fixed { .. } | Normalization::Resolved { .. } => *self,
             Normalization::PerImage(_) => {
                 let n = values.clone().count().max(1) as f64;
                 let mean = values.clone().map(|v| v as f64).sum::<f64>() / n;
                 let spread = (values.map(|v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
                 // A constant image has no spread: centre it and leave its scale alone.
                 let std = if spread > 1e-6 { spread } else { 1.0 };
-                Normalization::Fixed { mean: [mean / 255.0; 3], std: [std / 255.0; 3] }
+                Normalization::Resolved { image_mean: mean / 255.0, image_std: std / 255.0 }
             }
         }
     }
@@ -52,30 +56,50 @@ impl Normalization {
         matches!(self, Normalization::PerImage(_))
     }
 
-    /// Writes an interleaved RGB image into planar channels (CHW) of `out`.
-    pub fn write_chw(&self, rgb: &[u8], out: &mut [f32]) {
-        let plane = rgb.len() / 3;
-        debug_assert_eq!(out.len(), rgb.len());
-        for c in 0..3 {
-            for (d, px) in out[c * plane..(c + 1) * plane].iter_mut().zip(rgb.chunks_exact(3)) {
-                *d = px[c] as f32;
+    /// Whether images of `bands` bands can be normalised: fixed statistics are RGB's.
+    pub fn check_bands(&self, bands: usize) -> Result<(), String> {
+        match self {
+            Normalization::Fixed { .. } if bands != 3 => {
+                Err(format!("the model normalises 3 bands (RGB) with fixed statistics, but the images have {bands}: train a model with per-image normalisation on them"))
             }
+            _ => Ok(()),
         }
-        self.normalise_planar(out, None);
     }
 
-    /// Normalises planar values `[3, h, w]` on the 0–255 scale (not necessarily whole: 16-bit
-    /// scenes after their scaling) in place. Pixels outside `valid` (when given) neither count
-    /// towards per-image statistics nor keep a value: they become 0, the mean.
-    pub fn normalise_planar(&self, values: &mut [f32], valid: Option<&[bool]>) {
-        let plane = values.len() / 3;
+    /// Writes an interleaved RGB image into planar channels (CHW) of `out`.
+    pub fn write_chw(&self, rgb: &[u8], out: &mut [f32]) {
+        self.write_planar(rgb, 3, out);
+    }
+
+    /// Writes an interleaved image of `bands` bands into planar channels of `out`, normalised.
+    pub fn write_planar<T: Copy + Into<f32>>(&self, pixels: &[T], bands: usize, out: &mut [f32]) {
+        let plane = pixels.len() / bands;
+        debug_assert_eq!(out.len(), pixels.len());
+        for c in 0..bands {
+            for (d, px) in out[c * plane..(c + 1) * plane].iter_mut().zip(pixels.chunks_exact(bands)) {
+                *d = px[c].into();
+            }
+        }
+        self.normalise_planar(out, bands, None);
+    }
+
+    /// Normalises planar values `[bands, h, w]` (not necessarily whole: 16-bit scenes after
+    /// their scaling) in place. Pixels outside `valid` (when given) neither count towards
+    /// per-image statistics nor keep a value: they become 0, the mean.
+    pub fn normalise_planar(&self, values: &mut [f32], bands: usize, valid: Option<&[bool]>) {
+        let plane = values.len() / bands;
         let is_valid = |i: usize| valid.is_none_or(|v| v[i % plane]);
         let counted = values.iter().enumerate().filter(|&(i, _)| is_valid(i)).map(|(_, &v)| v);
-        let Normalization::Fixed { mean, std } = self.for_values(counted) else { unreachable!("for_values resolves to fixed statistics") };
+        let statistics = self.for_values(counted);
         for (c, channel) in values.chunks_mut(plane).enumerate() {
+            let (mean, std) = match statistics {
+                Normalization::Fixed { mean, std } => (mean[c], std[c]),
+                Normalization::Resolved { image_mean, image_std } => (image_mean, image_std),
+                Normalization::PerImage(_) => unreachable!("for_values resolves per-image statistics"),
+            };
             match valid {
-                Some(valid) => channel.iter_mut().zip(valid).for_each(|(v, &ok)| *v = if ok { fixed(*v, mean[c], std[c]) } else { 0.0 }),
-                None => channel.iter_mut().for_each(|v| *v = fixed(*v, mean[c], std[c])),
+                Some(valid) => channel.iter_mut().zip(valid).for_each(|(v, &ok)| *v = if ok { fixed(*v, mean, std) } else { 0.0 }),
+                None => channel.iter_mut().for_each(|v| *v = fixed(*v, mean, std)),
             }
         }
     }

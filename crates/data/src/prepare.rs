@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use changedet_raster::{Raster, read_rgb, write_gray_png, write_rgb_png};
 
-use crate::augment::crop;
+use crate::image::Move;
 use crate::semantic::{SemanticLabels, decode};
 use crate::{DataError, IGNORE, Result};
 
@@ -127,7 +127,7 @@ pub fn prepare_hiucd(src: &Path, out: &Path) -> Result<PrepareReport> {
             for &y in &tile_origins(h, HIUCD_TILE) {
                 for &x in &tile_origins(w, HIUCD_TILE) {
                     let tile_name = format!("{k}_{name}");
-                    let cut = |r: &Raster| crop(r, x, y, HIUCD_TILE, HIUCD_TILE);
+                    let cut = |r: &Raster| Move::Crop { x, y, w: HIUCD_TILE, h: HIUCD_TILE }.apply(r);
                     write_rgb_png(&out_a.join(&tile_name), HIUCD_TILE, HIUCD_TILE, &cut(&a).data)?;
                     write_rgb_png(&out_b.join(&tile_name), HIUCD_TILE, HIUCD_TILE, &cut(&b).data)?;
                     if let Some((mask, _)) = &mask {

@@ -38,7 +38,7 @@ impl PatchGrid {
 
     /// Every patch of every pair of `dataset`, pair by pair.
     pub fn samples(&self, dataset: &Dataset) -> Result<Vec<Sample>> {
-        let sizes = dataset.pairs.par_iter().map(|p| changedet_raster::dimensions(&p.before)).collect::<Result<Vec<_>, _>>()?;
+        let sizes = dataset.pairs.par_iter().map(|p| p.size()).collect::<Result<Vec<_>>>()?;
         Ok(sizes
             .into_iter()
             .enumerate()
@@ -80,7 +80,7 @@ pub(crate) struct DecodedPair {
 impl DecodedPair {
     pub fn load(dataset: &Dataset, index: usize, normalization: &Normalization) -> Result<Self> {
         let sample = load_pair(dataset, index)?;
-        let norms = [&sample.before, &sample.after].map(|image| normalization.for_image(&image.data));
+        let norms = [&sample.before, &sample.after].map(|image| image.statistics(normalization));
         Ok(DecodedPair { sample, norms })
     }
 }

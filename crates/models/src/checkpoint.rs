@@ -87,6 +87,23 @@ impl Checkpoint {
     }
 }
 
+/// Refuses a stored tensor that would silently change the model: integers or booleans where
+/// the model has floating-point weights (a valid file whose I32 weights would copy as whole
+/// numbers and predict nothing), and NaN or ±∞ weights (which would otherwise surface later as
+/// non-finite scores blamed on the model). Floating-point tensors of another width are
+/// converted as they are copied: OpenAI's CLIP checkpoints store half precision.
+fn check_values(src: &Tensor, expected: tch::Kind, path: &Path, key: &str) -> Result<()> {
+    let floating = |kind| matches!(kind, tch::Kind::Half | tch::Kind::BFloat16 | tch::Kind::Float | tch::Kind::Double);
+    let found = src.kind();
+    if found != expected && !(floating(found) && floating(expected)) {
+        return Err(ModelError::Dtype { path: path.to_owned(), key: key.to_owned(), expected: tensor_io::dtype_name(expected), found: tensor_io::dtype_name(found) });
+    }
+    if floating(found) && src.numel() > 0 && src.isfinite().all().int64_value(&[]) == 0 {
+        return Err(ModelError::NonFinite { path: path.to_owned(), key: key.to_owned() });
+    }
+    Ok(())
+}
+
 /// Copies `tensors` into the variables of `vs`, requiring exactly the same names and shapes.
 /// Missing and mis-shaped variables are reported before surplus entries: a checkpoint for
 /// another configuration is best explained by the first shape that differs.
@@ -100,6 +117,7 @@ pub fn copy_into(vs: &mut tch::nn::VarStore, tensors: &BTreeMap<String, Tensor>,
         if src.size() != var.size() {
             return Err(ModelError::ShapeMismatch { path: path.to_owned(), key: name.clone(), expected: var.size(), found: src.size() });
         }
+        check_values(src, var.kind(), path, name)?;
     }
     if let Some(key) = tensors.keys().find(|k| !variables.contains_key(*k)) {
         return Err(ModelError::UnexpectedKey { path: path.to_owned(), key: key.clone(), model: model.to_owned() });

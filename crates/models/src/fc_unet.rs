@@ -92,6 +92,10 @@ impl<F: Fusion> ModelConfig for FcConfig<F> {
         self.config.normalization
     }
 
+    fn input_bands(&self) -> usize {
+        self.config.in_channels as usize
+    }
+
     fn card(&self) -> ModelCard {
         ModelCard { paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018", summary: F::SUMMARY }
     }

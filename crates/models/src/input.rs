@@ -22,7 +22,7 @@ pub fn to_device(host: Tensor, device: Device) -> Tensor {
     if device.is_cuda() { host.pin_memory(device).to_device_(device, host.kind(), true, false) } else { host.to_device(device) }
 }
 
-/// Before and after images `[n, 3, h, w]` (float), change labels `[n, h, w]` (int64, 255 =
+/// Before and after images `[n, bands, h, w]` (float), change labels `[n, h, w]` (int64, 255 =
 /// ignore) and, for semantic change data, each date's class maps `[n, h, w]` (int64, K = unlabeled).
 pub struct BatchTensors {
     pub before: Tensor,
@@ -35,7 +35,7 @@ pub struct BatchTensors {
 
 impl BatchTensors {
     pub fn new(batch: &Batch, device: Device) -> Self {
-        let shape = [batch.len() as i64, 3, batch.height as i64, batch.width as i64];
+        let shape = [batch.len() as i64, batch.bands as i64, batch.height as i64, batch.width as i64];
         let image = |data: &[f32]| to_device(Tensor::from_slice(data).view(shape), device);
         // Labels travel as bytes, an eighth of their int64 size.
         let labels = |l: &[u8]| to_device(Tensor::from_slice(l).view([shape[0], shape[2], shape[3]]), device).to_kind(Kind::Int64);

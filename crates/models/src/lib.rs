@@ -100,6 +100,10 @@ pub enum ModelError {
     MissingKey { path: PathBuf, key: String },
     #[error("{path}: key '{key}' has shape {found:?} but the model expects {expected:?}")]
     ShapeMismatch { path: PathBuf, key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("{path}: key '{key}' is stored as {found} but the model's weights are {expected}: the file is not a checkpoint of this model")]
+    Dtype { path: PathBuf, key: String, expected: String, found: String },
+    #[error("{path}: key '{key}' holds NaN or infinite values: the checkpoint is damaged (or its training diverged)")]
+    NonFinite { path: PathBuf, key: String },
     #[error("{path}: key '{key}' does not belong to a {model} model")]
     UnexpectedKey { path: PathBuf, key: String, model: String },
     #[error("unknown model '{0}' (known: {known})", known = registry::MODEL_NAMES.join(", "))]

@@ -40,6 +40,11 @@ pub trait ModelConfig {
     /// The input normalisation the model is trained with.
     fn normalization(&self) -> Normalization;
 
+    /// Bands of each date's image the model takes (3: RGB).
+    fn input_bands(&self) -> usize {
+        3
+    }
+
     fn card(&self) -> ModelCard;
 
     /// Land-cover classes of each date's class map, for semantic change models.
@@ -172,6 +177,10 @@ impl ModelSpec {
 
     pub fn normalization(&self) -> Normalization {
         self.config().normalization()
+    }
+
+    pub fn input_bands(&self) -> usize {
+        self.config().input_bands()
     }
 
     pub fn reference_recipe(&self, dataset: Preset) -> Recipe {

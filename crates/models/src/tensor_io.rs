@@ -45,6 +45,11 @@ fn dtype_of(kind: Kind) -> Option<Dtype> {
     })
 }
 
+/// A tensor element type by the safetensors name users see in a file's header (`F32`, `I32`).
+pub fn dtype_name(kind: Kind) -> String {
+    dtype_of(kind).map_or_else(|| format!("{kind:?}"), |d| d.to_string())
+}
+
 /// A safetensors file's tensors (on the CPU) and its free-form metadata.
 pub struct TensorFile {
     pub tensors: BTreeMap<String, Tensor>,

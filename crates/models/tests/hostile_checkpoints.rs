@@ -183,3 +183,32 @@ fn crafted_shapes_and_configurations_are_refused_before_anything_is_built() {
     let err = Checkpoint::read(&file).unwrap().load_model(&file, tch::Device::Cpu).err().expect("refused").to_string();
     assert!(err.contains("text.width is 1073741824"), "{err}");
 }
+
+/// A valid file whose weights are whole numbers of another type, or NaN, is refused at load
+/// naming the file and the tensor (an I32 copy of a float checkpoint used to load and predict
+/// no change at all; a NaN weight used to be reported later as the model's non-finite scores).
+#[test]
+fn integer_and_non_finite_weights_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(0);
+    let model = LoadedModel::new(ModelSpec::new("fc-siam-diff", Some(serde_json::json!({"width": 2}))).unwrap(), tch::Device::Cpu).unwrap();
+    let rewrite = |name: &str, edit: &dyn Fn(&str, &tch::Tensor) -> tch::Tensor| {
+        let path = dir.path().join(name);
+        Checkpoint::write(&path, &model, &[], None).unwrap();
+        let file = changedet_models::tensor_io::read(&path).unwrap();
+        let tensors: Vec<(String, tch::Tensor)> = file.tensors.iter().map(|(k, t)| (k.clone(), edit(k, t))).collect();
+        changedet_models::tensor_io::write(&path, tensors.iter().map(|(k, t)| (k.clone(), t)), file.metadata).unwrap();
+        let loaded = Checkpoint::read(&path).unwrap().load_model(&path, tch::Device::Cpu).map(drop).map_err(|e| e.to_string());
+        (path, loaded)
+    };
+    let (path, loaded) = rewrite("int.safetensors", &|_, t| if t.kind() == tch::Kind::Float { t.to_kind(tch::Kind::Int) } else { t.shallow_clone() });
+    let err = loaded.expect_err("integer weights refused");
+    assert!(err.contains(&path.display().to_string()) && err.contains("is stored as I32") && err.contains("F32"), "{err}");
+    let target = "model.conv11d.weight";
+    let (path, loaded) = rewrite("nan.safetensors", &|k, t| if k == target { t.fill(f64::NAN) } else { t.shallow_clone() });
+    let err = loaded.expect_err("NaN weights refused");
+    assert!(err.contains(&path.display().to_string()) && err.contains("'conv11d.weight'") && err.contains("NaN"), "{err}");
+    // Half-precision weights (OpenAI's CLIP files store them) are widened, not refused.
+    let (_, loaded) = rewrite("half.safetensors", &|k, t| if k == target { t.to_kind(tch::Kind::Half) } else { t.shallow_clone() });
+    loaded.expect("half-precision weights load");
+}

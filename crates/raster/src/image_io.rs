@@ -4,17 +4,18 @@ use image::{ExtendedColorType, ImageEncoder, codecs::png::PngEncoder};
 
 use crate::RasterError;
 
-/// An interleaved 8-bit raster (`height × width × channels`, row-major).
+/// An interleaved raster (`height × width × channels`, row-major): 8-bit for image files and
+/// labels, 16-bit for sensor bands (Sentinel-2's digital numbers).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raster {
+pub struct Raster<T = u8> {
     pub width: u32,
     pub height: u32,
     pub channels: usize,
-    pub data: Vec<u8>,
+    pub data: Vec<T>,
 }
 
-impl Raster {
-    pub fn new(width: u32, height: u32, channels: usize, data: Vec<u8>) -> Self {
+impl<T> Raster<T> {
+    pub fn new(width: u32, height: u32, channels: usize, data: Vec<T>) -> Self {
         debug_assert_eq!(data.len(), width as usize * height as usize * channels);
         Self { width, height, channels, data }
     }
@@ -22,7 +23,9 @@ impl Raster {
     pub fn size(&self) -> (u32, u32) {
         (self.width, self.height)
     }
+}
 
+impl Raster {
     /// A copy at most `max_side` pixels on its longer side (area-averaged), for previews.
     pub fn thumbnail(&self, max_side: u32) -> Raster {
         let scale = (max_side as f64 / self.width.max(self.height) as f64).min(1.0);

@@ -90,7 +90,7 @@ impl ScaledInputs {
                 band.iter_mut().for_each(|v| *v = scale.apply(*v));
             }
         }
-        self.norm.normalise_planar(values, valid);
+        self.norm.normalise_planar(values, MODEL_BANDS, valid);
     }
 }
 

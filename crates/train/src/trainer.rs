@@ -62,6 +62,10 @@ pub struct TrainingState {
     /// Wall-clock seconds of training and validation so far, over every resumption.
     #[serde(default)]
     pub seconds: f64,
+    /// The input bands by name, in the model's order, for a model trained on Sentinel-2 band
+    /// folders (`predict` and `eval` read the same bands); `None`: 8-bit RGB images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Vec<String>>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -165,6 +169,18 @@ fn check_job(job: &TrainJob) -> Result<()> {
     if job.train.is_empty() || job.val.is_empty() {
         return Err(TrainError::Config("the training and validation splits must not be empty".into()));
     }
+    if job.train.bands() != job.val.bands() {
+        return Err(TrainError::Config("the training and validation splits must be read with the same bands".into()));
+    }
+    let bands = job.train.bands().map_or(3, <[String]>::len);
+    if bands != job.model.input_bands() {
+        return Err(TrainError::Config(format!(
+            "{} takes {} bands per date, but the data gives {bands}{}: set the model's in_channels (--model-config '{{\"in_channels\":{bands}}}') or choose --bands",
+            job.model.name(),
+            job.model.input_bands(),
+            job.train.bands().map(|b| format!(" ({})", b.join(","))).unwrap_or_default()
+        )));
+    }
     if !job.train.has_labels() || !job.val.has_labels() {
         return Err(TrainError::Config("training and validation need labelled splits".into()));
     }
@@ -207,6 +223,7 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         train_pairs: Some(job.train.len()),
         data: job.data.clone(),
         seconds: 0.0,
+        bands: job.train.bands().map(<[String]>::to_vec),
     };
     Ok((model, optimizer, state))
 }
@@ -221,6 +238,14 @@ fn resume(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
     .map_err(|e| TrainError::Config(format!("{}: training state unreadable: {e}", last_path.display())))?;
     if ckpt.spec.name() != job.model.name() {
         return Err(TrainError::Config(format!("{} holds a {} model, not {}", last_path.display(), ckpt.spec.name(), job.model.name())));
+    }
+    if state.bands.as_deref() != job.train.bands() {
+        return Err(TrainError::Config(format!(
+            "{}: the run was trained on bands {} but the data is read as {}: resume with the run's own --bands",
+            last_path.display(),
+            state.bands.as_ref().map_or("RGB".into(), |b| b.join(",")),
+            job.train.bands().map_or("RGB".into(), |b| b.join(","))
+        )));
     }
     if let Some(pairs) = state.train_pairs.filter(|&pairs| pairs != job.train.len()) {
         return Err(TrainError::Config(format!(

@@ -11,6 +11,7 @@ mod polygons;
 mod record;
 mod scaling;
 mod scene;
+pub mod sentinel2;
 
 pub use align::{RegisteredDates, open_registered, warp_onto};
 pub use grid::{Grid, Overlap, overlap};
