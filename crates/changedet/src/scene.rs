@@ -55,10 +55,10 @@ pub struct VectorArgs {
     #[arg(long)]
     vector: Option<PathBuf>,
     /// Drop polygons smaller than this, in map units² (m² in projected CRSs).
-    #[arg(long, default_value_t = 0.0, requires = "vector")]
+    #[arg(long, default_value_t = 0.0, requires = "vector", value_parser = crate::values::non_negative)]
     min_area: f64,
     /// Simplify polygon outlines with this tolerance in map units (topology preserved).
-    #[arg(long, requires = "vector")]
+    #[arg(long, requires = "vector", value_parser = crate::values::non_negative)]
     simplify: Option<f64>,
 }
 

@@ -16,6 +16,15 @@ pub fn at_least_one_i64(text: &str) -> Result<i64, String> {
     at_least_one(text).and_then(|n| i64::try_from(n).map_err(|e| e.to_string()))
 }
 
+/// A length or area: a finite number, zero or more (NaN would silently keep or drop everything).
+pub fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number of at least 0, not {v}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `--precision` of `train`: fp32 or bf16.
 pub fn training_precision(text: &str) -> Result<changedet_models::Precision, String> {
     match text.parse()? {

@@ -159,3 +159,31 @@ fn unwritable_output_folder() {
     let err = fails(&["train", "--dataset", &format!("levir-cd:{}", tmp.path().display()), "--train-split", "all", "--val-split", "all", "--out", s(&run), "--device", "cpu"]);
     assert!(err.contains("a-file/run"), "{err}");
 }
+
+/// A valid safetensors file whose float weights are stored as I32 used to load and predict no
+/// change at all: it is refused, naming the file and a tensor.
+#[test]
+fn a_checkpoint_of_integer_weights_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let file = tensor_io::read(&ckpt).unwrap();
+    let ints: Vec<(String, tch::Tensor)> = file.tensors.iter().map(|(k, t)| (k.clone(), t.to_kind(tch::Kind::Int))).collect();
+    tensor_io::write(&ckpt, ints.iter().map(|(k, t)| (k.clone(), t)), file.metadata).unwrap();
+    let err = eval_fails(&ckpt, &spec);
+    assert!(err.contains(&ckpt.display().to_string()) && err.contains("stored as I32"), "{err}");
+}
+
+#[test]
+fn nan_lengths_and_array_configurations_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = |option: &str, value: &str| {
+        fails(&["predict", "--before", "a.tif", "--after", "b.tif", "--out", s(&tmp.path().join("o")), "--vector", "v.gpkg", option, value])
+    };
+    for option in ["--min-area", "--simplify"] {
+        let err = scene(option, "NaN");
+        assert!(err.contains(option) && err.contains("finite"), "{err}");
+    }
+    let err = fails(&["train", "--model", "fc-ef", "--model-config", "[1,2,3]", "--dataset", &dataset(tmp.path()), "--out", s(&tmp.path().join("run"))]);
+    assert!(err.contains("JSON object") && err.contains("[1,2,3]"), "{err}");
+}

@@ -125,15 +125,16 @@ fn a_full_disk_leaves_no_partial_maps() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// A model whose outputs are not finite (NaN in one kernel) stops a scene with an error naming the
-/// block, before any map is written: nothing is left in the output folder.
+/// A model whose outputs are not finite (finite weights so large that the activations overflow:
+/// NaN weights are refused at load) stops a scene with an error naming the block, before any
+/// map is written: nothing is left in the output folder.
 #[test]
 fn non_finite_scores_stop_a_scene_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_checkpoint(&dir.path().join("nan.safetensors"), "fc-siam-diff", 3, |model| {
-        let (_, kernel) = model.vs.variables().into_iter().find(|(_, v)| v.dim() == 4).unwrap();
+    let path = write_checkpoint(&dir.path().join("overflow.safetensors"), "fc-siam-diff", 3, |model| {
+        let classifier = &model.vs.variables()["conv11d.weight"];
         tch::no_grad(|| {
-            let _ = kernel.get(0).fill_(f64::NAN);
+            let _ = classifier.shallow_clone().fill_(f64::from(f32::MAX));
         });
     });
     let out = dir.path().join("out");
@@ -167,4 +168,19 @@ fn semantic_scene_maps_do_not_depend_on_the_blocks() {
     }
     let classes = pixels::<u8>(&small.join("before_classes.tif"));
     assert!(classes.iter().any(|&c| c != classes[0]), "a constant class map tests nothing");
+}
+
+/// A polygon file whose folder is missing is refused before any work, naming that file, and
+/// leaves nothing behind (it used to be found after the whole scene, as a GDAL error on
+/// change.tif, with the maps left without their record so that the rerun was refused).
+#[test]
+fn an_unwritable_vector_path_is_refused_before_the_scene_is_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let out = dir.path().join("out");
+    let vector = dir.path().join("missing/changes.gpkg");
+    let (before, after) = (cbers("A"), cbers("B"));
+    let err = fails(&["predict", "--checkpoint", s(&ckpt), "--before", &before, "--after", &after, "--bands", "3,2,1", "--device", "cpu", "--out", s(&out), "--vector", s(&vector)]);
+    assert!(err.contains(&vector.display().to_string()) && err.contains("missing or not writable"), "{err}");
+    assert!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0, "nothing written to {}", out.display());
 }

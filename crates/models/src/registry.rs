@@ -145,6 +145,12 @@ impl ModelSpec {
         }
         let mut config = Self::base_config(name);
         if let Some(overrides) = overrides {
+            if !overrides.is_object() {
+                return Err(ModelError::Config {
+                    model: name.to_owned(),
+                    message: format!("the configuration must be a JSON object of fields (e.g. {{\"dropout\":0.1}}), not {overrides}"),
+                });
+            }
             merge(&mut config, overrides);
         }
         serde_json::from_value(serde_json::json!({ "model": name, "config": config }))

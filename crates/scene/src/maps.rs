@@ -14,12 +14,17 @@ pub fn map_path(out: &Path, name: &str) -> PathBuf {
 }
 
 /// Refuses to start when an output exists (unless `overwrite`) or the polygon file has an
-/// unknown format; creates the folder.
+/// unknown format or a folder it cannot be written to; creates the output folder.
 pub fn prepare_outputs(maps: &MapSet, out: &Path, polygons: Option<&Path>, overwrite: bool) -> Result<()> {
     if let Some(path) = polygons {
         changedet_raster::geo::vector_driver(path)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output folder", out.display()))?;
+    if let Some(path) = polygons {
+        // Found now rather than after the whole scene is computed.
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        tempfile::tempfile_in(folder).with_context(|| format!("{}: cannot write the polygons: the folder {} is missing or not writable", path.display(), folder.display()))?;
+    }
     let paths = maps.maps().into_iter().map(|(name, _)| map_path(out, name));
     let records = [ShardManifest::FILE, changedet_raster::geo::SceneRecord::FILE].map(|file| out.join(file));
     let paths = paths.chain(polygons.map(Path::to_owned)).chain(records);

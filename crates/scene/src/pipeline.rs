@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
@@ -145,12 +145,12 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     if !job.tile.is_multiple_of(multiple) {
         bail!("{} needs tiles whose side is a multiple of {multiple}; --tile is {}", model.spec.name(), job.tile);
     }
+    prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
     // The warped files of --align stay until the end: the after date is read through them.
     let (dates, common, _warped) = open_dates(job, model.spec.normalization())?;
     let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
     let blocks = plan.blocks();
     let shard_blocks: Vec<(usize, Window)> = plan.shard(job.shard.index, job.shard.count).map(|i| (i, blocks[i])).collect();
-    prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
     let mut staged = maps
         .maps()
         .iter()
@@ -275,7 +275,11 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
         model: model.spec.name().into(),
     };
     if let Some(vector) = &job.vector {
-        summary.polygons = Some(crate::merge::polygons(&job.out, maps, vector)?);
+        // Maps without their polygons and record would make the rerun refuse to replace them.
+        let polygons = crate::merge::polygons(&job.out, maps, vector).inspect_err(|_| {
+            maps.maps().iter().for_each(|(name, _)| drop(std::fs::remove_file(map_path(&job.out, name))));
+        });
+        summary.polygons = Some(polygons.with_context(|| format!("{}: the polygons could not be written; the maps were removed, so the run can be started again", vector.path.display()))?);
     }
     let record = geo::SceneRecord { polygons: job.vector.as_ref().map(|v| geo::absolute(&v.path)), ..record };
     record.write(&job.out)?;

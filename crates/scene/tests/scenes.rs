@@ -350,3 +350,42 @@ fn align_warps_the_after_date_onto_the_before_grid() {
     // Warping leaves some edge pixels outside the after footprint: masked, not guessed.
     assert!(summary.valid_pixels > 2000 && summary.valid_pixels <= 2500, "{}", summary.valid_pixels);
 }
+
+/// ±∞ in a float scene is missing data, like NaN: those pixels are nodata in the maps, and the
+/// run is not stopped as if the model had produced non-finite scores.
+#[test]
+fn infinite_pixels_of_a_float_scene_are_nodata() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Dataset::open(data("geotiff-single/RGB.byte.tif")).unwrap();
+    let (w, h) = source.raster_size();
+    let path = dir.path().join("float.tif");
+    let driver = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut float = driver.create_with_band_type::<f32, _>(&path, w, h, 3).unwrap();
+    float.set_geo_transform(&source.geo_transform().unwrap()).unwrap();
+    float.set_projection(&source.projection()).unwrap();
+    let (x0, y0, side) = (w / 2, h / 2, 40);
+    let infinite = |x: usize, y: usize| (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
+    for b in 1..=3 {
+        let values = source.rasterband(b).unwrap().read_as::<u8>((0, 0), (w, h), (w, h), None).unwrap().into_shape_and_vec().1;
+        let mut values: Vec<f32> = values.iter().map(|&v| f32::from(v) * 100.0 + 1.0).collect();
+        for y in y0..y0 + side {
+            for x in x0..x0 + side {
+                values[y * w + x] = if b == 1 { f32::INFINITY } else if x % 2 == 0 { f32::NEG_INFINITY } else { values[y * w + x] };
+            }
+        }
+        let mut buffer = gdal::raster::Buffer::new((w, h), values);
+        float.rasterband(b).unwrap().write((0, 0), (w, h), &mut buffer).unwrap();
+    }
+    drop(float);
+    let out = dir.path().join("out");
+    let scene = vec![path];
+    let job = SceneJob { tile: 256, overlap: 32, ..SceneJob::new(scene.clone(), scene, out.clone()) };
+    predict_scene(&model("fc-siam-diff", None), Device::Cpu, &job).unwrap();
+    let (change, _) = read::<u8>(&out.join("change.tif"));
+    for y in y0..y0 + side {
+        for x in x0..x0 + side {
+            assert_eq!(change[y * w + x], 255, "({x}, {y}) is nodata");
+        }
+    }
+    assert!(change.iter().filter(|&&c| c != 255).count() > w * h / 2, "the finite pixels are predicted");
+}

@@ -99,7 +99,8 @@ impl Scene {
 
     /// Reads `window` of the selected bands into `values` (planar `[bands, h, w]`, raw values as
     /// `T`: f32 for any band type, u8 for byte scenes, see [`Scene::is_byte`]) and clears `valid`
-    /// where any band is masked (nodata, alpha, mask band) or NaN.
+    /// where any band is masked (nodata, alpha, mask band) or not a finite number (NaN, ±∞: an
+    /// infinite reflectance is a missing one, not a value for the model).
     pub fn read<T: Sample>(&self, window: Window, values: &mut [T], valid: &mut [bool]) -> Result<()> {
         self.read_resampled(window, (window.width, window.height), values, valid)
     }
@@ -122,7 +123,7 @@ impl Scene {
             let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
             raster.read_into_slice::<T>(at, extent, size, out, None).at(path)?;
             for (v, ok) in out.iter().zip(valid.iter_mut()) {
-                *ok &= !v.is_nan();
+                *ok &= !v.is_missing();
             }
             if !raster.mask_flags().at(path)?.is_all_valid() {
                 raster.open_mask_band().at(path)?.read_into_slice::<u8>(at, extent, size, &mut mask, None).at(path)?;
@@ -149,25 +150,25 @@ impl Scene {
         if !raster.mask_flags().at(path)?.is_all_valid() {
             raster.open_mask_band().at(path)?.read_into_slice::<u8>((0, 0), (width, height), size, &mut mask, None).at(path)?;
         }
-        Ok(values.into_iter().zip(mask).filter(|(v, m)| *m != 0 && !v.is_nan()).map(|(v, _)| v).collect())
+        Ok(values.into_iter().zip(mask).filter(|(v, m)| *m != 0 && v.is_finite()).map(|(v, _)| v).collect())
     }
 }
 
 /// A pixel type [`Scene::read`] reads into.
 pub trait Sample: gdal::raster::GdalType + Copy {
-    /// NaN marks a pixel invalid.
-    fn is_nan(self) -> bool;
+    /// NaN and ±∞ mark a pixel invalid.
+    fn is_missing(self) -> bool;
 }
 
 impl Sample for f32 {
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
+    fn is_missing(self) -> bool {
+        !self.is_finite()
     }
 }
 
 /// Reading a wider band type into u8 would clamp it: only byte scenes read as u8.
 impl Sample for u8 {
-    fn is_nan(self) -> bool {
+    fn is_missing(self) -> bool {
         false
     }
 }
