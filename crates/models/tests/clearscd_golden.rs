@@ -17,14 +17,17 @@ fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/clearscd").join(name)
 }
 
-/// Max |ours − theirs| − (atol + rtol·|theirs|) must not be positive; prints the worst error.
+/// Max |ours − theirs| − (atol + rtol·|theirs|) must not be positive; prints the worst error
+/// and the largest share of its allowance an element uses.
 fn assert_close(name: &str, ours: &Tensor, theirs: &Tensor, atol: f64, rtol: f64) {
     assert_eq!(ours.size(), theirs.size(), "{name}: shape");
     let ours = ours.to_kind(Kind::Double);
     let theirs = theirs.to_kind(Kind::Double);
     let error = (&ours - &theirs).abs();
-    let excess = (&error - (theirs.abs() * rtol + atol)).max().double_value(&[]);
-    eprintln!("{name}: max abs error {:.3e}", error.max().double_value(&[]));
+    let allowance = theirs.abs() * rtol + atol;
+    let excess = (&error - &allowance).max().double_value(&[]);
+    let used = (&error / &allowance).max().double_value(&[]);
+    eprintln!("{name}: max abs error {:.3e}, {:.0} % of the allowance", error.max().double_value(&[]), 100.0 * used);
     assert!(excess <= 0.0, "{name}: outside atol {atol:e} + rtol {rtol:e} by {excess:e}");
 }
 
