@@ -54,10 +54,11 @@ pub struct VectorArgs {
     /// area, mean_probability, and class_from/class_to for semantic models).
     #[arg(long)]
     vector: Option<PathBuf>,
-    /// Drop polygons smaller than this, in map units² (m² in projected CRSs).
+    /// Drop polygons smaller than this many m² (measured on the ellipsoid whatever the CRS).
     #[arg(long, default_value_t = 0.0, requires = "vector", value_parser = crate::values::non_negative)]
     min_area: f64,
-    /// Simplify polygon outlines with this tolerance in map units (topology preserved).
+    /// Simplify polygon outlines with this tolerance in the maps' CRS units (metres in projected
+    /// CRSs, degrees in geographic ones; topology preserved).
     #[arg(long, requires = "vector", value_parser = crate::values::non_negative)]
     simplify: Option<f64>,
 }

@@ -34,6 +34,9 @@ pub struct PairMaps<'a> {
 }
 
 impl MapSet {
+    /// The binary change map's name (0 unchanged, 1 changed).
+    pub const CHANGE: &'static str = "change";
+
     /// Refuses semantic models whose from→to codes would not fit a byte.
     pub fn new(classes: Option<usize>) -> Result<Self, String> {
         classes.map_or(Ok(()), from_to::check_classes)?;
@@ -42,7 +45,7 @@ impl MapSet {
 
     pub fn maps(&self) -> Vec<(&'static str, MapKind)> {
         let mut maps = vec![
-            ("change", MapKind::Classes { colours: Some(vec![[0, 0, 0], [255, 255, 255]]) }),
+            (Self::CHANGE, MapKind::Classes { colours: Some(vec![[0, 0, 0], [255, 255, 255]]) }),
             ("probability", MapKind::Probability),
         ];
         if let Some(k) = self.classes {

@@ -111,8 +111,8 @@ pub struct SceneSummary {
     pub tiles: usize,
     pub valid_pixels: u64,
     pub changed_pixels: u64,
-    /// Changed pixels × pixel area, in the CRS's units (m² for projected CRSs).
-    pub changed_area: f64,
+    /// Area of the changed pixels in m² (`None` for scenes without a CRS).
+    pub changed_area_m2: Option<f64>,
     pub polygons: Option<usize>,
     pub seconds: f64,
     pub stages: StageSeconds,
@@ -151,9 +151,12 @@ impl std::fmt::Display for SceneSummary {
         let share = 100.0 * self.changed_pixels as f64 / self.valid_pixels.max(1) as f64;
         write!(
             f,
-            "{}×{} px, {} tiles in {} blocks; changed: {} px ({share:.2} % of {} valid), {:.1} map units²",
-            self.width, self.height, self.tiles, self.blocks, self.changed_pixels, self.valid_pixels, self.changed_area
+            "{}×{} px, {} tiles in {} blocks; changed: {} px ({share:.2} % of {} valid)",
+            self.width, self.height, self.tiles, self.blocks, self.changed_pixels, self.valid_pixels
         )?;
+        if let Some(m2) = self.changed_area_m2 {
+            write!(f, ", {m2:.0} m² ({:.2} ha)", m2 / 10_000.0)?;
+        }
         if let Some(n) = self.polygons {
             write!(f, ", {n} polygons")?;
         }

@@ -55,7 +55,6 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
         }
         merged.finish_cog(&kind)?;
     }
-    let pixel_area = grid.pixel_area();
     let changed_pixels = manifests.iter().map(|m| m.changed_pixels).sum::<u64>();
     let mut summary = SceneSummary {
         width: first.width,
@@ -64,7 +63,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
         tiles: manifests.iter().map(|m| m.tiles).sum(),
         valid_pixels: manifests.iter().map(|m| m.valid_pixels).sum(),
         changed_pixels,
-        changed_area: changed_pixels as f64 * pixel_area,
+        changed_area_m2: changedet_raster::geo::changed_area_m2(&map_path(out, MapSet::CHANGE))?,
         polygons: None,
         seconds: 0.0,
         stages: Default::default(),

@@ -165,7 +165,6 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     };
     let run = Run { model, device, job, plan: &plan, blocks: &shard_blocks, classes: maps.classes };
     (summary.valid_pixels, summary.changed_pixels, summary.stages) = run.threads(dates, &mut staged, summary.tiles)?;
-    summary.changed_area = summary.changed_pixels as f64 * common.grid.pixel_area();
     let finishing = Instant::now();
     finish_outputs(staged, maps, job, &common.grid, &shard_blocks, model, &mut summary)?;
     summary.stages.finishing = finishing.elapsed().as_secs_f64();
@@ -263,6 +262,7 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
     for (map, (_, kind)) in staged.into_iter().zip(maps.maps()) {
         map.finish_cog(&kind)?;
     }
+    summary.changed_area_m2 = geo::changed_area_m2(&map_path(&job.out, MapSet::CHANGE))?;
     let record = geo::SceneRecord {
         format: geo::SceneRecord::FORMAT.into(),
         before: job.before.iter().map(|p| geo::absolute(p)).collect(),

@@ -16,6 +16,13 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// The grid of an open raster; rasters without georeference (plain PNGs) get GDAL's
+    /// identity transform.
+    pub fn of(dataset: &gdal::Dataset) -> Grid {
+        let (width, height) = dataset.raster_size();
+        Grid { width, height, transform: dataset.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]), wkt: dataset.projection() }
+    }
+
     /// The grid of a window of this one.
     pub fn window(&self, w: &Window) -> Grid {
         let t = self.transform;

@@ -3,6 +3,7 @@
 //! GeoTIFFs, and turning change maps into polygons.
 
 mod align;
+mod area;
 mod grid;
 mod mosaic;
 mod output;
@@ -14,6 +15,7 @@ mod scene;
 pub mod sentinel2;
 
 pub use align::{RegisteredDates, open_registered, warp_onto};
+pub use area::{AreaMeasure, changed_area_m2};
 pub use grid::{Grid, Overlap, overlap};
 pub use mosaic::repeat_as_mosaic;
 pub use output::{MapKind, StagedRaster};

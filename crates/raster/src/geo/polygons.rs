@@ -1,6 +1,6 @@
 //! Change polygons: GDAL's polygoniser over the change map (or the from→to map of semantic
 //! models), in the maps' CRS, with a minimum-area filter, optional simplification and per-polygon
-//! attributes (from/to classes, area in map units, mean change probability).
+//! attributes (from/to classes, area in m² whatever the CRS, mean change probability).
 
 use std::path::Path;
 
@@ -12,7 +12,8 @@ use super::{GdalContext, GeoError, Result, checked};
 
 #[derive(Clone, Debug, Default)]
 pub struct PolygonOptions {
-    /// Polygons smaller than this (map units², before simplification) are dropped.
+    /// Polygons smaller than this (m², before simplification; pixels² for maps without a CRS)
+    /// are dropped.
     pub min_area: f64,
     /// Douglas–Peucker tolerance in map units (topology-preserving); none when `None`.
     pub simplify: Option<f64>,
@@ -38,6 +39,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
         None => None,
     };
     let probability_ds = Dataset::open(probability).at(probability)?;
+    let measure = super::AreaMeasure::for_grid(&super::Grid::of(&change_ds))?;
     let wkt = change_ds.projection();
     let srs = if wkt.is_empty() { None } else { Some(SpatialRef::from_wkt(&wkt).at(change)?) };
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -64,7 +66,7 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
     std::fs::remove_file(&temp).map_err(|e| GeoError::Invalid(format!("{}: {e}", temp.display())))?;
     let mut out_ds = DriverManager::get_driver_by_name(driver_name).at(target)?.create_vector_only(&temp).at(target)?;
     let out = out_ds.create_layer(LayerOptions { name: "changes", srs: srs.as_ref(), ty: OGRwkbGeometryType::wkbPolygon, options: None }).at(target)?;
-    let mut fields = vec![("area", OGRFieldType::OFTReal), ("mean_probability", OGRFieldType::OFTReal)];
+    let mut fields = vec![("area_m2", OGRFieldType::OFTReal), ("mean_probability", OGRFieldType::OFTReal)];
     if fromto.is_some() {
         fields.splice(0..0, [("class_from", OGRFieldType::OFTInteger), ("class_to", OGRFieldType::OFTInteger)]);
     }
@@ -77,7 +79,10 @@ pub fn polygonize(change: &Path, fromto: Option<(&Path, usize)>, probability: &P
     for feature in raw.features() {
         let region = feature.field_as_integer(0).at(change)?.unwrap_or(0) as usize;
         let Some(geometry) = feature.geometry() else { continue };
-        let area = geometry.area();
+        let area = match &measure {
+            Some(measure) => measure.geometry_m2(geometry)?,
+            None => geometry.area(),
+        };
         if area < options.min_area {
             continue;
         }

@@ -33,14 +33,7 @@ impl Scene {
         let mut grid: Option<Grid> = None;
         for (file, path) in files.iter().enumerate() {
             let dataset = Dataset::open(path).at(path)?;
-            let (width, height) = dataset.raster_size();
-            // Rasters without georeference (plain PNGs) get GDAL's identity transform.
-            let this = Grid {
-                width,
-                height,
-                transform: dataset.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]),
-                wkt: dataset.projection(),
-            };
+            let this = Grid::of(&dataset);
             match &grid {
                 None => grid = Some(this),
                 Some(g) => {
