@@ -106,4 +106,21 @@ fn the_viewer_shows_a_pair_predicted_from_a_dataset() {
     let red = |image: &image::RgbImage| image.pixels().filter(|p| p.0 == [255, 32, 32]).count();
     let (with, without) = (red(&shot("change", "swipe=0&layers=change&opacity=1")), red(&shot("plain", "swipe=0&layers=")));
     assert!(with > 100 && without == 0, "the pair's change map: {with} red pixels, {without} without it");
+
+    // The page names files, never the folders they are in.
+    let (page, _) = dom(&viewer.url);
+    assert!(page.contains(&pair) && !page.contains(s(tmp.path())) && !page.contains(s(&data)), "{page}");
+    // Another site's name resolving to 127.0.0.1 (DNS rebinding) gets nothing.
+    let get = |host: &str| {
+        use std::io::{Read, Write};
+        let address = viewer.url.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.lines().next().unwrap_or_default().to_owned()
+    };
+    let port = viewer.url.trim_end_matches('/').rsplit(':').next().unwrap().to_owned();
+    assert!(get(&format!("evil.example:{port}")).contains("403"), "a foreign Host is refused");
+    assert!(get(&format!("localhost:{port}")).contains("200"), "localhost is served");
 }

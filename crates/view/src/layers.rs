@@ -132,7 +132,7 @@ impl SceneLayers {
             "crs": crs.as_ref().and_then(|c| c.name()).unwrap_or_else(|| "pixels (no georeference)".into()),
             "min_zoom": -levels,
             "max_zoom": MAX_ZOOM,
-            "dates": [self.dates[0].scene.name(), self.dates[1].scene.name()],
+            "dates": [self.dates[0].scene.file_names(), self.dates[1].scene.file_names()],
             "maps": self.maps.iter().map(|m| &m.name).collect::<Vec<_>>(),
             "polygons": self.polygons.as_ref().map(|p| p["features"].as_array().map_or(0, Vec::len)),
         })

@@ -74,6 +74,7 @@ pub fn start(files: SceneFiles, address: &str) -> Result<RunningViewer> {
         .route("/coordinates.json", get(coordinates))
         .route("/tiles/{layer}/{z}/{x}/{tile}", get(tile))
         .route("/{*asset}", get(asset))
+        .layer(axum::middleware::from_fn(only_loopback_hosts))
         .with_state(jobs);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
@@ -87,12 +88,34 @@ pub fn start(files: SceneFiles, address: &str) -> Result<RunningViewer> {
     Ok(RunningViewer { url, shutdown, server })
 }
 
+/// Answers only requests addressed to this machine by name or loopback address: a page of
+/// another site whose name is made to resolve to 127.0.0.1 (DNS rebinding) sends its own name
+/// as `Host` and is refused, so it cannot read the imagery.
+async fn only_loopback_hosts(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if is_loopback_host(host) {
+        next.run(request).await
+    } else {
+        (StatusCode::FORBIDDEN, "changedet view answers requests to localhost, 127.0.0.1 or [::1] only\n").into_response()
+    }
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The thread that opens the scene and renders everything GDAL reads; returns once the scene
 /// opened (or with why it did not).
 fn render_thread(files: SceneFiles) -> Result<Jobs> {
     let (jobs, queue) = mpsc::channel::<(Job, oneshot::Sender<Answer>)>();
     let (opened, result) = mpsc::channel();
-    let title = files.dir.display().to_string();
+    // File names, not paths: the page has no business knowing the machine's folders.
+    let title = files.dir.file_name().map_or_else(|| files.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
     std::thread::spawn(move || {
         let layers = match SceneLayers::open(&files) {
             Ok(layers) => layers,
@@ -175,5 +198,20 @@ async fn asset(Path(path): Path<String>) -> Response {
     match ASSETS.iter().find(|(p, ..)| *p == path) {
         Some((_, mime, bytes)) => ([(header::CONTENT_TYPE, *mime)], *bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_only() {
+        for host in ["localhost", "localhost:8765", "127.0.0.1:8765", "127.0.0.2", "[::1]:8765", "LOCALHOST"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["", "evil.example", "evil.example:8765", "127.0.0.1.evil.example", "10.0.0.1:8765", "[::2]:80", "localhost.evil.example"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

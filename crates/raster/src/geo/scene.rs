@@ -77,6 +77,12 @@ impl Scene {
         describe(&self.files)
     }
 
+    /// [`Scene::name`] with file names instead of paths, for pages shown to others.
+    pub fn file_names(&self) -> String {
+        let names: Vec<PathBuf> = self.files.iter().map(|f| f.file_name().map_or_else(|| f.clone(), PathBuf::from)).collect();
+        describe(&names)
+    }
+
     /// Whether every selected band holds 8-bit data.
     pub fn is_byte(&self) -> bool {
         self.bands.iter().all(|b| b.data_type == GdalDataType::UInt8)
