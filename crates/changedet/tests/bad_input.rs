@@ -187,3 +187,15 @@ fn nan_lengths_and_array_configurations_are_refused() {
     let err = fails(&["train", "--model", "fc-ef", "--model-config", "[1,2,3]", "--dataset", &dataset(tmp.path()), "--out", s(&tmp.path().join("run"))]);
     assert!(err.contains("JSON object") && err.contains("[1,2,3]"), "{err}");
 }
+
+/// A pair smaller than FC-Siam-diff's four poolings allow is refused naming its file and the
+/// minimum (it used to fail inside libtorch with "Output size is too small" and no file).
+#[test]
+fn pairs_below_the_models_smallest_side_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    rgb(&tmp.path().join("A/tiny.png"), 12, 40);
+    rgb(&tmp.path().join("B/tiny.png"), 12, 40);
+    let ckpt = checkpoint(tmp.path());
+    let err = fails(&["predict", "--checkpoint", s(&ckpt), "--before", s(&tmp.path().join("A/tiny.png")), "--after", s(&tmp.path().join("B/tiny.png")), "--out", s(&tmp.path().join("out")), "--device", "cpu"]);
+    assert!(err.contains("A/tiny.png") && err.contains("12×40") && err.contains("at least 16 pixels"), "{err}");
+}

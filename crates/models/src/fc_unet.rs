@@ -96,6 +96,11 @@ impl<F: Fusion> ModelConfig for FcConfig<F> {
         self.config.in_channels as usize
     }
 
+    /// Four 2×2 max-poolings.
+    fn min_input_side(&self) -> usize {
+        16
+    }
+
     fn card(&self) -> ModelCard {
         ModelCard { paper: "Daudt, Le Saux, Boulch, Fully convolutional siamese networks for change detection, ICIP 2018", summary: F::SUMMARY }
     }

@@ -45,6 +45,11 @@ pub trait ModelConfig {
         3
     }
 
+    /// The smallest image side the model can take (its pooling must leave a pixel).
+    fn min_input_side(&self) -> usize {
+        1
+    }
+
     fn card(&self) -> ModelCard;
 
     /// Land-cover classes of each date's class map, for semantic change models.

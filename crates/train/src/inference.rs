@@ -56,7 +56,7 @@ pub fn predict_dataset<E: From<TrainError>>(
     };
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;
-        check_batch(model, protocol, &batch)?;
+        check_batch(model, dataset, protocol, &batch)?;
         let (out, change) = forward(model, protocol, &BatchTensors::new(&batch, device))?;
         for pair in pair_predictions(&batch, &out, &change)? {
             visit(pair)?;
@@ -66,8 +66,14 @@ pub fn predict_dataset<E: From<TrainError>>(
 }
 
 /// Refuses images the protocol's windows or the model's pyramid cannot cover.
-fn check_batch(model: &LoadedModel, protocol: Protocol, batch: &Batch) -> Result<()> {
+fn check_batch(model: &LoadedModel, dataset: &Dataset, protocol: Protocol, batch: &Batch) -> Result<()> {
     protocol.check_windows(model.model.as_ref(), batch.height, batch.width)?;
+    let smallest = model.spec.config().min_input_side();
+    if protocol == Protocol::Whole && batch.width.min(batch.height) < smallest {
+        let path = dataset.pairs.iter().find(|p| p.name == batch.names[0]).map_or_else(|| batch.names[0].clone(), |p| p.before.display().to_string());
+        let message = format!("{path} is {}×{} pixels, but {} needs at least {smallest} pixels per side: pad the images", batch.width, batch.height, model.spec.name());
+        return Err(TrainError::Config(message));
+    }
     let multiple = model.model.size_multiple();
     if protocol == Protocol::Whole && !(batch.width.is_multiple_of(multiple) && batch.height.is_multiple_of(multiple)) {
         let message = format!(
