@@ -122,8 +122,9 @@ pub struct Args {
     /// `clip-classes` reads), as the reference does.
     #[arg(long, conflicts_with = "resume")]
     clip: Option<PathBuf>,
-    /// Start from the weights of this changedet checkpoint (fine-tuning; the model and its
-    /// configuration are the checkpoint's, so --model and --model-config are not needed).
+    /// Start from the weights of this changedet checkpoint (fine-tuning; the model, its
+    /// configuration and, for options left out, the recipe it was trained with are the
+    /// checkpoint's, so --model and --model-config are not needed).
     #[arg(long, conflicts_with_all = ["resume", "clip", "model", "model_config"])]
     from: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N.
@@ -144,8 +145,9 @@ pub fn run(args: Args) -> Result<()> {
         .map(serde_json::from_str)
         .transpose()
         .context("--model-config is not valid JSON")?;
-    let model = match &args.from {
-        Some(path) => Checkpoint::read(path)?.spec,
+    let from = args.from.as_ref().map(|path| Checkpoint::read(path).map(|c| (path, c))).transpose()?;
+    let model = match &from {
+        Some((_, checkpoint)) => checkpoint.spec.clone(),
         None => ModelSpec::new(&args.model, overrides)?,
     };
     let bands = args.bands.as_ref().map(|b| b.0.as_slice());
@@ -169,7 +171,11 @@ pub fn run(args: Args) -> Result<()> {
     if args.resume {
         refuse_changes_on_resume(&args, &model)?;
     }
-    let recipe = recipe(&args, model.reference_recipe(args.dataset[0].preset));
+    let base = match from.as_ref().and_then(|(path, checkpoint)| recipe_of(path, checkpoint)) {
+        Some(theirs) => theirs,
+        None => model.reference_recipe(args.dataset[0].preset),
+    };
+    let recipe = recipe(&args, base);
     let split = |splits: &[String], i: usize| splits[i.min(splits.len() - 1)].clone();
     let data = (args.dataset.iter().enumerate())
         .map(|(i, spec)| format!("{spec} (train {}, validation {})", split(&args.train_split, i), split(&args.val_split, i)))
@@ -235,6 +241,24 @@ pub fn warn_without_class_lists(model: &ModelSpec, dataset: &Dataset) {
             model.name()
         );
     }
+}
+
+/// The recipe a checkpoint was trained with, for fine-tuning it (`--from`): what worked for the
+/// model is a better start than its reference recipe. Class weights are measured again on the
+/// new training split.
+fn recipe_of(path: &std::path::Path, checkpoint: &Checkpoint) -> Option<Recipe> {
+    let state: TrainingState = serde_json::from_value(checkpoint.training.clone()?).ok()?;
+    let mut recipe = state.recipe;
+    recipe.loss = recipe.loss.unmeasured();
+    tracing::info!(
+        "fine-tuning with the recipe of {} (loss {}, lr {}, {} epochs, batch {}); options given here replace its values",
+        path.display(),
+        serde_json::to_string(&recipe.loss).unwrap_or_default(),
+        recipe.lr,
+        recipe.epochs,
+        recipe.batch_size
+    );
+    Some(recipe)
 }
 
 /// The model's reference recipe with the options given on the command line.

@@ -234,7 +234,7 @@ fn several_datasets_train_together_on_patches_and_a_checkpoint_fine_tunes() {
     let run = tmp.path().join("run");
     let log = ok(&[
         "train", "--dataset", &levir, "--train-split", &four, "--val-split", &four, "--dataset", &dsifn, "--train-split", &two,
-        "--val-split", &two, "--patches", "128:128", "--epochs", "1", "--batch-size", "8", "--out", s(&run), "--device", "cpu",
+        "--val-split", &two, "--patches", "128:128", "--epochs", "1", "--batch-size", "8", "--loss", "bce-dice", "--out", s(&run), "--device", "cpu",
     ]);
     // 6 pairs of 256² in 128² patches: 24 patches, 3 steps of 8.
     assert!(log.contains("trained 1 epochs (3 steps)"), "{log}");
@@ -244,12 +244,17 @@ fn several_datasets_train_together_on_patches_and_a_checkpoint_fine_tunes() {
     assert!(sources[0].contains("levir-cd:") && sources[1].contains("dsifn-cd:"), "{info}");
     assert!(info.contains(r#""patch_grid":{"side":128,"stride":128}"#), "{info}");
 
-    // Fine-tuning starts from the checkpoint's weights and configuration.
+    // Fine-tuning starts from the checkpoint's weights, configuration and recipe (its BCE +
+    // Dice loss and patches, not the model's reference recipe), options given replacing it.
     let tuned = tmp.path().join("tuned");
     let base = run.join("last.safetensors");
     ok(&["train", "--from", s(&base), "--dataset", &dsifn, "--train-split", &two, "--val-split", &two, "--epochs", "1", "--lr", "0", "--out", s(&tuned), "--device", "cpu"]);
     let (a, b) = (changedet_models::Checkpoint::read(&base).unwrap(), changedet_models::Checkpoint::read(&tuned.join("last.safetensors")).unwrap());
     assert_eq!(a.spec, b.spec);
+    let recipe = |c: &changedet_models::Checkpoint| c.training.as_ref().unwrap()["recipe"].clone();
+    assert_eq!(recipe(&b)["loss"], recipe(&a)["loss"], "the checkpoint's loss");
+    assert_eq!(recipe(&b)["patch_grid"], recipe(&a)["patch_grid"]);
+    assert_eq!((recipe(&b)["lr"].as_f64(), recipe(&a)["lr"].as_f64()), (Some(0.0), Some(1e-3)), "--lr replaces the checkpoint's");
     // At learning rate 0 only BatchNorm's running statistics move.
     for (key, ta) in a.model.iter().filter(|(k, _)| k.ends_with("weight") || k.ends_with("bias")) {
         assert!(ta.equal(&b.model[key]), "{key} changed at learning rate 0");

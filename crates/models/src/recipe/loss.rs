@@ -61,6 +61,14 @@ impl LossKind {
         }
     }
 
+    /// The loss with its class weights to be measured again (other losses unchanged).
+    pub fn unmeasured(self) -> Self {
+        match self {
+            LossKind::ClassWeighted { false_positive_modifier, .. } => LossKind::ClassWeighted { false_positive_modifier, change_fraction: None },
+            other => other,
+        }
+    }
+
     /// The loss with its class weights fixed by the change fraction `p` (other losses unchanged).
     pub fn with_change_fraction(self, p: f64) -> Self {
         match self {
