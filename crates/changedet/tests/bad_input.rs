@@ -199,3 +199,19 @@ fn pairs_below_the_models_smallest_side_are_named() {
     let err = fails(&["predict", "--checkpoint", s(&ckpt), "--before", s(&tmp.path().join("A/tiny.png")), "--after", s(&tmp.path().join("B/tiny.png")), "--out", s(&tmp.path().join("out")), "--device", "cpu"]);
     assert!(err.contains("A/tiny.png") && err.contains("12×40") && err.contains("at least 16 pixels"), "{err}");
 }
+
+/// Entries that look like images but cannot be read as files (a loop of symbolic links) are
+/// skipped with a warning naming them, not silently.
+#[test]
+fn looping_symbolic_links_are_named_when_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = dataset(tmp.path());
+    let ckpt = checkpoint(tmp.path());
+    let a = tmp.path().join("A");
+    std::os::unix::fs::symlink(a.join("loop2.png"), a.join("loop1.png")).unwrap();
+    std::os::unix::fs::symlink(a.join("loop1.png"), a.join("loop2.png")).unwrap();
+    let out = changedet(&["eval", "--checkpoint", s(&ckpt), "--dataset", &spec, "--split", "all", "--device", "cpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipped 2 entries") && stderr.contains("loop1.png") && stderr.contains("loop2.png"), "{stderr}");
+}

@@ -370,14 +370,19 @@ impl Dataset {
     }
 }
 
-/// Image files of a folder, by file name, sorted.
+/// Image files of a folder, by file name, sorted. Image names that are no readable file (a
+/// broken symbolic link, a loop of links) are left out with a warning naming them.
 fn image_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir(dir)
+    let (files, unreadable): (Vec<PathBuf>, Vec<PathBuf>) = fs::read_dir(dir)
         .map_err(|e| layout_error(dir, e.to_string()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
-        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-        .collect();
+        .filter(|p| is_image(p) && !p.is_dir())
+        .partition(|p| p.is_file());
+    if !unreadable.is_empty() {
+        let names: Vec<String> = unreadable.iter().map(|p| p.display().to_string()).collect();
+        tracing::warn!("skipped {} entries that are not readable files (broken or looping symbolic links): {}", names.len(), names.join(", "));
+    }
+    let mut names: Vec<String> = files.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned)).collect();
     names.sort();
     Ok(names)
 }
