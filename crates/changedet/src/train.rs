@@ -6,7 +6,7 @@ use clap::Parser;
 use changedet_data::{Dataset, DatasetSpec, PatchGrid};
 use changedet_models::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
 use changedet_models::{Checkpoint, ModelSpec, Recipe};
-use changedet_train::{TrainJob, TrainingState};
+use changedet_train::{Sources, TrainJob, TrainingState};
 
 /// Train a model; writes last/best checkpoints, metrics.jsonl and curves.png to --out.
 ///
@@ -38,8 +38,9 @@ pub struct Args {
     #[arg(long)]
     model_config: Option<String>,
     /// Dataset as NAME:PATH (e.g. levir-cd:/data/LEVIR-CD) or a bare PATH; repeat it to train
-    /// on several datasets at once.
-    #[arg(long, required = true)]
+    /// on several datasets at once. With --resume, the run's own datasets, splits and bands are
+    /// used when it is left out.
+    #[arg(long, required_unless_present = "resume")]
     dataset: Vec<DatasetSpec>,
     /// Training split: a name (train: folder train/, list/train.txt or meta/train.txt), `all`,
     /// or a .txt list of pair names (one per line or comma-separated); one per --dataset, or one for all.
@@ -56,6 +57,8 @@ pub struct Args {
     /// Output folder for checkpoints, the metrics log and the plot.
     #[arg(long)]
     out: PathBuf,
+    /// Epochs to train [default: the model's recipe]. With --resume, more epochs than the run
+    /// had extend it (epoch-based runs with a constant or step schedule).
     #[arg(long, value_parser = crate::values::at_least_one)]
     epochs: Option<usize>,
     /// Train for this many optimiser steps instead of a number of epochs.
@@ -68,6 +71,7 @@ pub struct Args {
     /// change models sek or score (SECOND convention).
     #[arg(long)]
     best_by: Option<BestMetric>,
+    /// Pairs (or patches) per optimiser step [default: the model's recipe].
     #[arg(long, value_parser = crate::values::at_least_one)]
     batch_size: Option<usize>,
     /// Random square training crop in pixels; 0 trains on whole images.
@@ -77,8 +81,10 @@ pub struct Args {
     /// epoch, instead of one random crop per pair.
     #[arg(long, conflicts_with = "crop")]
     patches: Option<PatchGrid>,
+    /// Base learning rate [default: the model's recipe].
     #[arg(long)]
     lr: Option<f64>,
+    /// Weight decay: L2 in the gradient for adam, decoupled for adamw [default: the model's recipe].
     #[arg(long)]
     weight_decay: Option<f64>,
     /// adam (L2 in the gradient) or adamw (decoupled decay).
@@ -107,8 +113,8 @@ pub struct Args {
     /// Raw label value of unlabelled pixels, left out of the loss and metrics.
     #[arg(long)]
     ignore_value: Option<u8>,
-    /// Continue from OUT/last.safetensors, with the run's own recipe (options that would change
-    /// it are refused).
+    /// Continue from OUT/last.safetensors, with the run's own recipe and data (options that
+    /// would change them are refused; --epochs may extend it).
     #[arg(long)]
     resume: bool,
     /// Start over in an --out folder that holds a run, replacing its checkpoints and log.
@@ -137,7 +143,10 @@ pub struct Args {
     precision: changedet_models::Precision,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    if args.resume && args.dataset.is_empty() {
+        use_recorded_sources(&mut args)?;
+    }
     let device = crate::device::parse(&args.device)?;
     let overrides = args
         .model_config
@@ -181,6 +190,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(i, spec)| format!("{spec} (train {}, validation {})", split(&args.train_split, i), split(&args.val_split, i)))
         .collect();
     let best_by = recipe.best_by;
+    let sources = sources(&args);
     let summary = changedet_train::train(TrainJob {
         model,
         recipe,
@@ -196,6 +206,8 @@ pub fn run(args: Args) -> Result<()> {
         pretrained: args.clip,
         init: args.from,
         data,
+        sources: Some(sources),
+        extend_to_epochs: args.epochs.filter(|_| args.resume),
     })?;
     println!(
         "trained {} epochs ({} steps); best validation {} {:.4}",
@@ -210,6 +222,36 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(plot) = summary.plot {
         println!("curves:      {}", plot.display());
     }
+    Ok(())
+}
+
+/// The run's data as options it can be given again: dataset roots and split lists absolute.
+fn sources(args: &Args) -> Sources {
+    let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let split = |s: &String| if s.ends_with(".txt") { absolute(std::path::Path::new(s)).display().to_string() } else { s.clone() };
+    Sources {
+        datasets: args.dataset.iter().map(|d| DatasetSpec { root: absolute(&d.root), ..d.clone() }.to_string()).collect(),
+        train_splits: args.train_split.iter().map(split).collect(),
+        val_splits: args.val_split.iter().map(split).collect(),
+        ignore_value: args.ignore_value,
+        bands: args.bands.as_ref().map(|b| b.0.clone()),
+    }
+}
+
+/// `--resume` without `--dataset`: the model, datasets, splits, ignored value and bands the run
+/// recorded.
+fn use_recorded_sources(args: &mut Args) -> Result<()> {
+    let path = args.out.join(changedet_train::trainer::LAST);
+    let checkpoint = Checkpoint::read(&path)?;
+    args.model = checkpoint.spec.name().to_owned();
+    let state = checkpoint.training.map(serde_json::from_value::<TrainingState>).transpose()?;
+    let sources = state.and_then(|s| s.sources).with_context(|| {
+        format!("{} does not record its datasets (written before they were recorded): give --dataset and its splits again", path.display())
+    })?;
+    args.dataset = sources.datasets.iter().map(|d| d.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
+    (args.train_split, args.val_split, args.ignore_value) = (sources.train_splits, sources.val_splits, sources.ignore_value);
+    args.bands = sources.bands.map(crate::values::Bands);
+    tracing::info!("resuming on the run's own data: {}", args.dataset.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "));
     Ok(())
 }
 
@@ -304,7 +346,6 @@ fn refuse_changes_on_resume(args: &Args, model: &ModelSpec) -> Result<()> {
         }
     };
     let text = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    compare("--epochs", args.epochs.map(|v| text(&v)), text(&run.epochs));
     compare("--iterations", args.iterations.map(|v| text(&Some(v))), text(&run.iterations));
     compare("--val-every", args.val_every.map(|v| text(&Some(v))), text(&run.val_every));
     compare("--best-by", args.best_by.map(|v| text(&v)), text(&run.best_by));

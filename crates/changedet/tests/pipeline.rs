@@ -324,3 +324,21 @@ fn bench_profiles_inference_and_the_training_step() {
         assert!(table.contains("conv") && table.contains("other operators") && table.contains("whole run"), "{table}");
     }
 }
+
+/// `--resume` needs no model or data options (the run recorded its datasets and splits; fc-ef
+/// is not the default model), and `--epochs`
+/// beyond a finished run's extends it; fewer is refused.
+#[test]
+fn a_finished_run_resumes_on_its_own_data_and_extends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let levir = format!("levir-cd:{}", levir_256().display());
+    let list = write_list(&tmp.path().join("two.txt"), &FOUR[..2]);
+    let run = tmp.path().join("run");
+    let common = ["--model", "fc-ef", "--model-config", r#"{"width": 4}"#, "--crop", "64", "--batch-size", "2", "--device", "cpu"];
+    let first = ok(&[&["train", "--dataset", &levir, "--train-split", &list, "--val-split", &list, "--epochs", "1", "--out", s(&run)], &common[..]].concat());
+    assert!(first.contains("trained 1 epochs"), "{first}");
+    let extended = ok(&["train", "--out", s(&run), "--resume", "--epochs", "2", "--device", "cpu"]);
+    assert!(extended.contains("trained 2 epochs"), "{extended}");
+    let err = fails(&["train", "--out", s(&run), "--resume", "--epochs", "1", "--device", "cpu"]);
+    assert!(err.contains("fewer than the run's 2"), "{err}");
+}

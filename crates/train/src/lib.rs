@@ -11,7 +11,7 @@ pub mod trainer;
 
 pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_dataset};
 pub use protocol::Protocol;
-pub use trainer::{TrainJob, TrainSummary, TrainingState, train};
+pub use trainer::{Sources, TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use changedet_data::{Augment, Batch, BatchLoader, Dataset, DecodedPairs, LoaderConfig, Sample, epoch_order};
 use changedet_metrics::{BinaryMetrics, ScdSummary};
 use changedet_models::input::BatchTensors;
-use changedet_models::recipe::{BestMetric, Validation};
+use changedet_models::recipe::{BestMetric, Schedule, Validation};
 use changedet_models::{Checkpoint, LoadedModel, ModelSpec, Precision, Recipe};
 
 use changedet_raster::atomic;
@@ -62,9 +62,23 @@ pub struct TrainingState {
     /// Wall-clock seconds of training and validation so far, over every resumption.
     #[serde(default)]
     pub seconds: f64,
+    /// The datasets and splits the run trains and validates on, as `--dataset`, `--train-split`
+    /// and `--val-split` take them (paths absolute), so that `--resume` needs none of them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Sources>,
     /// The input bands by name, in the model's order, for a model trained on Sentinel-2 band
     /// folders (`predict` and `eval` read the same bands); `None`: 8-bit RGB images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Vec<String>>,
+}
+
+/// Where a run's data comes from (see [`TrainingState::sources`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sources {
+    pub datasets: Vec<String>,
+    pub train_splits: Vec<String>,
+    pub val_splits: Vec<String>,
+    pub ignore_value: Option<u8>,
     pub bands: Option<Vec<String>>,
 }
 
@@ -104,6 +118,10 @@ pub struct TrainJob {
     pub init: Option<PathBuf>,
     /// Where the splits came from, recorded in the checkpoints (see [`TrainingState::data`]).
     pub data: Vec<String>,
+    /// The same, as options a resumed run can take again (see [`TrainingState::sources`]).
+    pub sources: Option<Sources>,
+    /// With `resume`: train a finished (or unfinished) epoch-based run on to this many epochs.
+    pub extend_to_epochs: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -223,9 +241,30 @@ fn start(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
         train_pairs: Some(job.train.len()),
         data: job.data.clone(),
         seconds: 0.0,
+        sources: job.sources.clone(),
         bands: job.train.bands().map(<[String]>::to_vec),
     };
     Ok((model, optimizer, state))
+}
+
+/// A resumed run's recipe trained on to `epochs`: only an epoch-based one whose learning rate
+/// does not depend on the total length (constant or step schedules) ends as a run started with
+/// that many epochs would.
+fn extend(recipe: &mut Recipe, epochs: usize) -> std::result::Result<(), String> {
+    if recipe.iterations.is_some() {
+        return Err("the run counts iterations, not epochs: it cannot be extended by --epochs".into());
+    }
+    if epochs < recipe.epochs {
+        return Err(format!("--epochs {epochs} is fewer than the run's {}", recipe.epochs));
+    }
+    if matches!(recipe.schedule, Schedule::Poly { .. } | Schedule::WarmupLinear { .. }) {
+        return Err("the run's learning-rate schedule (poly or warm-up + linear decay) depends on its length: it cannot be extended; start a new run with --from".into());
+    }
+    if epochs > recipe.epochs {
+        tracing::info!("extending the run from {} to {epochs} epochs", recipe.epochs);
+    }
+    recipe.epochs = epochs;
+    Ok(())
 }
 
 /// The model, optimiser and state of `last.safetensors`, with the log cut back to its step.
@@ -253,6 +292,10 @@ fn resume(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
             last_path.display(),
             job.train.len()
         )));
+    }
+    let mut state = state;
+    if let Some(epochs) = job.extend_to_epochs {
+        extend(&mut state.recipe, epochs).map_err(|e| TrainError::Config(format!("{}: {e}", last_path.display())))?;
     }
     let model = ckpt.load_model(&last_path, job.device)?;
     let recipe = &state.recipe;
