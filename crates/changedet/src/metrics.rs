@@ -25,8 +25,11 @@ use changedet_metrics::EveryConvention;
 /// (ClearSCD's test.py, quirks included); all.
 #[derive(Parser)]
 pub struct Args {
+    /// Folder of predicted maps (`predict`'s NAME_change.png, or any 0/1 or 0/255 masks named
+    /// like the ground truth; A/ and B/ class maps for semantic conventions).
     #[arg(long)]
     pred: PathBuf,
+    /// Folder of ground-truth maps, matched to the predictions by file name.
     #[arg(long)]
     gt: PathBuf,
     #[arg(long, value_enum, default_value = "all")]

@@ -120,7 +120,9 @@ pub struct Args {
     /// Start over in an --out folder that holds a run, replacing its checkpoints and log.
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
-    /// Stop after this many optimiser steps without saving (for time-boxed runs).
+    /// Stop after this many optimiser steps, as a crash would: the checkpoints written until then
+    /// (epoch ends, --checkpoint-every) stay, the steps since the last one are not saved; go on
+    /// with --resume (time-boxed runs, crash tests).
     #[arg(long)]
     max_steps: Option<usize>,
     /// Start from pretrained weights, for the models that have them: ChangeCLIP's image and text
@@ -165,7 +167,7 @@ pub fn run(mut args: Args) -> Result<()> {
     warn_without_class_lists(&model, &train);
     let roots: Vec<String> = args.dataset.iter().map(|d| d.root.display().to_string()).collect();
     tracing::info!(
-        "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {:?}",
+        "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {}",
         roots.join(" + "),
         train.len(),
         args.train_split.join(" + "),
@@ -173,9 +175,9 @@ pub fn run(mut args: Args) -> Result<()> {
         args.val_split.join(" + "),
         match train.semantic_classes {
             Some(k) => format!("semantic, {k} classes"),
-            None => format!("{:?}", train.encodings()),
+            None => train.encodings().iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "),
         },
-        device
+        crate::device::name(device)
     );
     if args.resume {
         refuse_changes_on_resume(&args, &model)?;

@@ -25,6 +25,18 @@ pub enum LabelEncoding {
     NonZero,
 }
 
+impl std::fmt::Display for LabelEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LabelEncoding::ZeroOne => "0/1",
+            LabelEncoding::ZeroMax => "0/255",
+            LabelEncoding::Threshold128 => "≥128 changed",
+            LabelEncoding::OneTwo => "1/2",
+            LabelEncoding::NonZero => "non-zero changed",
+        })
+    }
+}
+
 impl LabelEncoding {
     fn changed_value(self) -> Option<u8> {
         match self {
