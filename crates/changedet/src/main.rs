@@ -10,6 +10,7 @@ mod device;
 mod eval;
 mod import;
 mod info;
+mod interrupt;
 mod metrics;
 mod predict;
 mod prepare;
@@ -88,6 +89,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
+    interrupt::install();
     if let Some(threads) = cli.threads {
         tch::set_num_threads(threads.into());
         tch::set_num_interop_threads(threads.into());

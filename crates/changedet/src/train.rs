@@ -193,6 +193,10 @@ pub fn run(mut args: Args) -> Result<()> {
         .collect();
     let best_by = recipe.best_by;
     let sources = sources(&args);
+    crate::interrupt::set_next_step(format!(
+        "the run's checkpoints up to its last epoch end (or --checkpoint-every) are kept: go on with `changedet train --out {} --resume`",
+        args.out.display()
+    ));
     let summary = changedet_train::train(TrainJob {
         model,
         recipe,

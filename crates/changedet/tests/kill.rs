@@ -88,3 +88,58 @@ fn killed_run(dataset: &str, split: &str, out: &Path, clock: Duration) -> usize 
     }
     unreachable!("the last fractions outlast any run")
 }
+
+/// Files whose name starts with a dot: the staged outputs of a run still writing.
+fn hidden_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with('.')).collect()
+}
+
+/// SIGTERM (a scheduler's cancel) in the middle of a scene: the staged maps are removed, the
+/// message says so, and the process ends as interrupted (they used to stay, tens of MB each).
+#[test]
+fn a_scene_stopped_by_sigterm_leaves_no_staged_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("scene");
+    let image = |date: &str| shared_data(&format!("levir-cd-1024/{date}/test_1.png")).display().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_changedet"))
+        .args(["predict", "--scene", "--before", &image("A"), "--after", &image("B"), "--out", s(&out), "--tile", "128", "--overlap", "64", "--device", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while hidden_files(&out).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no staged map appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted; removed") && stderr.contains("change.tif"), "{stderr}");
+    assert!(hidden_files(&out).is_empty(), "left: {:?}", hidden_files(&out));
+}
+
+/// Ctrl-C in training says how to go on.
+#[test]
+fn an_interrupted_training_says_how_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = format!("levir-cd:{}", levir_256().display());
+    let split = write_list(&tmp.path().join("four.txt"), &PAIRS);
+    let out = tmp.path().join("run");
+    let child = train(&dataset, &split, &out, &[]).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while !out.join("last.safetensors").exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains(&format!("changedet train --out {} --resume", out.display())), "{stderr}");
+    assert!(partial_files(&out).is_empty() && hidden_files(&out).is_empty(), "left: {:?}", hidden_files(&out));
+}

@@ -3,11 +3,28 @@
 //! target once complete. A crash or an error leaves nothing under the target's name, and the
 //! hidden file is removed when dropped.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tempfile::TempPath;
+
+/// Staged files not yet committed, so that an interrupted process (Ctrl-C, SIGTERM: no
+/// destructor runs) can remove them with [`remove_unfinished`].
+static STAGED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn staged_files() -> std::sync::MutexGuard<'static, Option<HashSet<PathBuf>>> {
+    STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the staged files this process has not committed (a signal handler's work before the
+/// process ends) and returns those that existed.
+pub fn remove_unfinished() -> Vec<PathBuf> {
+    let paths: Vec<PathBuf> = staged_files().take().unwrap_or_default().into_iter().collect();
+    paths.into_iter().filter(|p| std::fs::remove_file(p).is_ok()).collect()
+}
 
 /// An empty hidden file `.NAME.RANDOM.SUFFIX` beside `target` (rw-r--r--: outputs are for
 /// sharing, unlike the private default of temporary files), deleted when dropped unless
@@ -21,6 +38,9 @@ pub fn staged_path(target: &Path, suffix: &str) -> io::Result<TempPath> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .map(|f| f.into_temp_path())
+        .inspect(|path| {
+            staged_files().get_or_insert_with(HashSet::new).insert(path.to_path_buf());
+        })
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create a file in {}: {e}", dir.display())))
 }
 
@@ -43,6 +63,9 @@ pub fn remove_abandoned(target: &Path) -> io::Result<usize> {
 
 /// Renames a staged file onto `target`.
 pub fn commit(staged: TempPath, target: &Path) -> io::Result<()> {
+    if let Some(set) = staged_files().as_mut() {
+        set.remove(&staged.to_path_buf());
+    }
     staged.persist(target).map_err(|e| io::Error::new(e.error.kind(), format!("cannot rename into place: {}", e.error)))
 }
 
