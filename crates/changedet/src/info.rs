@@ -51,6 +51,8 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
             for source in &state.data {
                 println!("data         {source}");
             }
+            let bands = state.bands.as_ref().map_or_else(|| "RGB (8-bit images)".to_owned(), |b| format!("{} (Sentinel-2, read by name from band folders)", b.join(",")));
+            println!("input bands  {bands}, normalisation {}", serde_json::to_string(&model.spec.normalization())?);
             if let (Some(score), Some(epoch)) = (state.best_score, state.best_epoch) {
                 println!("best val {:<4}{score:.4} (epoch {epoch})", state.recipe.best_by.name());
             }
