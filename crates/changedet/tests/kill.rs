@@ -95,6 +95,20 @@ fn hidden_files(dir: &Path) -> Vec<String> {
     entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with('.')).collect()
 }
 
+/// Sends `signal` to `child` once `ready` holds (within `patience`), and returns its exit
+/// status and what it wrote to stderr.
+fn interrupt(child: std::process::Child, ready: impl Fn() -> bool, patience: Duration, signal: i32) -> (Option<i32>, String) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < patience, "the run never reached the moment to interrupt it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// SIGTERM (a scheduler's cancel) in the middle of a scene: the staged maps are removed, the
 /// message says so, and the process ends as interrupted (they used to stay, tens of MB each).
 #[test]
@@ -108,16 +122,8 @@ fn a_scene_stopped_by_sigterm_leaves_no_staged_files() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while hidden_files(&out).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no staged map appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: a plain signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let (status, stderr) = interrupt(child, || !hidden_files(&out).is_empty(), Duration::from_secs(60), libc::SIGTERM);
+    assert_eq!(status, Some(130), "{stderr}");
     assert!(stderr.contains("interrupted; removed") && stderr.contains("change.tif"), "{stderr}");
     assert!(hidden_files(&out).is_empty(), "left: {:?}", hidden_files(&out));
 }
@@ -130,16 +136,8 @@ fn an_interrupted_training_says_how_to_resume() {
     let split = write_list(&tmp.path().join("four.txt"), &PAIRS);
     let out = tmp.path().join("run");
     let child = train(&dataset, &split, &out, &[]).stderr(Stdio::piped()).spawn().unwrap();
-    let start = Instant::now();
-    while !out.join("last.safetensors").exists() {
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: a plain signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let (status, stderr) = interrupt(child, || out.join("last.safetensors").exists(), Duration::from_secs(120), libc::SIGINT);
+    assert_eq!(status, Some(130), "{stderr}");
     assert!(stderr.contains(&format!("changedet train --out {} --resume", out.display())), "{stderr}");
     assert!(partial_files(&out).is_empty() && hidden_files(&out).is_empty(), "left: {:?}", hidden_files(&out));
 }

@@ -5,7 +5,7 @@
 use gdal::spatial_ref::SpatialRef;
 use gdal::{Dataset, DriverManager};
 
-use changedet_raster::geo::{PolygonOptions, changed_area_m2, polygonize};
+use changedet_raster::geo::{AreaMeasure, Grid, PolygonOptions, changed_area_m2, polygonize};
 
 /// Area between two latitudes over `dlon` degrees on WGS84 (Snyder, "Map projections", 3-12).
 fn ellipsoid_cell(lat1: f64, lat2: f64, dlon: f64) -> f64 {
@@ -17,6 +17,23 @@ fn ellipsoid_cell(lat1: f64, lat2: f64, dlon: f64) -> f64 {
         (1.0 - e2) * (s / (1.0 - e2 * s * s) - (1.0 / (2.0 * e)) * ((1.0 - e * s) / (1.0 + e * s)).ln())
     };
     a * a / 2.0 * dlon.to_radians() * (q(lat2) - q(lat1)).abs()
+}
+
+/// A 0.01° cell at the equator and at 60° N; Web Mercator's 100-unit pixels at 60° N, whose
+/// true area is cos² 60° = a quarter of 100².
+#[test]
+fn pixels_are_measured_on_the_ellipsoid() {
+    let wgs84 = SpatialRef::from_epsg(4326).unwrap().to_wkt().unwrap();
+    for lat in [0.0, 60.0] {
+        let grid = Grid { width: 3, height: 1, transform: [10.0, 0.01, 0.0, lat + 0.01, 0.0, -0.01], wkt: wgs84.clone() };
+        let area = AreaMeasure::for_grid(&grid).unwrap().unwrap().row_pixel_areas(&grid).unwrap()[0];
+        let expected = ellipsoid_cell(lat, lat + 0.01, 0.01);
+        assert!((area / expected - 1.0).abs() < 1e-5, "at {lat}°: {area} m² vs {expected} m²");
+    }
+    let mercator = SpatialRef::from_epsg(3857).unwrap().to_wkt().unwrap();
+    let grid = Grid { width: 1, height: 1, transform: [0.0, 100.0, 0.0, 8_399_737.89, 0.0, -100.0], wkt: mercator };
+    let area = AreaMeasure::for_grid(&grid).unwrap().unwrap().row_pixel_areas(&grid).unwrap()[0];
+    assert!((area / 2_500.0 - 1.0).abs() < 0.01, "{area} m²");
 }
 
 #[test]

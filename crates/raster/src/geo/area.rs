@@ -73,37 +73,3 @@ pub fn changed_area_m2(change: &Path) -> Result<Option<f64>> {
     }
     Ok(Some(total))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A 0.01° cell at the equator and at 60° N on WGS84: the authalic-latitude formula gives
-    /// 1.2308e6 m² and 6.1722e5 m² (q(φ) of Snyder's "Map projections", eq. 3-12).
-    #[test]
-    fn geographic_pixels_are_measured_on_the_ellipsoid() {
-        let wgs84 = SpatialRef::from_epsg(4326).unwrap().to_wkt().unwrap();
-        for (lat, expected) in [(0.0, cell_area(0.0, 0.01, 0.01)), (60.0, cell_area(60.0, 60.01, 0.01))] {
-            let grid = Grid { width: 3, height: 1, transform: [10.0, 0.01, 0.0, lat + 0.01, 0.0, -0.01], wkt: wgs84.clone() };
-            let area = AreaMeasure::for_grid(&grid).unwrap().unwrap().row_pixel_areas(&grid).unwrap()[0];
-            assert!((area / expected - 1.0).abs() < 1e-5, "at {lat}°: {area} m² vs {expected} m²");
-        }
-        // Web Mercator's pixels of 100 map units are far smaller than 100² m² at 60° N.
-        let mercator = SpatialRef::from_epsg(3857).unwrap().to_wkt().unwrap();
-        let grid = Grid { width: 1, height: 1, transform: [0.0, 100.0, 0.0, 8_399_737.89, 0.0, -100.0], wkt: mercator };
-        let area = AreaMeasure::for_grid(&grid).unwrap().unwrap().row_pixel_areas(&grid).unwrap()[0];
-        assert!((area / (10_000.0 * 0.25) - 1.0).abs() < 0.01, "{area} m² (cos² 60° = 0.25 of 10 000)");
-    }
-
-    /// Area between two latitudes over `dlon` degrees on WGS84, from the authalic function q.
-    fn cell_area(lat1: f64, lat2: f64, dlon: f64) -> f64 {
-        let (a, f): (f64, f64) = (6_378_137.0, 1.0 / 298.257_223_563);
-        let e2 = f * (2.0 - f);
-        let e = e2.sqrt();
-        let q = |lat: f64| {
-            let s = lat.to_radians().sin();
-            (1.0 - e2) * (s / (1.0 - e2 * s * s) - (1.0 / (2.0 * e)) * ((1.0 - e * s) / (1.0 + e * s)).ln())
-        };
-        a * a / 2.0 * dlon.to_radians() * (q(lat2) - q(lat1)).abs()
-    }
-}
