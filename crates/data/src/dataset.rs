@@ -185,7 +185,7 @@ fn find_partner(dir: &Path, name: &str) -> Option<PathBuf> {
     IMAGE_EXTENSIONS.iter().map(|ext| dir.join(format!("{stem}.{ext}"))).find(|p| p.is_file())
 }
 
-fn layout_error(path: &Path, message: impl Into<String>) -> DataError {
+pub(crate) fn layout_error(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Layout { path: path.to_owned(), message: message.into() }
 }
 

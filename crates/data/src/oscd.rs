@@ -14,14 +14,11 @@ use std::path::{Path, PathBuf};
 
 use changedet_raster::geo::sentinel2::{self, BandFolder};
 
+use crate::dataset::layout_error;
 use crate::{DataError, Dataset, LabelEncoding, PairPaths, Result};
 
 pub(crate) const IMAGES: &str = "Onera Satellite Change Detection dataset - Images";
 const LABELS: [&str; 2] = ["Onera Satellite Change Detection dataset - Train Labels", "Onera Satellite Change Detection dataset - Test Labels"];
-
-fn layout_error(path: &Path, message: impl Into<String>) -> DataError {
-    DataError::Layout { path: path.to_owned(), message: message.into() }
-}
 
 /// Whether `root` holds the official archive's image folder.
 pub(crate) fn is_archive(root: &Path) -> bool {
