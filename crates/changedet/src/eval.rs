@@ -62,11 +62,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
-    let crate::default_model::Loaded { model, path: checkpoint, bands } = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let loaded = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let dataset = loaded.dataset_for(Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?)?;
+    let crate::default_model::Loaded { model, path: checkpoint, .. } = loaded;
     let model = model.with_precision(args.precision);
     model.prepare_for_inference();
-    let dataset = Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?;
-    let dataset = crate::default_model::with_model_bands(bands.as_deref(), &checkpoint, dataset)?;
     let page = args.report.as_ref().map(|dir| dir.join("index.html"));
     changedet_raster::atomic::check_replaceable(args.json.iter().chain(&page), args.overwrite).map_err(anyhow::Error::msg)?;
     crate::train::warn_without_class_lists(&model.spec, &dataset);

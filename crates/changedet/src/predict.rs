@@ -90,14 +90,19 @@ pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let scene = args.scene.applies(&args.before);
     check_options(&args, scene)?;
-    let crate::default_model::Loaded { model, path: checkpoint, bands } = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let loaded = crate::default_model::load(args.checkpoint.as_deref(), device)?;
+    let dataset = match &args.dataset {
+        Some(spec) if !scene => Some(loaded.dataset_for(Dataset::open(spec, &args.split, false, args.ignore_value)?)?),
+        _ => None,
+    };
+    let crate::default_model::Loaded { model, path: checkpoint, .. } = loaded;
     let model = model.with_precision(args.precision);
     model.prepare_for_inference();
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
         return crate::scene::predict(&args.scene, &model, device, &args.before, &args.after, &args.out, args.batch_size, classes, args.overwrite);
     }
-    let dataset = match (args.before.as_slice(), args.after.as_slice(), &args.dataset) {
+    let dataset = match (args.before.as_slice(), args.after.as_slice(), dataset) {
         ([before], [after], _) => {
             let name = before.file_stem().and_then(|s| s.to_str()).unwrap_or("pair").to_owned();
             let pair = PairPaths { name, before: before.clone(), after: after.clone(), label: args.label.clone(), semantic: None, encoding: LabelEncoding::ZeroMax, classes: Default::default(), bands: None };
@@ -110,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             dataset
         }
-        (_, _, Some(spec)) => crate::default_model::with_model_bands(bands.as_deref(), &checkpoint, Dataset::open(spec, &args.split, false, args.ignore_value)?)?,
+        (_, _, Some(dataset)) => dataset,
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
     crate::train::warn_without_class_lists(&model.spec, &dataset);

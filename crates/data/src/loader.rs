@@ -193,19 +193,42 @@ fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> R
         })
         .collect::<Result<Vec<_>>>()?;
     let (samples, norms): (Vec<PairSample>, Vec<[Normalization; 2]>) = samples.into_iter().unzip();
+    let classes = indices.iter().map(|s| dataset.pairs[s.pair].classes.clone()).collect();
+    assemble(samples, &norms, classes, &config.normalization)
+}
+
+impl Batch {
+    /// A batch of pairs held in memory (not read from a dataset), normalised as a dataset's
+    /// whole pairs are: each date with its own statistics where `normalization` is per image.
+    /// `classes`: each pair's class names per date, or empty for none.
+    pub fn of_images(pairs: Vec<PairSample>, classes: Vec<[Vec<String>; 2]>, normalization: &Normalization) -> Result<Batch> {
+        if pairs.is_empty() {
+            return Err(DataError::Batch { message: "a batch needs at least one pair".into() });
+        }
+        let classes = if classes.is_empty() { vec![Default::default(); pairs.len()] } else { classes };
+        let norms: Vec<[Normalization; 2]> = pairs.iter().map(|p| [&p.before, &p.after].map(|image| image.statistics(normalization))).collect();
+        assemble(pairs, &norms, classes, normalization)
+    }
+}
+
+/// Decoded samples of one size, with each date's statistics, as a planar batch.
+fn assemble(samples: Vec<PairSample>, norms: &[[Normalization; 2]], classes: Vec<[Vec<String>; 2]>, normalization: &Normalization) -> Result<Batch> {
     let (width, height) = samples[0].before.size();
-    if let Some(odd) = samples.iter().find(|s| s.before.size() != (width, height)) {
-        let (ow, oh) = odd.before.size();
+    if let Some(odd) = samples.iter().find(|s| s.before.size() != (width, height) || s.after.size() != (width, height)) {
+        let (ow, oh) = if odd.before.size() != (width, height) { odd.before.size() } else { odd.after.size() };
         return Err(DataError::Batch {
             message: format!("pairs '{}' ({width}×{height}) and '{}' ({ow}×{oh}) cannot share a batch: use a crop size or batch size 1", samples[0].name, odd.name),
         });
     }
     let bands = samples[0].before.bands();
-    config.normalization.check_bands(bands).map_err(|message| DataError::Batch { message: format!("pair '{}': {message}", samples[0].name) })?;
+    if let Some(odd) = samples.iter().find(|s| s.before.bands() != bands || s.after.bands() != bands) {
+        return Err(DataError::Batch { message: format!("pair '{}' has dates of {} and {} bands where '{}' has {bands}", odd.name, odd.before.bands(), odd.after.bands(), samples[0].name) });
+    }
+    normalization.check_bands(bands).map_err(|message| DataError::Batch { message: format!("pair '{}': {message}", samples[0].name) })?;
     let image = (width as usize) * (height as usize) * bands;
     let mut before = vec![0f32; samples.len() * image];
     let mut after = vec![0f32; samples.len() * image];
-    for (i, (s, [norm_before, norm_after])) in samples.iter().zip(&norms).enumerate() {
+    for (i, (s, [norm_before, norm_after])) in samples.iter().zip(norms).enumerate() {
         s.before.write_planar(norm_before, &mut before[i * image..(i + 1) * image]);
         s.after.write_planar(norm_after, &mut after[i * image..(i + 1) * image]);
     }
@@ -218,7 +241,7 @@ fn load_batch(dataset: &Dataset, indices: &[Sample], config: &LoaderConfig) -> R
         [0, 1].map(|date| samples.iter().flat_map(|s| s.semantic.as_ref().expect("checked")[date].data.iter().copied()).collect())
     });
     Ok(Batch {
-        classes: indices.iter().map(|s| dataset.pairs[s.pair].classes.clone()).collect(),
+        classes,
         names: samples.into_iter().map(|s| s.name).collect(),
         height: height as usize,
         width: width as usize,

@@ -14,6 +14,7 @@ pub mod clearscd_loss;
 pub mod clip;
 pub mod conv_bn;
 pub mod decoders;
+pub mod default_model;
 pub mod encoders;
 pub mod fc_ef;
 pub mod fc_siam_conc;

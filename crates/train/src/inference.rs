@@ -56,22 +56,32 @@ pub fn predict_dataset<E: From<TrainError>>(
     };
     for batch in BatchLoader::new(dataset, (0..dataset.len()).collect(), config) {
         let batch = batch.map_err(TrainError::from)?;
-        check_batch(model, dataset, protocol, &batch)?;
-        let (out, change) = forward(model, protocol, &BatchTensors::new(&batch, device))?;
-        for pair in pair_predictions(&batch, &out, &change)? {
+        let first = dataset.pairs.iter().find(|p| p.name == batch.names[0]).map_or_else(|| batch.names[0].clone(), |p| p.before.display().to_string());
+        for pair in predict_batch(model, &batch, device, protocol, &first)? {
             visit(pair)?;
         }
     }
     Ok(())
 }
 
+/// Predicts the pairs of one batch (decoded and normalised by the data crate: from a dataset,
+/// or from images in memory by `Batch::of_images`). `source` names the first pair's origin in
+/// errors (its before image's path, or where the caller got it).
+pub fn predict_batch(model: &LoadedModel, batch: &Batch, device: Device, protocol: Protocol, source: &str) -> Result<Vec<PairPrediction>> {
+    check_batch(model, protocol, batch, source)?;
+    let (out, change) = forward(model, protocol, &BatchTensors::new(batch, device))?;
+    pair_predictions(batch, &out, &change)
+}
+
 /// Refuses images the protocol's windows or the model's pyramid cannot cover.
-fn check_batch(model: &LoadedModel, dataset: &Dataset, protocol: Protocol, batch: &Batch) -> Result<()> {
+fn check_batch(model: &LoadedModel, protocol: Protocol, batch: &Batch, source: &str) -> Result<()> {
+    if batch.bands != model.spec.input_bands() {
+        return Err(TrainError::Config(format!("{source} has {} bands, but {} takes {}", batch.bands, model.spec.name(), model.spec.input_bands())));
+    }
     protocol.check_windows(model.model.as_ref(), batch.height, batch.width)?;
     let smallest = model.spec.config().min_input_side();
     if protocol == Protocol::Whole && batch.width.min(batch.height) < smallest {
-        let path = dataset.pairs.iter().find(|p| p.name == batch.names[0]).map_or_else(|| batch.names[0].clone(), |p| p.before.display().to_string());
-        let message = format!("{path} is {}×{} pixels, but {} needs at least {smallest} pixels per side: pad the images", batch.width, batch.height, model.spec.name());
+        let message = format!("{source} is {}×{} pixels, but {} needs at least {smallest} pixels per side: pad the images", batch.width, batch.height, model.spec.name());
         return Err(TrainError::Config(message));
     }
     let multiple = model.model.size_multiple();

@@ -9,7 +9,7 @@ pub mod protocol;
 pub mod report;
 pub mod trainer;
 
-pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_dataset};
+pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_batch, predict_dataset};
 pub use protocol::Protocol;
 pub use trainer::{Sources, TrainJob, TrainSummary, TrainingState, train};
 
