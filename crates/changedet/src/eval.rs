@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
     model.prepare_for_inference();
     let page = args.report.as_ref().map(|dir| dir.join("index.html"));
     changedet_raster::atomic::check_replaceable(args.json.iter().chain(&page), args.overwrite).map_err(anyhow::Error::msg)?;
-    crate::train::warn_without_class_lists(&model.spec, &dataset);
+    changedet_train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         if args.report.is_some() {
             anyhow::bail!("--report covers binary change so far; for a semantic change model leave it out (`changedet metrics --plot` charts its classes)");

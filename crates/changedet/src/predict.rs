@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         (_, _, Some(dataset)) => dataset,
         _ => bail!("give either --before and --after (one image each), or --dataset"),
     };
-    crate::train::warn_without_class_lists(&model.spec, &dataset);
+    changedet_train::warn_without_class_lists(&model.spec, &dataset);
     let page = args.report.as_ref().map(|dir| dir.join("index.html"));
     let existing = dataset.pairs.iter().map(|p| args.out.join(format!("{}_change.png", p.name))).chain(args.raw.clone()).chain(page);
     changedet_raster::atomic::check_replaceable(existing, args.overwrite).map_err(anyhow::Error::msg)?;

@@ -3,10 +3,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use changedet_data::{Dataset, DatasetSpec, PatchGrid};
+use changedet_data::{DatasetSpec, PatchGrid};
 use changedet_models::recipe::{BestMetric, LossKind, OptimizerKind, Schedule};
-use changedet_models::{Checkpoint, ModelSpec, Recipe};
-use changedet_train::{Sources, TrainJob, TrainingState};
+use changedet_train::TrainRequest;
 
 /// Train a model; writes last/best checkpoints, metrics.jsonl and curves.png to --out.
 ///
@@ -141,80 +140,55 @@ pub struct Args {
     /// Arithmetic of the training steps and validation: fp32, or autocast to bf16 (convolutions
     /// and matrix products in bf16, losses and optimiser state in fp32). fp16 would need loss
     /// scaling, which changedet does not do.
-    #[arg(long, default_value = "fp32", value_parser = crate::values::training_precision)]
+    #[arg(long, default_value = "fp32")]
     precision: changedet_models::Precision,
 }
 
-pub fn run(mut args: Args) -> Result<()> {
-    if args.resume && args.dataset.is_empty() {
-        use_recorded_sources(&mut args)?;
-    }
+pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
-    let overrides = args
-        .model_config
-        .as_deref()
-        .map(serde_json::from_str)
-        .transpose()
-        .context("--model-config is not valid JSON")?;
-    let from = args.from.as_ref().map(|path| Checkpoint::read(path).map(|c| (path, c))).transpose()?;
-    let model = match &from {
-        Some((_, checkpoint)) => checkpoint.spec.clone(),
-        None => ModelSpec::new(&args.model, overrides)?,
-    };
-    let bands = args.bands.as_ref().map(|b| b.0.as_slice());
-    let train = open_splits(&args.dataset, &args.train_split, "--train-split", args.ignore_value, bands)?;
-    let val = open_splits(&args.dataset, &args.val_split, "--val-split", args.ignore_value, bands)?;
-    warn_without_class_lists(&model, &train);
-    let roots: Vec<String> = args.dataset.iter().map(|d| d.root.display().to_string()).collect();
-    tracing::info!(
-        "{}: {} training pairs ({}), {} validation pairs ({}), labels {}, device {}",
-        roots.join(" + "),
-        train.len(),
-        args.train_split.join(" + "),
-        val.len(),
-        args.val_split.join(" + "),
-        match train.semantic_classes {
-            Some(k) => format!("semantic, {k} classes"),
-            None => train.encodings().iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "),
-        },
-        crate::device::name(device)
-    );
-    if args.resume {
-        refuse_changes_on_resume(&args, &model)?;
-    }
-    let base = match from.as_ref().and_then(|(path, checkpoint)| recipe_of(path, checkpoint)) {
-        Some(theirs) => theirs,
-        None => model.reference_recipe(args.dataset[0].preset),
-    };
-    let recipe = recipe(&args, base);
-    let split = |splits: &[String], i: usize| splits[i.min(splits.len() - 1)].clone();
-    let data = (args.dataset.iter().enumerate())
-        .map(|(i, spec)| format!("{spec} (train {}, validation {})", split(&args.train_split, i), split(&args.val_split, i)))
-        .collect();
-    let best_by = recipe.best_by;
-    let sources = sources(&args);
+    let model_config = args.model_config.as_deref().map(serde_json::from_str).transpose().context("--model-config is not valid JSON")?;
     crate::interrupt::set_next_step(format!(
         "the run's checkpoints up to its last epoch end (or --checkpoint-every) are kept: go on with `changedet train --out {} --resume`",
         args.out.display()
     ));
-    let summary = changedet_train::train(TrainJob {
-        model,
-        recipe,
-        train,
-        val,
-        out_dir: args.out,
-        device,
-        precision: args.precision,
+    let request = TrainRequest {
+        model: args.model,
+        model_config,
+        datasets: args.dataset,
+        train_splits: args.train_split,
+        val_splits: args.val_split,
+        bands: args.bands.map(|b| b.0),
+        out: args.out,
+        epochs: args.epochs,
+        iterations: args.iterations,
+        val_every: args.val_every,
+        best_by: args.best_by,
+        batch_size: args.batch_size,
+        crop: args.crop,
+        patches: args.patches,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        optimizer: args.optimizer,
+        schedule: args.schedule,
+        loss: args.loss,
+        no_augment: args.no_augment,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        eval_batch_size: args.eval_batch_size,
+        ignore_value: args.ignore_value,
         resume: args.resume,
         overwrite: args.overwrite,
         max_steps: args.max_steps,
+        clip: args.clip,
+        from: args.from,
+        precision: args.precision,
+        device,
         progress: true,
-        pretrained: args.clip,
-        init: args.from,
-        data,
-        sources: Some(sources),
-        extend_to_epochs: args.epochs.filter(|_| args.resume),
-    })?;
+        on_step: None,
+    };
+    let job = request.into_job()?;
+    let best_by = job.recipe.best_by;
+    let summary = changedet_train::train(job)?;
     println!(
         "trained {} epochs ({} steps); best validation {} {:.4}",
         summary.epochs,
@@ -229,152 +203,4 @@ pub fn run(mut args: Args) -> Result<()> {
         println!("curves:      {}", plot.display());
     }
     Ok(())
-}
-
-/// The run's data as options it can be given again: dataset roots and split lists absolute.
-fn sources(args: &Args) -> Sources {
-    let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let split = |s: &String| if s.ends_with(".txt") { absolute(std::path::Path::new(s)).display().to_string() } else { s.clone() };
-    Sources {
-        datasets: args.dataset.iter().map(|d| DatasetSpec { root: absolute(&d.root), ..d.clone() }.to_string()).collect(),
-        train_splits: args.train_split.iter().map(split).collect(),
-        val_splits: args.val_split.iter().map(split).collect(),
-        ignore_value: args.ignore_value,
-        bands: args.bands.as_ref().map(|b| b.0.clone()),
-    }
-}
-
-/// `--resume` without `--dataset`: the model, datasets, splits, ignored value and bands the run
-/// recorded.
-fn use_recorded_sources(args: &mut Args) -> Result<()> {
-    let path = args.out.join(changedet_train::trainer::LAST);
-    let checkpoint = Checkpoint::read(&path)?;
-    args.model = checkpoint.spec.name().to_owned();
-    let state = checkpoint.training.map(serde_json::from_value::<TrainingState>).transpose()?;
-    let sources = state.and_then(|s| s.sources).with_context(|| {
-        format!("{} does not record its datasets (written before they were recorded): give --dataset and its splits again", path.display())
-    })?;
-    args.dataset = sources.datasets.iter().map(|d| d.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
-    (args.train_split, args.val_split, args.ignore_value) = (sources.train_splits, sources.val_splits, sources.ignore_value);
-    args.bands = sources.bands.map(crate::values::Bands);
-    tracing::info!("resuming on the run's own data: {}", args.dataset.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "));
-    Ok(())
-}
-
-/// The split `splits` names of each dataset (one split for all, or one per dataset), joined.
-fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>, bands: Option<&[String]>) -> Result<Dataset> {
-    if splits.len() != 1 && splits.len() != datasets.len() {
-        anyhow::bail!("{} {option} options for {} --dataset options: give one for all, or one per dataset", splits.len(), datasets.len());
-    }
-    let opened = datasets
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let dataset = Dataset::open(spec, &splits[i.min(splits.len() - 1)], true, ignore_value)?;
-            match bands {
-                Some(bands) => dataset.with_bands(bands),
-                None => Ok(dataset),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Dataset::join(opened)?)
-}
-
-/// Vision-language models prompt with each image's class names: without them the prompts fall
-/// back to the bare prefix, as the reference does, which is worth a warning.
-pub fn warn_without_class_lists(model: &ModelSpec, dataset: &Dataset) {
-    if model.config().uses_class_lists() && !dataset.has_class_lists() {
-        tracing::warn!(
-            "no class lists for these images (FOLDER_clipcls_56_vit16.json beside the image folders; `changedet clip-classes` writes them): {}'s prompts fall back to the bare prefix",
-            model.name()
-        );
-    }
-}
-
-/// The recipe a checkpoint was trained with, for fine-tuning it (`--from`): what worked for the
-/// model is a better start than its reference recipe. Class weights are measured again on the
-/// new training split.
-fn recipe_of(path: &std::path::Path, checkpoint: &Checkpoint) -> Option<Recipe> {
-    let state: TrainingState = serde_json::from_value(checkpoint.training.clone()?).ok()?;
-    let mut recipe = state.recipe;
-    recipe.loss = recipe.loss.unmeasured();
-    tracing::info!(
-        "fine-tuning with the recipe of {} (loss {}, lr {}, {} epochs, batch {}); options given here replace its values",
-        path.display(),
-        serde_json::to_string(&recipe.loss).unwrap_or_default(),
-        recipe.lr,
-        recipe.epochs,
-        recipe.batch_size
-    );
-    Some(recipe)
-}
-
-/// The model's reference recipe with the options given on the command line.
-fn recipe(args: &Args, reference: Recipe) -> Recipe {
-    Recipe {
-        epochs: args.epochs.unwrap_or(reference.epochs),
-        // --epochs asks for epochs: it replaces the reference's iteration budget and its
-        // validation interval (validation then follows the epochs unless --val-every says otherwise).
-        iterations: args.iterations.or(if args.epochs.is_some() { None } else { reference.iterations }),
-        val_every: args.val_every.or(if args.epochs.is_some() { None } else { reference.val_every }),
-        best_by: args.best_by.unwrap_or(reference.best_by),
-        batch_size: args.batch_size.unwrap_or(reference.batch_size),
-        crop: args.crop.map_or(if args.patches.is_some() { None } else { reference.crop }, |c| (c > 0).then_some(c)),
-        patch_grid: if args.crop.is_some() { None } else { args.patches.or(reference.patch_grid) },
-        lr: args.lr.unwrap_or(reference.lr),
-        weight_decay: args.weight_decay.unwrap_or(reference.weight_decay),
-        optimizer: args.optimizer.unwrap_or(reference.optimizer),
-        schedule: args.schedule.unwrap_or(reference.schedule),
-        loss: args.loss.unwrap_or(reference.loss),
-        augment: !args.no_augment,
-        seed: args.seed.unwrap_or_default(),
-        checkpoint_every: args.checkpoint_every.unwrap_or_default(),
-        eval_batch_size: args.eval_batch_size.unwrap_or(reference.eval_batch_size),
-        ..reference
-    }
-}
-
-/// A resumed run keeps its own model and recipe, so that it ends as the uninterrupted run would:
-/// options given to change them are refused rather than silently dropped.
-fn refuse_changes_on_resume(args: &Args, model: &ModelSpec) -> Result<()> {
-    let path = args.out.join(changedet_train::trainer::LAST);
-    // A missing or unreadable checkpoint is the trainer's to report.
-    let Ok(checkpoint) = Checkpoint::read(&path) else { return Ok(()) };
-    let Some(Ok(state)) = checkpoint.training.map(serde_json::from_value::<TrainingState>) else { return Ok(()) };
-    let run = &state.recipe;
-    let mut changed = Vec::new();
-    if args.model_config.is_some() && checkpoint.spec != *model {
-        changed.push("--model-config (the run's configuration differs)".to_owned());
-    }
-    let mut compare = |option: &str, given: Option<String>, theirs: String| {
-        if let Some(given) = given.filter(|g| *g != theirs) {
-            changed.push(format!("{option} {given} (the run's: {theirs})"));
-        }
-    };
-    let text = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    compare("--iterations", args.iterations.map(|v| text(&Some(v))), text(&run.iterations));
-    compare("--val-every", args.val_every.map(|v| text(&Some(v))), text(&run.val_every));
-    compare("--best-by", args.best_by.map(|v| text(&v)), text(&run.best_by));
-    compare("--batch-size", args.batch_size.map(|v| text(&v)), text(&run.batch_size));
-    compare("--crop", args.crop.map(|c| text(&(c > 0).then_some(c))), text(&run.crop));
-    compare("--patches", args.patches.map(|v| text(&Some(v))), text(&run.patch_grid));
-    compare("--lr", args.lr.map(|v| text(&v)), text(&run.lr));
-    compare("--weight-decay", args.weight_decay.map(|v| text(&v)), text(&run.weight_decay));
-    compare("--optimizer", args.optimizer.map(|v| text(&v)), text(&run.optimizer));
-    compare("--schedule", args.schedule.map(|v| text(&v)), text(&run.schedule));
-    // The run's class weights were measured on its split; the kind of loss is what may differ.
-    let measured = |loss: LossKind| run.loss.change_fraction().map_or(loss, |p| loss.with_change_fraction(p));
-    compare("--loss", args.loss.map(|v| text(&measured(v))), text(&run.loss));
-    compare("--no-augment", args.no_augment.then(|| text(&false)), text(&run.augment));
-    compare("--seed", args.seed.map(|v| text(&v)), text(&run.seed));
-    compare("--checkpoint-every", args.checkpoint_every.map(|v| text(&v)), text(&run.checkpoint_every));
-    compare("--eval-batch-size", args.eval_batch_size.map(|v| text(&v)), text(&run.eval_batch_size));
-    if changed.is_empty() {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "{} is resumed with its own recipe, and these options would change it: {}; drop them, or start a new run (--overwrite)",
-        path.display(),
-        changed.join(", ")
-    )
 }

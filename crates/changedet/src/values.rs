@@ -26,22 +26,11 @@ pub fn non_negative(text: &str) -> Result<f64, String> {
 }
 
 /// `--precision` of `train`: fp32 or bf16.
-pub fn training_precision(text: &str) -> Result<changedet_models::Precision, String> {
-    match text.parse()? {
-        changedet_models::Precision::Fp16 => Err("fp16 training needs loss scaling, which changedet does not do: use bf16".into()),
-        precision => Ok(precision),
-    }
-}
-
 /// `--bands`: Sentinel-2 band names in the model's order (`B04,B03,B02`), or `all` for the 13
 /// bands in the order of Daudt et al.'s OSCD code.
 #[derive(Debug, Clone)]
 pub struct Bands(pub Vec<String>);
 
 pub fn sentinel2_bands(text: &str) -> Result<Bands, String> {
-    use changedet_raster::geo::sentinel2;
-    if text.eq_ignore_ascii_case("all") {
-        return Ok(Bands(sentinel2::DAUDT_ALL.iter().map(|b| b.to_string()).collect()));
-    }
-    sentinel2::parse_bands(text).map(Bands).map_err(|e| e.to_string())
+    changedet_raster::geo::sentinel2::parse_bands(text).map(Bands).map_err(|e| e.to_string())
 }

@@ -36,14 +36,19 @@ impl Failure {
     }
 }
 
-impl From<ModelError> for Failure {
-    fn from(e: ModelError) -> Self {
-        let kind = match e {
+impl Failure {
+    fn from_model_kind(e: &ModelError) -> Kind {
+        match e {
             ModelError::UnknownModel(_) | ModelError::Config { .. } => Kind::Config,
             ModelError::Recipe(_) | ModelError::Torch(_) | ModelError::Tokenizer(_) => Kind::Other,
             _ => Kind::Checkpoint,
-        };
-        Failure { kind, message: e.to_string() }
+        }
+    }
+}
+
+impl From<ModelError> for Failure {
+    fn from(e: ModelError) -> Self {
+        Failure { kind: Failure::from_model_kind(&e), message: e.to_string() }
     }
 }
 
@@ -61,6 +66,23 @@ impl From<TrainError> for Failure {
             TrainError::Config(message) => Failure { kind: Kind::Input, message },
             e => Failure { kind: Kind::Other, message: e.to_string() },
         }
+    }
+}
+
+/// Errors of the crates that chain causes (the scene pipeline): the CLI's message, cause by cause;
+/// a model or data error anywhere in the chain picks the class.
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        let kind = e.chain().find_map(|cause| {
+            if cause.is::<ModelError>() {
+                cause.downcast_ref::<ModelError>().map(|m| Failure::from_model_kind(m))
+            } else if cause.is::<DataError>() || cause.is::<std::io::Error>() {
+                Some(Kind::Data)
+            } else {
+                None
+            }
+        });
+        Failure { kind: kind.unwrap_or(Kind::Other), message: format!("{e:#}") }
     }
 }
 

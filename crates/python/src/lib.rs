@@ -5,6 +5,8 @@ mod bridge;
 mod errors;
 mod functions;
 mod model;
+mod options;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -14,5 +16,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MODEL_NAMES", changedet_models::MODEL_NAMES.to_vec())?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(functions::binary_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(train::train, m)?)?;
     Ok(())
 }

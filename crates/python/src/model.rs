@@ -15,8 +15,12 @@ use changedet_models::{Checkpoint, LoadedModel, ModelSpec, default_model};
 use changedet_raster::Raster;
 use changedet_train::{PairPrediction, Protocol};
 
+use changedet_raster::geo::PolygonOptions;
+use changedet_scene::{SceneJob, VectorOutput};
+
 use crate::bridge;
 use crate::errors::{Failure, input};
+use crate::options::Options;
 
 struct State {
     loaded: LoadedModel,
@@ -37,7 +41,7 @@ pub struct Model {
 }
 
 /// `cpu` or `cuda:N`, as the package writes `torch.device`s.
-fn device(name: &str) -> PyResult<Device> {
+pub(crate) fn device(name: &str) -> PyResult<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(Device::Cuda).ok_or_else(|| input(format!("unknown device '{other}'"))),
@@ -208,6 +212,24 @@ impl Model {
         .map_err(PyErr::from)
     }
 
+    /// Change maps of a georeferenced scene pair as `changedet predict --scene` writes them
+    /// (COGs, optionally polygons), `options` (JSON) being its scene options by their Python
+    /// names. Returns the run's summary as JSON.
+    fn predict_scene(&self, py: Python<'_>, before: Vec<PathBuf>, after: Vec<PathBuf>, out: PathBuf, options: &str) -> PyResult<String> {
+        let job = scene_job(before, after, out, Options::parse("scene", options)?)?;
+        py.detach(move || {
+            let mut state = self.lock();
+            if !state.frozen && !state.lent {
+                state.loaded.prepare_for_inference();
+                state.frozen = true;
+            }
+            let device = state.loaded.vs.device();
+            let summary = guarded(|| Ok(changedet_scene::predict_scene(&state.loaded, device, &job)?))?;
+            Ok::<_, Failure>(serde_json::to_string(&summary).expect("summaries serialise"))
+        })
+        .map_err(PyErr::from)
+    }
+
     /// The model's inputs for pixel tensors `[n, bands, h, w]`: float `[n, bands, h, w]`
     /// normalised as `predict` normalises them (for `forward`).
     fn preprocess<'py>(&self, py: Python<'py>, before: &Bound<'py, PyAny>, after: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
@@ -249,6 +271,40 @@ impl Model {
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         variables.into_iter().map(|(name, t)| Ok((name, bridge::to_python(py, &t)?))).collect()
     }
+}
+
+/// The scene job `options` describe (`predict`'s scene options), the CLI's defaults otherwise.
+fn scene_job(before: Vec<PathBuf>, after: Vec<PathBuf>, out: PathBuf, mut options: Options) -> PyResult<SceneJob> {
+    let defaults = SceneJob { batch_size: 1, ..SceneJob::new(before, after, out) };
+    let vector = options.text("vector")?.map(|path| VectorOutput {
+        path: PathBuf::from(path),
+        options: PolygonOptions { min_area: 0.0, simplify: None },
+    });
+    let mut job = SceneJob {
+        bands: options.take("bands").map(|v| serde_json::from_value(v).map_err(|_| input("bands must be 1-based band numbers, e.g. [4, 3, 2]"))).transpose()?,
+        scaling: options.parsed("scale")?.unwrap_or(defaults.scaling),
+        align: options.flag("align")?.unwrap_or(false),
+        tile: options.count("tile")?.unwrap_or(defaults.tile),
+        overlap: options.number("overlap")?.unwrap_or(defaults.overlap),
+        block_strides: options.count("block")?.unwrap_or(defaults.block_strides),
+        batch_size: options.count("batch_size")?.unwrap_or(defaults.batch_size),
+        shard: options.parsed("shard")?.unwrap_or(defaults.shard),
+        overwrite: options.flag("overwrite")?.unwrap_or(false),
+        classes: [options.texts("classes_before")?.unwrap_or_default(), options.texts("classes_after")?.unwrap_or_default()],
+        vector,
+        ..defaults
+    };
+    let (min_area, simplify) = (options.real("min_area")?, options.real("simplify")?);
+    match &mut job.vector {
+        Some(vector) => vector.options = PolygonOptions { min_area: min_area.unwrap_or(0.0), simplify },
+        None if min_area.is_some() || simplify.is_some() => return Err(input("min_area and simplify shape the polygons: give vector too")),
+        None => {}
+    }
+    if [min_area, simplify].into_iter().flatten().any(|v| v < 0.0 || !v.is_finite()) {
+        return Err(input("min_area and simplify must be finite and not negative"));
+    }
+    options.finish()?;
+    Ok(job)
 }
 
 /// Readies the model for Python to change its weights. `prepare_for_inference` keeps what it

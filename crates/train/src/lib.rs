@@ -7,11 +7,13 @@ pub mod optim;
 pub mod plot;
 pub mod protocol;
 pub mod report;
+pub mod request;
 pub mod trainer;
 
 pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_batch, predict_dataset};
 pub use protocol::Protocol;
-pub use trainer::{Sources, TrainJob, TrainSummary, TrainingState, train};
+pub use request::{TrainRequest, warn_without_class_lists};
+pub use trainer::{Sources, StepHook, TrainEvent, TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;
 

@@ -122,7 +122,22 @@ pub struct TrainJob {
     pub sources: Option<Sources>,
     /// With `resume`: train a finished (or unfinished) epoch-based run on to this many epochs.
     pub extend_to_epochs: Option<usize>,
+    /// Told of every step and validation; may stop the run.
+    pub on_step: Option<StepHook>,
 }
+
+/// What a run tells its [`StepHook`].
+pub enum TrainEvent<'a> {
+    /// An optimiser step finished; `loss` is the epoch's running mean.
+    Step { step: usize, total_steps: usize, epoch: usize, epochs: usize, loss: f64, lr: f64 },
+    /// A validation finished: its log entry and the line the CLI prints for it.
+    Validation { entry: &'a EpochLog, line: &'a str },
+}
+
+/// Called after every step and validation (whose lines it then prints instead of the trainer).
+/// Returning false after a step stops the run as `max_steps` does: the checkpoints written until
+/// then stay and `resume` goes on from the last.
+pub type StepHook = Box<dyn FnMut(TrainEvent<'_>) -> bool + Send>;
 
 #[derive(Debug)]
 pub struct TrainSummary {
@@ -143,12 +158,13 @@ fn save(path: &Path, model: &LoadedModel, optimizer: Option<&Adam>, state: &Trai
 
 /// Trains `job.model` on `job.train` by `job.recipe` (or resumes the run in `job.out_dir`),
 /// validating on `job.val`.
-pub fn train(job: TrainJob) -> Result<TrainSummary> {
+pub fn train(mut job: TrainJob) -> Result<TrainSummary> {
     check_job(&job)?;
     let (model, optimizer, state) = if job.resume { resume(&job)? } else { start(&job)? };
     let model = model.with_precision(job.precision);
     check_labels_fit(&model, &job.train, state.recipe.best_by)?;
-    let mut run = Run::new(&job, model, optimizer, state)?;
+    let on_step = job.on_step.take();
+    let mut run = Run::new(&job, model, optimizer, state, on_step)?;
     while run.state.epoch < run.epochs {
         if run.train_epoch()? == EpochEnd::Stopped {
             return Ok(run.summary(None));
@@ -309,7 +325,7 @@ fn resume(job: &TrainJob) -> Result<(LoadedModel, Adam, TrainingState)> {
 #[derive(PartialEq)]
 enum EpochEnd {
     Finished,
-    /// `max_steps` reached: stop without saving, as a crash would.
+    /// `max_steps` reached, or the step hook asked to stop: stop without saving, as a crash would.
     Stopped,
 }
 
@@ -335,10 +351,11 @@ struct Run<'a> {
     seconds_before: f64,
     last_path: PathBuf,
     log_path: PathBuf,
+    on_step: Option<StepHook>,
 }
 
 impl<'a> Run<'a> {
-    fn new(job: &'a TrainJob, model: LoadedModel, optimizer: Adam, state: TrainingState) -> Result<Self> {
+    fn new(job: &'a TrainJob, model: LoadedModel, optimizer: Adam, state: TrainingState, on_step: Option<StepHook>) -> Result<Self> {
         let recipe = state.recipe.clone();
         let batch_size = recipe.batch_size.max(1);
         let (samples, cache) = match recipe.patch_grid {
@@ -387,6 +404,7 @@ impl<'a> Run<'a> {
             samples,
             cache,
             bar,
+            on_step,
         })
     }
 
@@ -419,6 +437,10 @@ impl<'a> Run<'a> {
             }
             lr = self.step(&batch?, epoch)?;
             self.after_step(lr, epoch)?;
+            if !self.tell_step(lr, epoch) {
+                self.bar.abandon();
+                return Ok(EpochEnd::Stopped);
+            }
         }
         let epoch_loss = self.state.epoch_loss_sum / self.state.epoch_batches.max(1) as f64;
         self.state.epoch += 1;
@@ -431,6 +453,13 @@ impl<'a> Run<'a> {
         save(&self.last_path, &self.model, Some(&self.optimizer), &self.state)?;
         self.epoch_start = Instant::now();
         Ok(EpochEnd::Finished)
+    }
+
+    /// The step hook's word on going on after a step.
+    fn tell_step(&mut self, lr: f64, epoch: usize) -> bool {
+        let Some(hook) = &mut self.on_step else { return true };
+        let loss = self.state.epoch_loss_sum / self.state.epoch_batches.max(1) as f64;
+        hook(TrainEvent::Step { step: self.state.step, total_steps: self.total_steps, epoch, epochs: self.epochs, loss, lr })
     }
 
     /// One optimiser step on `batch`; returns its learning rate.
@@ -531,8 +560,13 @@ impl<'a> Run<'a> {
                 ""
             }
         );
-        // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
-        self.bar.suspend(|| eprintln!("{line}"));
+        match &mut self.on_step {
+            // The hook shows it (Python: in the notebook, not on the process's stderr); a stop
+            // asked for here is honoured after the next step.
+            Some(hook) => _ = hook(TrainEvent::Validation { entry: &entry, line: &line }),
+            // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
+            None => self.bar.suspend(|| eprintln!("{line}")),
+        }
         Ok(())
     }
 

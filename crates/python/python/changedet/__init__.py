@@ -5,6 +5,7 @@ in-process, on PyTorch's own tensors.
     model = changedet.load()                      # the shipped default model
     result = model.predict(before, after)         # numpy HWC or torch CHW/NCHW pixels
     result.mask, result.probability               # in the kind the pixels came in
+    changedet.train("runs/mine", "levir-cd:/data/LEVIR-CD", "fc-siam-diff", epochs=10)
 
 Everything runs in Rust with the GIL released; errors are `changedet.Error` subclasses.
 """
@@ -30,8 +31,9 @@ if _native.LIBTORCH_VERSION.split("+")[0] != torch.__version__.split("+")[0]:
         "or rebuild changedet here"
     )
 
-from .model import ChangeModule, Model, Prediction, create, import_reference, load
+from .model import ChangeModule, Model, Prediction, create, import_reference, load, predict_scene
 from .functions import metrics
+from .training import train
 
 MODEL_NAMES = tuple(_native.MODEL_NAMES)
 
@@ -49,4 +51,6 @@ __all__ = [
     "import_reference",
     "load",
     "metrics",
+    "predict_scene",
+    "train",
 ]

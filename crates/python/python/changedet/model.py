@@ -39,6 +39,20 @@ def import_reference(path: os.PathLike, model: str, device="cpu", **config) -> "
     return Model(_native.Model.import_reference(os.fspath(path), model, json.dumps(config) if config else None, _device(device)))
 
 
+def _options(options: dict) -> str:
+    """Keyword options as the native module takes them: JSON, paths as strings."""
+    plain = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()}
+    try:
+        return json.dumps(plain)
+    except TypeError as e:
+        raise InputError(f"options must be numbers, strings, paths, lists and dicts: {e}") from None
+
+
+def predict_scene(before, after, out: os.PathLike, model: Optional["Model"] = None, **options) -> dict:
+    """`Model.predict_scene` with `model`, or with the shipped default model."""
+    return (model or load()).predict_scene(before, after, out, **options)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One pair's (or a batch's) outputs, in the kind and layout the pixels were given."""
@@ -96,6 +110,17 @@ class Model:
         before, after, layout = as_batch(before, after)
         outputs = self._native.predict(before, after, None if classes is None else [list(map(list, c)) for c in classes])
         return Prediction(**{key: returned(value, layout) for key, value in outputs.items()})
+
+    def predict_scene(self, before, after, out: os.PathLike, **options) -> dict:
+        """Change maps of a georeferenced scene pair, as `changedet predict --scene` writes them:
+        COGs in `out` (change, probability; class maps for semantic models) and, with
+        vector="changes.gpkg", polygons. `before`/`after`: a raster file, or a list of files
+        stacked as bands. `options` are the CLI's scene options by their Python names: bands
+        ([4, 3, 2], 1-based), scale ("auto", "divide:D", "percentile:LOW:HIGH", "range:MIN:MAX"),
+        align, tile, overlap, block, batch_size, shard ("I/N"), vector, min_area (m²),
+        simplify, classes_before, classes_after, overwrite. Returns the run's summary."""
+        paths = [[os.fspath(p)] if isinstance(p, (str, os.PathLike)) else [os.fspath(q) for q in p] for p in (before, after)]
+        return json.loads(self._native.predict_scene(paths[0], paths[1], os.fspath(out), _options(options)))
 
     def evaluate(self, dataset: str, split: str = "test", batch_size: int = 1, protocol: str = "whole", ignore_value: Optional[int] = None) -> dict:
         """Binary change scores on a dataset split, as `changedet eval`: `dataset` is NAME:PATH

@@ -52,8 +52,12 @@ pub fn band_name(name: &str) -> Result<&'static str> {
     })
 }
 
-/// Comma-separated band names (`B04,B03,B02`), canonical, each once.
+/// Comma-separated band names (`B04,B03,B02`), canonical, each once; or `all`: the 13 bands in
+/// the order of Daudt et al.'s OSCD code.
 pub fn parse_bands(list: &str) -> Result<Vec<String>> {
+    if list.eq_ignore_ascii_case("all") {
+        return Ok(DAUDT_ALL.iter().map(|b| b.to_string()).collect());
+    }
     let mut bands = Vec::new();
     for name in list.split(',') {
         let band = band_name(name)?;
