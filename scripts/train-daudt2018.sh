@@ -58,7 +58,7 @@ for model in "${models[@]}"; do
   [[ -n "${CHANGEDET_MAX_STEPS:-}" ]] && resume+=(--max-steps "$CHANGEDET_MAX_STEPS")
   "$changedet" train --model "$model" --dataset "$dataset" "${splits[@]}" "${options[@]}" --epochs "$epochs" \
     --out "$run" "${resume[@]}"
-  if ! "$changedet" info "$run/last.safetensors" | grep -Eq "^trained +$epochs epochs"; then
+  if ! "$changedet" info "$run/last.safetensors" | grep -Eq "^trained +$epochs epochs?,"; then
     echo "train-daudt2018.sh: $model has not finished its $epochs epochs yet; run the same command again to go on"
     continue
   fi

@@ -164,7 +164,7 @@ pub fn run(args: Args) -> Result<()> {
     let train = median(train);
 
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
-    println!("device           {} ({} threads)", crate::device::name(device), tch::get_num_threads());
+    println!("device           {} ({} threads)", changedet_models::device_name(device), tch::get_num_threads());
     println!("input            {0}×{0} pairs; training batch {n} × {s}×{s}; {1} timed runs after 1 warm-up", args.size, args.iters);
     println!("inference        {:.1} ms per pair (median; batches of {pairs}: {:.1} pairs/s)", infer * 1e3 / pairs as f64, pairs as f64 / infer);
     println!("training step    {:.1} ms per batch of {n} (median; {:.1} pairs/s)", train * 1e3, n as f64 / train);
@@ -261,7 +261,7 @@ fn scene(model: &LoadedModel, device: Device, side: usize, pair: &[PathBuf], til
     let (ratio, summary, model_alone) = &measured[measured.len() / 2];
     let megapixels = (side * side) as f64 / 1e6;
     println!("model            {} ({} parameters)", model.spec.name(), model.parameter_count());
-    println!("device           {} ({} threads)", crate::device::name(device), tch::get_num_threads());
+    println!("device           {} ({} threads)", changedet_models::device_name(device), tch::get_num_threads());
     println!("scene            {side}×{side} px pair, tiles {tile} px, overlap {} px, blocks of {} strides", job.overlap, job.block_strides);
     println!("rounds           {rounds}, each the scene then the model alone; the median round:");
     println!("run              {summary}");

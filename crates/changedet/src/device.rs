@@ -29,16 +29,6 @@ pub fn parse(spec: &str) -> Result<Device> {
     Ok(on_gpu_tuned(device))
 }
 
-/// A device as `--device` names it (`cpu`, `cuda:0`), for messages.
-pub fn name(device: Device) -> String {
-    match device {
-        Device::Cuda(index) => format!("cuda:{index}"),
-        Device::Mps => "mps".into(),
-        Device::Vulkan => "vulkan".into(),
-        Device::Cpu => "cpu".into(),
-    }
-}
-
 /// On a GPU, cuDNN's benchmark mode: a run feeds one input size over and over (tiles, crops,
 /// fixed-size images), so timing the convolution algorithms once per shape pays off.
 fn on_gpu_tuned(device: Device) -> Device {

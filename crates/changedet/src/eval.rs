@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -96,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let metrics = confusion.metrics();
 
-    println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
+    println!("{} on {} ({}, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), count(dataset.len() as u64, "pair"), args.split, args.protocol);
     println!("{:<15} {:>8}", "metric", "value");
     for (name, value) in metrics.rows() {
         println!("{name:<15} {:>8.4}", value);
@@ -125,7 +126,7 @@ fn write_json(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: 
 
 fn evaluate_semantic(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
     let scores = changedet_train::evaluate_every_convention(model, dataset, classes, args.batch_size, device, args.protocol)?;
-    println!("{} on {} ({} pairs, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), dataset.len(), args.split, args.protocol);
+    println!("{} on {} ({}, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), count(dataset.len() as u64, "pair"), args.split, args.protocol);
     let results = print_report(&scores, |_| true, true)?;
     write_json(args, (model, checkpoint), dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

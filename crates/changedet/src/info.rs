@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -47,7 +48,7 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
     println!("config       {}", serde_json::to_string_pretty(&model.spec.config_json())?);
     match checkpoint.training.map(serde_json::from_value::<TrainingState>) {
         Some(Ok(state)) => {
-            println!("trained      {} epochs, {} steps, {:.0} s", state.epoch, state.step, state.seconds);
+            println!("trained      {}, {}, {:.0} s", count(state.epoch as u64, "epoch"), count(state.step as u64, "step"), state.seconds);
             for source in &state.data {
                 println!("data         {source}");
             }

@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -84,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         GtEncoding::Second => GroundTruth::Second,
     };
     let (stems, report) = score_maps(&MapFolders { pred: &args.pred, gt: &args.gt, classes, ground_truth, semantic })?;
-    println!("{} pairs: predictions {} against ground truth {}", stems.len(), args.pred.display(), args.gt.display());
+    println!("{}: predictions {} against ground truth {}", count(stems.len() as u64, "pair"), args.pred.display(), args.gt.display());
     let results = print_report(&report, wants, semantic)?;
     if let Some(path) = &args.json {
         let mut report = json!({ "pairs": stems.len(), "conventions": Value::Object(results.clone()) });

@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -178,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         written += 1;
         Ok(())
     })?;
-    println!("{written} pair(s) predicted, {changed_pixels} changed pixels; maps in {}", args.out.display());
+    println!("{} predicted, {} changed; maps in {}", count(written as u64, "pair"), count(changed_pixels as u64, "pixel"), args.out.display());
     if let Some(report) = report {
         println!("report: {} (open it in a browser)", report.finish()?.1.display());
     }

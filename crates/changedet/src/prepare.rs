@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -48,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         Source::Second => prepare_second(&args.src, &args.out)?,
     };
     for (split, pairs, written) in &report.splits {
-        println!("{split:<6} {pairs} pairs → {written} written");
+        println!("{split:<6} {} → {written} written", count(*pairs as u64, "pair"));
     }
     println!("prepared in {}", args.out.display());
     Ok(())

@@ -1,3 +1,4 @@
+use changedet_raster::text::count;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -190,9 +191,9 @@ pub fn run(args: Args) -> Result<()> {
     let best_by = job.recipe.best_by;
     let summary = changedet_train::train(job)?;
     println!(
-        "trained {} epochs ({} steps); best validation {} {:.4}",
-        summary.epochs,
-        summary.steps,
+        "trained {} ({}); best validation {} {:.4}",
+        count(summary.epochs as u64, "epoch"),
+        count(summary.steps as u64, "step"),
         best_by.name(),
         summary.best_score.unwrap_or(f64::NAN)
     );

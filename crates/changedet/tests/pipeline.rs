@@ -237,7 +237,7 @@ fn several_datasets_train_together_on_patches_and_a_checkpoint_fine_tunes() {
         "--val-split", &two, "--patches", "128:128", "--epochs", "1", "--batch-size", "8", "--loss", "bce-dice", "--out", s(&run), "--device", "cpu",
     ]);
     // 6 pairs of 256² in 128² patches: 24 patches, 3 steps of 8.
-    assert!(log.contains("trained 1 epochs (3 steps)"), "{log}");
+    assert!(log.contains("trained 1 epoch (3 steps)"), "{log}");
     let info = ok(&["info", s(&run.join("best.safetensors"))]);
     let sources: Vec<&str> = info.lines().filter(|l| l.starts_with("data")).collect();
     assert_eq!(sources.len(), 2, "{info}");
@@ -336,7 +336,7 @@ fn a_finished_run_resumes_on_its_own_data_and_extends() {
     let run = tmp.path().join("run");
     let common = ["--model", "fc-ef", "--model-config", r#"{"width": 4}"#, "--crop", "64", "--batch-size", "2", "--device", "cpu"];
     let first = ok(&[&["train", "--dataset", &levir, "--train-split", &list, "--val-split", &list, "--epochs", "1", "--out", s(&run)], &common[..]].concat());
-    assert!(first.contains("trained 1 epochs"), "{first}");
+    assert!(first.contains("trained 1 epoch "), "{first}");
     let extended = ok(&["train", "--out", s(&run), "--resume", "--epochs", "2", "--device", "cpu"]);
     assert!(extended.contains("trained 2 epochs"), "{extended}");
     let err = fails(&["train", "--out", s(&run), "--resume", "--epochs", "1", "--device", "cpu"]);

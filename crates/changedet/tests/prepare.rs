@@ -26,7 +26,7 @@ fn hiucd_download_becomes_clearscd_tiles_masks_and_lists() {
     rgb(&raw.join("train/2018/9/a.png"), 1024, 1024, |x, y| image(y, x));
     rgb(&raw.join("train/mask_merge/2017_2018/9/a.png"), 1024, 1024, |x, y| [((x + y) % 10) as u8, (x % 10) as u8, (y % 3) as u8]);
     let report = ok(&["prepare", "hiucd", s(&raw), "--out", s(&out)]);
-    assert!(report.contains("train  1 pairs → 4 written"), "{report}");
+    assert!(report.contains("train  1 pair → 4 written"), "{report}");
 
     // Tile k is at (row k / 2, column k % 2): tile 1 starts at x = 512, y = 0.
     let tile = image::open(out.join("train/2017_512/1_a.png")).unwrap().into_rgb8();

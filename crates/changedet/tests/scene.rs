@@ -72,7 +72,7 @@ fn predict_scene_shards_and_merge_from_the_command_line() {
     assert_eq!(bits(&merged.join("probability.tif")), bits(&out.join("probability.tif")));
     // One block for the whole scene keeps no tile for later: the same blend.
     let one_block = dir.path().join("one-block");
-    assert!(run(scene(&one_block, &["--block", "8"])).contains("4 tiles in 1 blocks"));
+    assert!(run(scene(&one_block, &["--block", "8"])).contains("4 tiles in 1 block;"));
     assert_eq!(bits(&one_block.join("probability.tif")), bits(&out.join("probability.tif")));
     assert_eq!(std::fs::read_to_string(&merged_vector).unwrap().matches("\"Feature\"").count(), std::fs::read_to_string(&vector).unwrap().matches("\"Feature\"").count());
 }

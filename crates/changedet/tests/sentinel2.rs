@@ -32,7 +32,7 @@ fn a_thirteen_band_model_trains_records_its_bands_and_evaluates() {
     assert!(err.contains("takes 3 bands per date, but the data gives 13") && err.contains("in_channels"), "{err}");
 
     let log = ok(&args(&train(r#"{"width": 4, "in_channels": 13}"#, &run)));
-    assert!(log.contains("trained 1 epochs"), "{log}");
+    assert!(log.contains("trained 1 epoch "), "{log}");
     let checkpoint = run.join("last.safetensors");
     let info = ok(&["info", s(&checkpoint)]);
     assert!(info.contains("input bands  B04,B03,B02,B08,B05,B06,B07,B8A,B11,B12,B01,B09,B10"), "{info}");

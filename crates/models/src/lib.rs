@@ -120,3 +120,13 @@ pub enum ModelError {
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// A device as `--device` names it (`cpu`, `cuda:0`), for messages.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(index) => format!("cuda:{index}"),
+        tch::Device::Mps => "mps".into(),
+        tch::Device::Vulkan => "vulkan".into(),
+        tch::Device::Cpu => "cpu".into(),
+    }
+}

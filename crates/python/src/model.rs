@@ -154,10 +154,7 @@ impl Model {
 
     #[getter]
     fn device(&self) -> String {
-        match self.lock().loaded.vs.device() {
-            Device::Cuda(index) => format!("cuda:{index}"),
-            _ => "cpu".into(),
-        }
+        changedet_models::device_name(self.lock().loaded.vs.device())
     }
 
     /// Predicts pairs of pixel tensors `[n, bands, h, w]` (uint8 or uint16, any device),

@@ -9,6 +9,7 @@ pub mod geo;
 mod image_io;
 mod overlay;
 pub mod spline_zoom;
+pub mod text;
 pub mod tiling;
 
 pub use image_io::{Raster, dimensions, read_gray, read_rgb, write_gray_png, write_rgb_png};

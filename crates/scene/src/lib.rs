@@ -18,6 +18,7 @@ pub use pipeline::predict_scene;
 use std::path::PathBuf;
 
 use changedet_raster::geo::{PolygonOptions, Scaling};
+use changedet_raster::text::count;
 
 /// Everything a scene run needs besides the model.
 #[derive(Clone, Debug)]
@@ -151,14 +152,19 @@ impl std::fmt::Display for SceneSummary {
         let share = 100.0 * self.changed_pixels as f64 / self.valid_pixels.max(1) as f64;
         write!(
             f,
-            "{}×{} px, {} tiles in {} blocks; changed: {} px ({share:.2} % of {} valid)",
-            self.width, self.height, self.tiles, self.blocks, self.changed_pixels, self.valid_pixels
+            "{}×{} px, {} in {}; changed: {} px ({share:.2} % of {} valid)",
+            self.width,
+            self.height,
+            count(self.tiles as u64, "tile"),
+            count(self.blocks as u64, "block"),
+            self.changed_pixels,
+            self.valid_pixels
         )?;
         if let Some(m2) = self.changed_area_m2 {
             write!(f, ", {m2:.0} m² ({:.2} ha)", m2 / 10_000.0)?;
         }
         if let Some(n) = self.polygons {
-            write!(f, ", {n} polygons")?;
+            write!(f, ", {}", count(n as u64, "polygon"))?;
         }
         write!(f, "; {:.1} s ({:.2} Mpx/s)", self.seconds, self.megapixels_per_second())
     }

@@ -192,11 +192,11 @@ fn page_html(job: &ReportJob, total: Option<&BinaryConfusion>, rows: &[PairRow],
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>changedet report</title>\n<style>{STYLE}</style></head><body>\n\
-         <h1>{} on {}</h1>\n<p>checkpoint {} · {} pairs · protocol {} · {scored}</p>\n",
+         <h1>{} on {}</h1>\n<p>checkpoint {} · {} · protocol {} · {scored}</p>\n",
         escape(job.model.spec.name()),
         escape(&job.dataset_label),
         escape(&job.checkpoint.display().to_string()),
-        rows.len(),
+        changedet_raster::text::count(rows.len() as u64, "pair"),
         job.protocol,
     );
     if let Some(total) = total {

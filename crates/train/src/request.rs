@@ -164,13 +164,13 @@ impl TrainRequest {
             None => train.encodings().iter().map(ToString::to_string).collect::<Vec<_>>().join(" + "),
         };
         tracing::info!(
-            "{}: {} training pairs ({}), {} validation pairs ({}), labels {labels}, device {:?}",
+            "{}: {} training pairs ({}), {} validation pairs ({}), labels {labels}, device {}",
             roots.join(" + "),
             train.len(),
             self.train_splits.join(" + "),
             val.len(),
             self.val_splits.join(" + "),
-            self.device
+            changedet_models::device_name(self.device)
         );
     }
 
