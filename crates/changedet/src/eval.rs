@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
                 protocol: args.protocol,
                 dir,
                 checkpoint: &checkpoint,
-                dataset_label: args.dataset.to_string(),
+                dataset_label: args.dataset.name(),
             };
             let (confusion, page) = write_report(&job)?;
             println!("report: {} (open it in a browser)", page.display());

@@ -138,7 +138,7 @@ pub fn run(args: Args) -> Result<()> {
         protocol: args.protocol,
         dir,
         checkpoint: &checkpoint,
-        dataset_label: args.dataset.as_ref().map_or_else(|| "one pair".to_owned(), |d| d.to_string()),
+        dataset_label: args.dataset.as_ref().map_or_else(|| "one pair".to_owned(), DatasetSpec::name),
     });
     let mut report = report_job.as_ref().map(Report::new).transpose()?;
 

@@ -63,3 +63,46 @@ fn predict_writes_a_report_with_scores_where_the_pairs_have_labels() {
     assert_eq!(column(&plain, "data-area").len(), 1);
     assert!(unlabelled.join("thumbs/0_prediction.png").is_file());
 }
+
+#[test]
+fn the_report_names_its_dataset_links_full_size_images_and_its_legend_has_the_errors_colours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let data = shared_data("egy-bcd-256");
+    ok(&["eval", "--dataset", &format!("generic:{}", data.display()), "--split", "all", "--report", s(&report), "--device", "cpu"]);
+    let (page, console) = dom(&format!("file://{}", report.join("index.html").display()));
+    assert!(console.is_empty(), "console messages: {console:?}");
+
+    // Named by its folder, not by a path from the root of the disk.
+    assert!(page.contains("<title>changedet report: egy-bcd-256 (generic)</title>") && page.contains("on egy-bcd-256 (generic)</h1>"));
+    assert!(!page.contains(&format!("on generic:{}", data.display())));
+    assert!(page.contains("<th>changed (ground truth)</th>"));
+
+    // Every thumbnail links to an image of the pair's full size.
+    let links: Vec<&str> = page.split("<a href=\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+    assert_eq!(links.len(), 9 * 5, "before, after, truth, prediction and errors of 9 pairs");
+    for link in &links {
+        let path = match link.strip_prefix("file://") {
+            Some(absolute) => std::path::PathBuf::from(absolute),
+            None => report.join(link),
+        };
+        let (w, h) = image::image_dimensions(&path).unwrap_or_else(|e| panic!("{link}: {e}"));
+        assert_eq!((w, h), (256, 256), "{link} is full size");
+    }
+
+    // The legend's swatches are the colours the error maps are painted in.
+    let swatch = |class: &str| {
+        let rule = format!(".{class}{{background:#");
+        let hex = &page[page.find(&rule).unwrap_or_else(|| panic!("no {rule}")) + rule.len()..][..6];
+        image::Rgb([0, 2, 4].map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()))
+    };
+    let legend = [swatch("tp"), swatch("fp"), swatch("fn"), swatch("un"), image::Rgb([0, 0, 0])];
+    let mut seen = std::collections::HashSet::new();
+    for link in links.iter().filter(|l| l.ends_with("_errors.png")) {
+        for p in image::open(report.join(link)).unwrap().to_rgb8().pixels() {
+            assert!(legend.contains(p), "{link} has {p:?}, which the legend does not show");
+            seen.insert(*p);
+        }
+    }
+    assert!(seen.len() >= 4, "true and false positives and negatives all appear: {seen:?}");
+}

@@ -107,6 +107,14 @@ impl std::fmt::Display for Preset {
     }
 }
 
+impl DatasetSpec {
+    /// A short name for titles: the root folder's, with the preset (`LEVIR-CD (levir-cd)`).
+    pub fn name(&self) -> String {
+        let folder = std::path::absolute(&self.root).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        format!("{} ({})", folder.unwrap_or_else(|| self.root.display().to_string()), self.preset)
+    }
+}
+
 impl std::fmt::Display for DatasetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.preset, self.root.display())

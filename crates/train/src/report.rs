@@ -28,7 +28,8 @@ pub struct ReportJob<'a> {
     pub device: Device,
     pub protocol: Protocol,
     pub dir: &'a Path,
-    /// Shown in the page's heading: the checkpoint and the dataset as given.
+    /// Shown in the page's heading: the checkpoint, and a name for the dataset (its folder's,
+    /// not a whole path).
     pub checkpoint: &'a Path,
     pub dataset_label: String,
 }
@@ -40,6 +41,8 @@ struct PairRow {
     confusion: Option<BinaryConfusion>,
     /// Share of the pixels that changed: in the label when there is one, else in the prediction.
     changed_area: f64,
+    /// Where each thumbnail's full-size image is, in the gallery's column order.
+    full_size: Vec<String>,
 }
 
 /// A report being filled pair by pair (by `eval`, or by `predict` while it writes its maps).
@@ -62,16 +65,16 @@ impl<'a> Report<'a> {
     pub fn add(&mut self, pair: &PairPrediction) -> Result<()> {
         let index = self.rows.len();
         let paths = self.job.dataset.pairs.get(index).ok_or_else(|| TrainError::Config(format!("pair {} is beyond the dataset", pair.name)))?;
-        write_thumbnails(paths, pair, pair.label.as_deref(), &self.thumbs, index)?;
+        let full_size = write_thumbnails(paths, pair, pair.label.as_deref(), &self.thumbs, index)?;
         let share = |values: &[u8], counted: &dyn Fn(u8) -> bool| values.iter().filter(|&&v| v == 1).count() as f64 / values.iter().filter(|&&v| counted(v)).count().max(1) as f64;
         let row = match pair.label.as_deref() {
             Some(label) => {
                 accumulate_histograms(&pair.probability, label, &mut self.histograms);
                 let mut confusion = BinaryConfusion::default();
                 confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
-                PairRow { name: pair.name.clone(), confusion: Some(confusion), changed_area: share(label, &|v| v != changedet_data::IGNORE) }
+                PairRow { name: pair.name.clone(), confusion: Some(confusion), changed_area: share(label, &|v| v != changedet_data::IGNORE), full_size }
             }
-            None => PairRow { name: pair.name.clone(), confusion: None, changed_area: share(&pair.change, &|_| true) },
+            None => PairRow { name: pair.name.clone(), confusion: None, changed_area: share(&pair.change, &|_| true), full_size },
         };
         self.rows.push(row);
         Ok(())
@@ -123,28 +126,45 @@ fn accumulate_histograms(probability: &[f32], label: &[u8], (changed, unchanged)
 
 /// `thumbs/INDEX_{before,after,prediction}.png`, and with a label `INDEX_{truth,errors}.png`.
 /// Errors: true positives white, false positives red, false negatives blue, unlabelled grey.
-fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, label: Option<&[u8]>, dir: &Path, index: usize) -> Result<()> {
+/// Returns where each one's full-size image is: the dataset's own files for the dates and the
+/// label, `full/INDEX_{prediction,errors}.png` (written here) for the maps.
+fn write_thumbnails(paths: &changedet_data::PairPaths, pair: &PairPrediction, label: Option<&[u8]>, dir: &Path, index: usize) -> Result<Vec<String>> {
     let (w, h) = (pair.width as u32, pair.height as u32);
     let grey = |values: Vec<u8>| Raster::new(w, h, 1, values);
+    let file = |path: &Path| format!("file://{}", std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display());
     let mut images = vec![
-        ("before", changedet_raster::read_rgb(&paths.before).map_err(DataError::from)?),
-        ("after", changedet_raster::read_rgb(&paths.after).map_err(DataError::from)?),
-        ("prediction", grey(pair.change.iter().map(|&c| c * 255).collect())),
+        ("before", changedet_raster::read_rgb(&paths.before).map_err(DataError::from)?, Some(file(&paths.before))),
+        ("after", changedet_raster::read_rgb(&paths.after).map_err(DataError::from)?, Some(file(&paths.after))),
+        ("prediction", grey(pair.change.iter().map(|&c| c * 255).collect()), None),
     ];
     if let Some(label) = label {
-        images.push(("truth", grey(label.iter().map(|&l| if l == 1 { 255 } else if l == 0 { 0 } else { 128 }).collect())));
-        images.push(("errors", Raster::new(w, h, 3, error_colours(&pair.change, label))));
+        let truth = grey(label.iter().map(|&l| if l == 1 { 255 } else if l == 0 { 0 } else { 128 }).collect());
+        images.push(("truth", truth, paths.label.as_deref().map(file)));
+        images.push(("errors", Raster::new(w, h, 3, error_colours(&pair.change, label)), None));
     }
-    for (kind, image) in images {
-        let small = image.thumbnail(THUMBNAIL);
-        let path = dir.join(format!("{index}_{kind}.png"));
-        let written = match small.channels {
-            1 => changedet_raster::write_gray_png(&path, small.width, small.height, &small.data),
-            _ => changedet_raster::write_rgb_png(&path, small.width, small.height, &small.data),
+    let full_dir = dir.with_file_name("full");
+    let mut links = Vec::new();
+    for (kind, image, original) in images {
+        let link = match original {
+            Some(link) => link,
+            None => {
+                std::fs::create_dir_all(&full_dir).map_err(|e| TrainError::Io(full_dir.clone(), e))?;
+                write_png(&full_dir.join(format!("{index}_{kind}.png")), &image)?;
+                format!("full/{index}_{kind}.png")
+            }
         };
-        written.map_err(DataError::from)?;
+        write_png(&dir.join(format!("{index}_{kind}.png")), &image.thumbnail(THUMBNAIL))?;
+        links.push(link);
     }
-    Ok(())
+    Ok(links)
+}
+
+fn write_png(path: &Path, image: &Raster) -> Result<()> {
+    let written = match image.channels {
+        1 => changedet_raster::write_gray_png(path, image.width, image.height, &image.data),
+        _ => changedet_raster::write_rgb_png(path, image.width, image.height, &image.data),
+    };
+    Ok(written.map_err(DataError::from)?)
 }
 
 fn error_colours(change: &[u8], label: &[u8]) -> Vec<u8> {
@@ -191,8 +211,9 @@ fn page_html(job: &ReportJob, total: Option<&BinaryConfusion>, rows: &[PairRow],
     let scored = if total.is_some() { "binary change (scores of the changed class; mIoU over both classes)" } else { "predictions (the pairs have no labels to score against)" };
     let _ = write!(
         html,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>changedet report</title>\n<style>{STYLE}</style></head><body>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>changedet report: {}</title>\n<style>{STYLE}</style></head><body>\n\
          <h1>{} on {}</h1>\n<p>checkpoint {} · {} · protocol {} · {scored}</p>\n",
+        escape(&job.dataset_label),
         escape(job.model.spec.name()),
         escape(&job.dataset_label),
         escape(&job.checkpoint.display().to_string()),
@@ -227,8 +248,9 @@ fn gallery(html: &mut String, rows: &[PairRow], labelled: bool) {
     let (buttons, legend, headings, kinds): (&str, &str, &str, &[&str]) = if labelled {
         (
             "<button data-key=\"f1\">worst F1 first</button> <button data-key=\"iou\">worst IoU first</button> ",
-            " · errors: <span class=\"tp\">■</span> true positive <span class=\"fp\">■</span> false positive <span class=\"fn\">■</span> false negative",
-            "<th>F1</th><th>IoU</th><th>changed</th>",
+            " · errors: <span class=\"swatch tp\"></span> true positive <span class=\"swatch fp\"></span> false positive \
+             <span class=\"swatch fn\"></span> false negative <span class=\"swatch un\"></span> unlabelled",
+            "<th>F1</th><th>IoU</th><th>changed (ground truth)</th>",
             &["before", "after", "truth", "prediction", "errors"],
         )
     } else {
@@ -251,8 +273,8 @@ fn gallery(html: &mut String, rows: &[PairRow], labelled: bool) {
             let _ = write!(cells, "<td>{}</td><td>{}</td>", shown(m.f1), shown(m.iou));
         }
         let _ = write!(html, ">{cells}<td>{:.2} %</td>", 100.0 * row.changed_area);
-        for kind in kinds {
-            let _ = write!(html, "<td><img loading=\"lazy\" src=\"thumbs/{i}_{kind}.png\" alt=\"{kind}\"></td>");
+        for (kind, full_size) in kinds.iter().zip(&row.full_size) {
+            let _ = write!(html, "<td><a href=\"{}\"><img loading=\"lazy\" src=\"thumbs/{i}_{kind}.png\" alt=\"{kind}\"></a></td>", escape(full_size));
         }
         html.push_str("</tr>\n");
     }
@@ -261,7 +283,9 @@ fn gallery(html: &mut String, rows: &[PairRow], labelled: bool) {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.6em 0}\
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}#gallery td{vertical-align:middle}\
-#gallery img{display:block;max-width:128px}.tp{color:#bbb}.fp{color:#e62828}.fn{color:#285ae6}button{margin:0 2px}";
+#gallery img{display:block;max-width:128px}button{margin:0 2px}\
+.swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #888;vertical-align:-.1em}\
+.tp{background:#ffffff}.fp{background:#e62828}.fn{background:#285ae6}.un{background:#808080}";
 
 /// Sorting the gallery (also from the address: `index.html#sort=f1`); ascending scores put the
 /// worst pairs first, the changed area sorts largest first.
