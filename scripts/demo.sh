@@ -15,23 +15,26 @@ changedet="${CARGO_TARGET_DIR:-$root/target}/release/changedet"
 mkdir -p "$out"
 
 "$changedet" info models/default.safetensors | grep -E "^(model|trained|best val)"
-# Scores and maps per domain, with the default model (no --checkpoint).
+# Scores and maps per domain, with the default model: the first call finds it by itself (no
+# --checkpoint) and says which it took; the others name it, so that it is said once.
 domains=(levir-cd dsifn-cd oscd airchange egy-bcd)
+model=()
 for domain in "${domains[@]}"; do
   preset="$domain"
   [[ "$domain" == egy-bcd ]] && preset=generic
-  "$changedet" eval --dataset "$preset:$samples/$domain" --split all --json "$out/eval-$domain.json" \
+  "$changedet" eval "${model[@]}" --dataset "$preset:$samples/$domain" --split all --json "$out/eval-$domain.json" \
     --report "$out/report-$domain" --overwrite > /dev/null
-  "$changedet" predict --dataset "$preset:$samples/$domain" --split all --out "$out/maps/$domain" --overwrite > /dev/null
+  model=(--checkpoint models/default.safetensors)
+  "$changedet" predict "${model[@]}" --dataset "$preset:$samples/$domain" --split all --out "$out/maps/$domain" --overwrite > /dev/null
 done
 
 # Two real georeferenced scenes through the whole-scene pipeline (COG maps and change polygons):
 # Sentinel-2 10 m bands of Paris (OSCD; B04, B03, B02 as RGB) and a CBERS-4 AWFI pair (64 m).
 paris="$samples/scenes/oscd-paris"
-"$changedet" predict --before "$(ls "$paris"/imgs_1/*.tif | paste -sd,)" --after "$(ls "$paris"/imgs_2/*.tif | paste -sd,)" \
+"$changedet" predict "${model[@]}" --before "$(ls "$paris"/imgs_1/*.tif | paste -sd,)" --after "$(ls "$paris"/imgs_2/*.tif | paste -sd,)" \
   --bands 3,2,1 --tile 256 --overlap 32 --out "$out/scene-paris" --vector "$out/scene-paris/changes.gpkg" --overwrite
 cbers="$samples/scenes/cbers4"
-"$changedet" predict --before "$(ls "$cbers"/A/*.tif | paste -sd,)" --after "$(ls "$cbers"/B/*.tif | paste -sd,)" \
+"$changedet" predict "${model[@]}" --before "$(ls "$cbers"/A/*.tif | paste -sd,)" --after "$(ls "$cbers"/B/*.tif | paste -sd,)" \
   --bands 3,2,1 --tile 64 --overlap 16 --out "$out/scene-cbers4" --vector "$out/scene-cbers4/changes.gpkg" --overwrite
 
 # Training: fine-tune the default model briefly on one DSIFN pair, validated on the other (a
