@@ -100,3 +100,23 @@ def test_the_quickstart_example_runs(tmp_path):
     drawn = Image.open(tmp_path / "quickstart.png")
     assert drawn.size[0] > 800 and len(np.unique(np.asarray(drawn.convert("L")))) > 50
     assert changedet.load(tmp_path / "fine-tuned.safetensors").name == "fc-siam-diff"
+
+
+def test_an_imported_reference_checkpoint_predicts_the_reference_outputs():
+    """ClearSCD's official weights (.pth), imported from Python, on the golden's first pair."""
+    import pathlib
+
+    golden = pathlib.Path(__file__).resolve().parents[3].parent / "shared/golden/clearscd"
+    model = changedet.import_reference(golden / "weights.pth", model="clearscd")
+    reference = load_file(golden / "forward.safetensors")
+    before, after = (reference[f"input.imgs_{d}_u8"][0].numpy() for d in "AB")
+    result = model.predict(before, after)
+
+    # The golden README's tolerance for outputs: atol 2e-4, rtol 1e-4.
+    change_logit = torch.from_numpy(result.logits[1] - result.logits[0])
+    torch.testing.assert_close(change_logit, reference["out.BCD"][0, 0], atol=2e-4, rtol=1e-4)
+    for classes, seg in ((result.before_classes, reference["out.seg_A"][0]), (result.after_classes, reference["out.seg_B"][0])):
+        top2 = seg.topk(2, dim=0).values
+        decided = (top2[0] - top2[1]) > 4e-4  # where the tolerance cannot swap the two best classes
+        assert decided.float().mean() > 0.99
+        assert torch.equal(torch.from_numpy(classes)[decided], seg.argmax(0).to(torch.uint8)[decided])
