@@ -27,6 +27,7 @@ root = pathlib.Path(__file__).resolve().parents[3]
 parser = argparse.ArgumentParser()
 parser.add_argument("--size", type=int, default=1024)
 parser.add_argument("--iters", type=int, default=10)
+parser.add_argument("--rounds", type=int, default=3)
 args = parser.parse_args()
 
 model = changedet.load()
@@ -44,17 +45,20 @@ def median_seconds(work):
     return statistics.median(times)
 
 
-predict = median_seconds(lambda: model.predict(before, after))
 chw = [torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0) for x in (before, after)]
-preprocess = median_seconds(lambda: model._native.preprocess(*chw))
 binary = os.environ.get("CHANGEDET_BIN", os.path.join(os.environ.get("CARGO_TARGET_DIR", root / "target"), "release", "changedet"))
-cli = subprocess.run(
-    [binary, "bench", "--checkpoint", root / "models/default.safetensors", "--size", str(args.size), "--iters", str(args.iters), "--device", "cpu"],
-    capture_output=True, text=True, check=True,
-).stdout
-cli_ms = float(re.search(r"inference\s+([\d.]+) ms per pair", cli).group(1))
-network_ms = (predict - preprocess) * 1e3
-print(f"model            {model.name}, {args.size}×{args.size} pair, {torch.get_num_threads()} threads, medians of {args.iters}")
-print(f"python predict   {predict * 1e3:.1f} ms (normalisation {preprocess * 1e3:.1f} ms, the rest {network_ms:.1f} ms)")
-print(f"cli inference    {cli_ms:.1f} ms (changedet bench: the network alone)")
-print(f"python / cli     {network_ms / cli_ms:.3f} (the network's share of predict over the CLI's)")
+command = [binary, "bench", "--checkpoint", root / "models/default.safetensors", "--size", str(args.size), "--iters", str(args.iters), "--device", "cpu"]
+rounds = []
+# Rounds alternate the two processes, so that a machine's changing load falls on both alike.
+for _ in range(args.rounds):
+    predict = median_seconds(lambda: model.predict(before, after))
+    preprocess = median_seconds(lambda: model._native.preprocess(*chw))
+    cli = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cli_ms = float(re.search(r"inference\s+([\d.]+) ms per pair", cli).group(1))
+    rounds.append((predict * 1e3, preprocess * 1e3, cli_ms))
+network = [p - n for p, n, _ in rounds]
+print(f"model            {model.name}, {args.size}×{args.size} pair, {torch.get_num_threads()} threads, medians of {args.iters}, {args.rounds} rounds")
+print(f"python predict   {statistics.median(p for p, _, _ in rounds):.1f} ms (normalisation {statistics.median(n for _, n, _ in rounds):.1f} ms)")
+print(f"cli inference    {statistics.median(c for _, _, c in rounds):.1f} ms (changedet bench: the network alone)")
+ratios = [n / c for n, (_, _, c) in zip(network, rounds)]
+print(f"python / cli     {statistics.median(ratios):.3f} (median round; rounds: {', '.join(f'{r:.3f}' for r in ratios)}): the network's share of predict over the CLI's")
