@@ -105,7 +105,7 @@ impl TrainRequest {
     /// The job this request asks for, its data opened and its recipe settled.
     pub fn into_job(mut self) -> Result<TrainJob> {
         if self.precision == Precision::Fp16 {
-            return Err(TrainError::Config("fp16 training needs loss scaling, which changedet does not do: use bf16".into()));
+            return Err(TrainError::Config("--precision fp16: training in fp16 needs loss scaling, which changedet does not do: use bf16".into()));
         }
         if self.resume && self.datasets.is_empty() {
             self.use_recorded_sources()?;
