@@ -35,11 +35,21 @@ for domain in "${domains[@]}"; do
 done
 resume=(--overwrite)
 [[ -f "$run/last.safetensors" && "${CHANGEDET_RESUME:-1}" == 1 ]] && resume=(--resume)
-"$changedet" train --model fc-siam-diff "${args[@]}" --epochs "$epochs" --loss bce-dice --out "$run" "${resume[@]}"
+[[ "${CHANGEDET_KEEP_WEIGHTS:-0}" == 1 ]] || "$changedet" train --model fc-siam-diff "${args[@]}" --epochs "$epochs" --loss bce-dice --out "$run" "${resume[@]}"
 
-mkdir -p models
-cp "$run/best.safetensors" models/default.safetensors
-# Scores per domain on the validation parts (whole images, TP/FP/FN summed over each domain's pairs).
+mkdir -p models "$run"
+# The shipped copy carries the decision threshold with the best F1 over all validation parts
+# together (never a test part); CHANGEDET_KEEP_WEIGHTS=1 redoes only this and the scores, from
+# the shipped weights.
+[[ "${CHANGEDET_KEEP_WEIGHTS:-0}" == 1 ]] || cp "$run/best.safetensors" models/default.safetensors
+val_args=()
+for domain in "${domains[@]}"; do
+  read -r dataset _ val <<<"$domain"
+  val_args+=(--dataset "$dataset" --split "$val")
+done
+"$changedet" eval --checkpoint models/default.safetensors "${val_args[@]}" --choose-threshold models/default.safetensors --overwrite
+# Scores per domain on the validation parts at that threshold (whole images, TP/FP/FN summed over
+# each domain's pairs).
 scores=()
 for domain in "${domains[@]}"; do
   read -r dataset _ val <<<"$domain"

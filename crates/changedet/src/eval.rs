@@ -6,8 +6,9 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
-use changedet_models::LoadedModel;
+use changedet_models::{Checkpoint, Decision, LoadedModel};
 use changedet_train::Protocol;
+use changedet_train::threshold::ThresholdCurve;
 use changedet_train::report::{ReportJob, write_report};
 
 use crate::metrics::print_report;
@@ -17,18 +18,34 @@ use crate::metrics::print_report;
 /// Metrics are those of the changed class (precision, recall, F1, IoU, OA, kappa) plus the
 /// unchanged IoU and the two-class mean IoU, computed on whole images. A semantic change model
 /// on a semantic change dataset (hiucd:, second:) is scored in every convention of
-/// `changedet metrics` (binary, second, fromto, clearscd).
+/// `changedet metrics` (binary, second, fromto, clearscd). Several --dataset options are scored
+/// as one split (a model trained on several domains, validated on all of them).
+///
+/// A pixel is changed where its change probability exceeds the threshold: --threshold, else the
+/// checkpoint's own (`info` shows it), else 0.5 (the argmax). --choose-threshold picks the
+/// threshold with the best F1 on the split and writes a copy of the checkpoint that carries it:
+/// choose on a validation split, never on the test split you report.
 #[derive(Parser)]
 pub struct Args {
     /// changedet checkpoint (written by `train`); the shipped default model when left out.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Dataset as NAME:PATH or a bare PATH.
-    #[arg(long)]
-    dataset: DatasetSpec,
-    /// Split: a name (test: folder test/ or list/test.txt), `all`, or a .txt list of pair names.
+    /// Dataset as NAME:PATH or a bare PATH; repeat it to score several datasets as one split.
+    #[arg(long, required = true)]
+    dataset: Vec<DatasetSpec>,
+    /// Split: a name (test: folder test/ or list/test.txt), `all`, or a .txt list of pair names;
+    /// one for every --dataset, or one per --dataset in the same order.
     #[arg(long, default_value = "test")]
-    split: String,
+    split: Vec<String>,
+    /// Change probability above which a pixel is changed [default: the checkpoint's threshold,
+    /// else 0.5, the argmax].
+    #[arg(long, value_parser = changedet_models::Decision::parse)]
+    threshold: Option<f64>,
+    /// Choose the threshold with the best F1 on this split (binary change, whole or slide
+    /// protocol) and write the checkpoint with it, without optimiser state, to this file;
+    /// `predict` and `eval` then use it by default. Refused on a split named test.
+    #[arg(long, conflicts_with = "threshold")]
+    choose_threshold: Option<PathBuf>,
     /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1, value_parser = crate::values::at_least_one)]
     batch_size: usize,
@@ -64,12 +81,16 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = crate::device::parse(&args.device)?;
     let loaded = crate::default_model::load(args.checkpoint.as_deref(), device)?;
-    let dataset = loaded.dataset_for(Dataset::open(&args.dataset, &args.split, true, args.ignore_value)?)?;
+    let dataset = loaded.dataset_for(changedet_train::open_splits(&args.dataset, &args.split, "--split", args.ignore_value, None)?)?;
     let crate::default_model::Loaded { model, path: checkpoint, .. } = loaded;
-    let model = model.with_precision(args.precision);
+    let model = model.with_precision(args.precision).with_threshold(args.threshold);
     model.prepare_for_inference();
     let page = args.report.as_ref().map(|dir| dir.join("index.html"));
-    changedet_raster::atomic::check_replaceable(args.json.iter().chain(&page), args.overwrite).map_err(anyhow::Error::msg)?;
+    let outputs = args.json.iter().chain(&page).chain(&args.choose_threshold);
+    changedet_raster::atomic::check_replaceable(outputs, args.overwrite).map_err(anyhow::Error::msg)?;
+    if args.choose_threshold.is_some() {
+        check_choosing(&args, &model)?;
+    }
     changedet_train::warn_without_class_lists(&model.spec, &dataset);
     if let (Some(classes), true) = (dataset.semantic_classes, model.spec.is_semantic()) {
         if args.report.is_some() {
@@ -87,34 +108,91 @@ pub fn run(args: Args) -> Result<()> {
                 protocol: args.protocol,
                 dir,
                 checkpoint: &checkpoint,
-                dataset_label: args.dataset.name(),
+                dataset_label: names(&args.dataset, |d| d.name()),
             };
             let (confusion, page) = write_report(&job)?;
             println!("report: {} (open it in a browser)", page.display());
-            confusion
+            (confusion, None)
         }
-        None => changedet_train::evaluate(&model, &dataset, args.batch_size, device, args.protocol)?,
+        None => {
+            let (confusion, curve) = changedet_train::evaluate_with_curve(&model, &dataset, args.batch_size, device, args.protocol)?;
+            (confusion, Some(curve))
+        }
     };
+    let (confusion, curve) = confusion;
     let metrics = confusion.metrics();
 
-    println!("{} on {} ({}, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), count(dataset.len() as u64, "pair"), args.split, args.protocol);
+    println!("{}", heading(&args, &model, &dataset));
     println!("{:<15} {:>8}", "metric", "value");
     for (name, value) in metrics.rows() {
         println!("{name:<15} {:>8.4}", value);
     }
     println!("confusion: TP {}  FP {}  FN {}  TN {}", confusion.tp, confusion.fp, confusion.fn_, confusion.tn);
-    write_json(&args, (&model, &checkpoint), &dataset, json!({ "convention": "binary", "metrics": metrics }))
+    write_json(&args, (&model, &checkpoint), &dataset, json!({ "convention": "binary", "threshold": model.threshold(), "metrics": metrics }))?;
+    match (&args.choose_threshold, curve) {
+        (Some(out), Some(curve)) => write_chosen_threshold(&args, &checkpoint, &curve, out),
+        _ => Ok(()),
+    }
+}
+
+/// What was evaluated, how, for the printed heading.
+fn heading(args: &Args, model: &LoadedModel, dataset: &Dataset) -> String {
+    let roots = names(&args.dataset, |d| d.root.display().to_string());
+    let (pairs, splits, threshold) = (count(dataset.len() as u64, "pair"), args.split.join("', '"), Decision::describe(model.decision.as_ref()));
+    format!("{} on {roots} ({pairs}, split '{splits}', protocol {}, threshold {threshold})", model.spec.name(), args.protocol)
+}
+
+fn names(datasets: &[DatasetSpec], name: impl Fn(&DatasetSpec) -> String) -> String {
+    datasets.iter().map(name).collect::<Vec<_>>().join(", ")
+}
+
+/// A threshold is chosen for a binary change map that is the probability cut, on a split that
+/// is not a test split.
+fn check_choosing(args: &Args, model: &LoadedModel) -> Result<()> {
+    if model.spec.is_semantic() || args.report.is_some() {
+        anyhow::bail!("--choose-threshold works on binary change models, without --report");
+    }
+    if matches!(args.protocol, Protocol::Tiles { .. }) {
+        anyhow::bail!("--choose-threshold: under protocol {} a pixel is changed when any tile says so, which no single probability threshold reproduces; use whole or slide", args.protocol);
+    }
+    if let Some(split) = args.split.iter().find(|s| Path::new(s).file_stem().is_some_and(|stem| stem.to_string_lossy().to_lowercase().contains("test"))) {
+        anyhow::bail!("--choose-threshold: split '{split}' looks like a test split; choose the threshold on a validation split, so that test scores stay honest");
+    }
+    Ok(())
+}
+
+/// Writes the checkpoint again with the best-F1 threshold of `curve`, saying what it gains.
+fn write_chosen_threshold(args: &Args, checkpoint: &Path, curve: &ThresholdCurve, out: &Path) -> Result<()> {
+    let best = curve.best_f1().context("--choose-threshold: no labelled changed pixel in the split, so no threshold can be chosen")?;
+    let at_half = curve.at(Decision::ARGMAX).map_or(0.0, |p| p.f1);
+    let short = |path: &Path| path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+    let splits = args.dataset.iter().enumerate().map(|(i, d)| format!("{}/{}", short(&d.root), short(Path::new(&args.split[i.min(args.split.len() - 1)]))));
+    let chosen_on = format!("{}: F1 {:.4}, against {at_half:.4} at 0.5", splits.collect::<Vec<_>>().join(", "), best.f1);
+    let stored = Checkpoint::read(checkpoint)?;
+    let mut model = stored.load_model(checkpoint, tch::Device::Cpu)?;
+    model.decision = Some(Decision { threshold: best.threshold, chosen_on: Some(chosen_on) });
+    Checkpoint::write(out, &model, &[], stored.training.as_ref()).with_context(|| format!("{}: cannot write the checkpoint", out.display()))?;
+    println!(
+        "threshold {:.4}: F1 {:.4} on this split (precision {:.4}, recall {:.4}), against {at_half:.4} at 0.5; {} carries it",
+        best.threshold,
+        best.f1,
+        best.precision,
+        best.recall,
+        out.display()
+    );
+    Ok(())
 }
 
 /// Writes `--json`: what was evaluated, on what, and `results`.
 fn write_json(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, results: Value) -> Result<()> {
     let Some(path) = &args.json else { return Ok(()) };
+    let one_or_all = |values: Vec<Value>| if values.len() == 1 { values[0].clone() } else { Value::Array(values) };
     let mut report = json!({
         "protocol": args.protocol.to_string(),
         "model": model.spec.name(),
         "checkpoint": checkpoint,
-        "dataset": args.dataset.root,
-        "split": args.split,
+        "dataset": one_or_all(args.dataset.iter().map(|d| json!(d.root)).collect()),
+        "split": one_or_all(args.split.iter().map(|s| json!(s)).collect()),
         "pairs": dataset.len(),
     });
     report.as_object_mut().expect("object").extend(results.as_object().cloned().unwrap_or_default());
@@ -126,7 +204,7 @@ fn write_json(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: 
 
 fn evaluate_semantic(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
     let scores = changedet_train::evaluate_every_convention(model, dataset, classes, args.batch_size, device, args.protocol)?;
-    println!("{} on {} ({}, split '{}', protocol {})", model.spec.name(), args.dataset.root.display(), count(dataset.len() as u64, "pair"), args.split, args.protocol);
+    println!("{}", heading(args, model, dataset));
     let results = print_report(&scores, |_| true, true)?;
     write_json(args, (model, checkpoint), dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 
-use changedet_models::{Checkpoint, MODEL_NAMES, ModelSpec};
+use changedet_models::{Checkpoint, Decision, MODEL_NAMES, ModelSpec};
 use changedet_train::TrainingState;
 
 /// Show what a checkpoint holds (model, configuration, size and training state), or with
@@ -46,6 +46,10 @@ fn checkpoint(path: &std::path::Path) -> Result<()> {
     println!("parameters   {}", model.parameter_count());
     println!("tensors      {} model, {} optimiser", checkpoint.model.len(), checkpoint.optimizer.len());
     println!("config       {}", serde_json::to_string_pretty(&model.spec.config_json())?);
+    match &model.decision {
+        Some(Decision { threshold, chosen_on: Some(on) }) => println!("threshold    {threshold}: best F1 on {on} (`--threshold` overrides it)"),
+        other => println!("threshold    {} (`eval --choose-threshold` chooses one on a validation split)", Decision::describe(other.as_ref())),
+    }
     match checkpoint.training.map(serde_json::from_value::<TrainingState>) {
         Some(Ok(state)) => {
             println!("trained      {}, {}, {:.0} s", count(state.epoch as u64, "epoch"), count(state.step as u64, "step"), state.seconds);

@@ -10,6 +10,9 @@ use changedet_metrics::EveryConvention;
 
 /// Score prediction maps against ground-truth maps on disk, in the conventions papers use.
 ///
+/// With --threshold, binary predictions are read from probability maps and cut there, so one
+/// `predict` run can be scored at any threshold.
+///
 /// Files are matched by name (the extension may differ). Binary convention: each folder holds
 /// change masks (or a change/ sub-folder). Semantic conventions: each folder holds A/ and B/
 /// (class maps of the two dates) and change/ (change masks).
@@ -40,6 +43,10 @@ pub struct Args {
     classes: Option<usize>,
     #[arg(long, value_enum, default_value = "hiucd")]
     gt_encoding: GtEncoding,
+    /// Binary: score the predictions' probability maps (`predict`'s NAME_probability.png, or gray
+    /// maps of probability × 255) cut at this change probability, instead of their change masks.
+    #[arg(long, value_parser = changedet_models::Decision::parse)]
+    threshold: Option<f64>,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -78,13 +85,16 @@ pub fn run(args: Args) -> Result<()> {
     if !(2..=254).contains(&classes) {
         bail!("--classes must be between 2 and 254");
     }
+    if semantic && args.threshold.is_some() {
+        bail!("--threshold scores binary probability maps; semantic conventions score the class and change maps as they are");
+    }
     let charts = args.plot.iter().flat_map(|dir| [dir.join("confusion.png"), dir.join("iou.png")]);
     changedet_raster::atomic::check_replaceable(args.json.iter().cloned().chain(charts), args.overwrite).map_err(anyhow::Error::msg)?;
     let ground_truth = match args.gt_encoding {
         GtEncoding::Hiucd => GroundTruth::Hiucd,
         GtEncoding::Second => GroundTruth::Second,
     };
-    let (stems, report) = score_maps(&MapFolders { pred: &args.pred, gt: &args.gt, classes, ground_truth, semantic })?;
+    let (stems, report) = score_maps(&MapFolders { pred: &args.pred, gt: &args.gt, classes, ground_truth, semantic, threshold: args.threshold })?;
     println!("{}: predictions {} against ground truth {}", count(stems.len() as u64, "pair"), args.pred.display(), args.gt.display());
     let results = print_report(&report, wants, semantic)?;
     if let Some(path) = &args.json {

@@ -7,7 +7,8 @@ use clap::Parser;
 
 use changedet_data::maps::{MapSet, PairMaps};
 use changedet_data::{Dataset, DatasetSpec, LabelEncoding, PairPaths};
-use changedet_models::tensor_io;
+use changedet_metrics::BinaryConfusion;
+use changedet_models::{Decision, tensor_io};
 use changedet_train::Protocol;
 use changedet_train::report::{Report, ReportJob};
 use changedet_raster::read_rgb;
@@ -64,6 +65,10 @@ pub struct Args {
     /// Pairs per forward pass (they must share a size).
     #[arg(long, default_value_t = 1, value_parser = crate::values::at_least_one)]
     batch_size: usize,
+    /// Change probability above which a pixel is changed [default: the checkpoint's threshold
+    /// (`info` shows it), else 0.5, the argmax].
+    #[arg(long, value_parser = changedet_models::Decision::parse)]
+    threshold: Option<f64>,
     /// Raw label value of unlabelled pixels (for the error overlay).
     #[arg(long)]
     ignore_value: Option<u8>,
@@ -97,7 +102,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let crate::default_model::Loaded { model, path: checkpoint, .. } = loaded;
-    let model = model.with_precision(args.precision);
+    let model = model.with_precision(args.precision).with_threshold(args.threshold);
     model.prepare_for_inference();
     if scene {
         let classes = [args.classes_before.clone(), args.classes_after.clone()];
@@ -144,8 +149,12 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut changed_pixels = 0usize;
     let mut written = 0usize;
+    let mut scored: Option<BinaryConfusion> = None;
     changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, args.protocol, |p| {
         changed_pixels += p.change.iter().filter(|&&c| c != 0).count();
+        if let Some(label) = &p.label {
+            scored.get_or_insert_default().accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| anyhow::anyhow!("{}: {e}", p.name))?;
+        }
         if let Some(report) = &mut report {
             report.add(&p)?;
         }
@@ -179,7 +188,12 @@ pub fn run(args: Args) -> Result<()> {
         written += 1;
         Ok(())
     })?;
-    println!("{} predicted, {} changed; maps in {}", count(written as u64, "pair"), count(changed_pixels as u64, "pixel"), args.out.display());
+    let threshold = Decision::describe(model.decision.as_ref());
+    println!("{} predicted, {} changed at threshold {threshold}; maps in {}", count(written as u64, "pair"), count(changed_pixels as u64, "pixel"), args.out.display());
+    if let Some(confusion) = scored {
+        let m = confusion.metrics();
+        println!("against the labels: precision {:.4}, recall {:.4}, F1 {:.4}, IoU {:.4} (TP {}, FP {}, FN {})", m.precision, m.recall, m.f1, m.iou, confusion.tp, confusion.fp, confusion.fn_);
+    }
     if let Some(report) = report {
         println!("report: {} (open it in a browser)", report.finish()?.1.display());
     }

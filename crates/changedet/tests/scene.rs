@@ -184,3 +184,36 @@ fn an_unwritable_vector_path_is_refused_before_the_scene_is_computed() {
     assert!(err.contains(&vector.display().to_string()) && err.contains("missing or not writable"), "{err}");
     assert!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 0, "nothing written to {}", out.display());
 }
+
+/// `--threshold` on a scene: the change map is the probability map cut there (nodata kept),
+/// and scene.json records it.
+#[test]
+fn a_scene_is_cut_at_the_threshold_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let (before, after) = (cbers("A"), cbers("B"));
+    let predict = |threshold: &str| {
+        let out = dir.path().join(threshold);
+        let args = ["predict", "--checkpoint", s(&ckpt), "--before", &before, "--after", &after, "--bands", "3,2,1", "--tile", "32", "--overlap", "8"];
+        let said = ok(&[&args[..], &["--threshold", threshold, "--device", "cpu", "--out", s(&out)]].concat());
+        assert!(said.contains(&format!("changed (probability > {threshold})")), "{said}");
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("scene.json")).unwrap()).unwrap();
+        assert_eq!(record["threshold"].as_f64(), Some(threshold.parse().unwrap()));
+        (pixels::<u8>(&out.join("change.tif")), pixels::<f32>(&out.join("probability.tif")))
+    };
+    // Thresholds at the quartiles of this untrained model's probabilities, which sit far from ½.
+    let (_, probability) = predict("0.5");
+    let mut sorted: Vec<f32> = probability.iter().copied().filter(|p| !p.is_nan()).collect();
+    sorted.sort_by(f32::total_cmp);
+    for quartile in 1..=3 {
+        let threshold = format!("{:.4}", sorted[sorted.len() * quartile / 4]);
+        let (change, probability) = predict(&threshold);
+        let t: f32 = threshold.parse().unwrap();
+        // Away from the cut by more than float rounding, the map is the probability's cut.
+        for (&c, &p) in change.iter().zip(&probability).filter(|(_, p)| (**p - t).abs() > 1e-5) {
+            assert_eq!(c, if p.is_nan() { 255 } else { u8::from(p > t) }, "threshold {t}: probability {p}");
+        }
+        let marked = change.iter().filter(|&&c| c == 1).count() as f64 / sorted.len() as f64;
+        assert!((marked - (1.0 - quartile as f64 / 4.0)).abs() < 0.02, "threshold {t}: {marked} of the pixels marked");
+    }
+}

@@ -37,6 +37,9 @@ pub struct MapFolders<'a> {
     pub ground_truth: GroundTruth,
     /// Score class maps too (`A/`, `B/`, `change/`), not only change masks.
     pub semantic: bool,
+    /// Binary: read the predictions' probability maps (`predict`'s `NAME_probability.png`, or
+    /// any gray map of probability × 255) and call a pixel changed above this probability.
+    pub threshold: Option<f64>,
 }
 
 /// Every pair's name, and the accumulated scores (only `binary` for binary maps).
@@ -50,12 +53,17 @@ pub fn score_maps(folders: &MapFolders) -> Result<(Vec<String>, EveryConvention)
 fn score_binary(folders: &MapFolders) -> Result<(Vec<String>, EveryConvention)> {
     let (pred_dir, gt_dir) = (binary_dir(folders.pred), binary_dir(folders.gt));
     let stems = match_files(&pred_dir, &gt_dir)?;
-    let (pred_encoding, gt_encoding) = (detect_change_encoding(&pred_dir, &stems)?, detect_change_encoding(&gt_dir, &stems)?);
+    let gt_encoding = detect_change_encoding(&gt_dir, &stems)?;
+    let predictions = match folders.threshold {
+        Some(threshold) => Predictions::Probabilities(threshold),
+        None => Predictions::Masks(detect_change_encoding(&pred_dir, &stems)?),
+    };
     let binary = stems
         .par_iter()
         .map(|stem| -> Result<BinaryConfusion> {
-            let (p_path, g_path) = (find(&pred_dir, stem)?, find(&gt_dir, stem)?);
-            let (p, g) = (read_change(&p_path, pred_encoding, None)?, read_change(&g_path, gt_encoding, None)?);
+            let g_path = find(&gt_dir, stem)?;
+            let (p_path, p) = predictions.read(&pred_dir, stem)?;
+            let g = read_change(&g_path, gt_encoding, None)?;
             same_size(&p, &p_path, &g, &g_path)?;
             let mut c = BinaryConfusion::default();
             c.accumulate(&p.data, &g.data, None).map_err(|e| layout(&p_path, e.to_string()))?;
@@ -158,6 +166,50 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
         .flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}"))))
         .find(|p| p.is_file())
         .ok_or_else(|| layout(dir, format!("no map named '{stem}'")))
+}
+
+/// How binary predictions are read: change masks, or probability maps cut at a threshold.
+#[derive(Clone, Copy)]
+enum Predictions {
+    Masks(LabelEncoding),
+    Probabilities(f64),
+}
+
+impl Predictions {
+    /// Pair `stem`'s change mask (0/1) in `dir`, and the file it came from.
+    fn read(self, dir: &Path, stem: &str) -> Result<(PathBuf, Raster)> {
+        let (path, mask) = match self {
+            Predictions::Masks(encoding) => {
+                let path = find(dir, stem)?;
+                let mask = read_change(&path, encoding, None)?;
+                (path, mask)
+            }
+            Predictions::Probabilities(threshold) => {
+                let path = find_probability(dir, stem)?;
+                let mask = read_thresholded(&path, threshold)?;
+                (path, mask)
+            }
+        };
+        Ok((path, mask))
+    }
+}
+
+/// The probability map of pair `stem` in `dir`: `stem_probability.EXT` in a `predict` folder,
+/// else `stem.EXT`.
+fn find_probability(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let names = [format!("{stem}{PROBABILITY_SUFFIX}"), stem.to_owned()];
+    names
+        .iter()
+        .flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}"))))
+        .find(|p| p.is_file())
+        .ok_or_else(|| layout(dir, format!("no probability map named '{stem}{PROBABILITY_SUFFIX}' or '{stem}'")))
+}
+
+/// A gray probability map (probability × 255) → 1 where the probability exceeds `threshold`.
+fn read_thresholded(path: &Path, threshold: f64) -> Result<Raster> {
+    let mut map = read_gray(path)?;
+    map.data.iter_mut().for_each(|v| *v = u8::from(f64::from(*v) / 255.0 > threshold));
+    Ok(map)
 }
 
 fn same_size(a: &Raster, a_path: &Path, b: &Raster, b_path: &Path) -> Result<()> {

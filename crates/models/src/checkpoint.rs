@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 use tch::{Device, Tensor};
 
+use crate::decision::Decision;
 use crate::registry::LoadedModel;
 use crate::{ModelError, ModelSpec, Result, tensor_io};
 
@@ -22,6 +23,8 @@ pub struct Checkpoint {
     pub optimizer: BTreeMap<String, Tensor>,
     /// Free-form training state written by the trainer (epoch, step, metrics, recipe).
     pub training: Option<Value>,
+    /// The decision threshold chosen for the model (`eval --choose-threshold`).
+    pub decision: Option<Decision>,
 }
 
 fn error(path: &Path, message: impl Into<String>) -> ModelError {
@@ -43,6 +46,10 @@ impl Checkpoint {
             Some(t) => Some(serde_json::from_str(t).map_err(|e| error(path, format!("training metadata is not JSON: {e}")))?),
             None => None,
         };
+        let decision = match file.metadata.get("decision") {
+            Some(d) => Some(read_decision(d).map_err(|e| error(path, format!("decision metadata: {e}")))?),
+            None => None,
+        };
         let (mut model, mut optimizer) = (BTreeMap::new(), BTreeMap::new());
         for (name, t) in file.tensors {
             if let Some(key) = name.strip_prefix(MODEL_PREFIX) {
@@ -53,16 +60,17 @@ impl Checkpoint {
                 return Err(error(path, format!("unexpected tensor '{name}' (neither model.* nor optimizer.*)")));
             }
         }
-        Ok(Checkpoint { spec, model, optimizer, training })
+        Ok(Checkpoint { spec, model, optimizer, training, decision })
     }
 
-    /// Saves a model's variables with optional optimiser state and training state.
+    /// Saves a model's variables and decision threshold with optional optimiser state and
+    /// training state.
     pub fn write(path: &Path, model: &LoadedModel, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
-        Self::write_variables(path, &model.spec, &model.vs, optimizer, training)
+        Self::write_variables(path, &model.spec, &model.vs, model.decision.as_ref(), optimizer, training)
     }
 
     /// [`Checkpoint::write`] for `spec`'s variables held in `vs`.
-    pub fn write_variables(path: &Path, spec: &ModelSpec, vs: &tch::nn::VarStore, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
+    pub fn write_variables(path: &Path, spec: &ModelSpec, vs: &tch::nn::VarStore, decision: Option<&Decision>, optimizer: &[(String, Tensor)], training: Option<&Value>) -> Result<()> {
         let mut metadata = HashMap::from([
             ("format".to_owned(), FORMAT.to_owned()),
             ("model".to_owned(), spec.name().to_owned()),
@@ -70,6 +78,9 @@ impl Checkpoint {
         ]);
         if let Some(t) = training {
             metadata.insert("training".to_owned(), t.to_string());
+        }
+        if let Some(d) = decision {
+            metadata.insert("decision".to_owned(), serde_json::to_string(d).expect("plain fields"));
         }
         let variables = vs.variables();
         let tensors = variables
@@ -83,8 +94,16 @@ impl Checkpoint {
     pub fn load_model(&self, path: &Path, device: Device) -> Result<LoadedModel> {
         let mut model = LoadedModel::new(self.spec.clone(), device)?;
         copy_into(&mut model.vs, &self.model, path, self.spec.name())?;
+        model.decision = self.decision.clone();
         Ok(model)
     }
+}
+
+/// A stored decision, refused unless its threshold is a probability strictly between 0 and 1.
+fn read_decision(text: &str) -> std::result::Result<Decision, String> {
+    let decision: Decision = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Decision::parse(&decision.threshold.to_string())?;
+    Ok(decision)
 }
 
 /// Refuses a stored tensor that would silently change the model: integers or booleans where

@@ -13,6 +13,7 @@ pub mod clearscd;
 pub mod clearscd_loss;
 pub mod clip;
 pub mod conv_bn;
+pub mod decision;
 pub mod decoders;
 pub mod default_model;
 pub mod encoders;
@@ -31,6 +32,7 @@ pub mod tensor_io;
 pub mod torch_init;
 
 pub use checkpoint::Checkpoint;
+pub use decision::Decision;
 pub use precision::Precision;
 pub use recipe::Recipe;
 pub use registry::{DEFAULT_MODEL, LoadedModel, MODEL_NAMES, ModelCard, ModelConfig, ModelSpec};

@@ -11,6 +11,7 @@ use tch::{Device, Tensor, nn};
 
 use changedet_data::{Normalization, Preset};
 
+use crate::decision::Decision;
 use crate::precision::{Autocast, Precision};
 use crate::{ChangeModel, ModelError, Recipe, Result, changeclip, clearscd, fc_ef, fc_siam_conc, fc_siam_diff};
 
@@ -246,6 +247,8 @@ pub struct LoadedModel {
     pub spec: ModelSpec,
     pub vs: nn::VarStore,
     pub model: Box<dyn ChangeModel>,
+    /// The threshold its change masks use (a checkpoint's, or a user's); `None`: the argmax.
+    pub decision: Option<Decision>,
 }
 
 impl LoadedModel {
@@ -253,7 +256,7 @@ impl LoadedModel {
     pub fn new(spec: ModelSpec, device: Device) -> Result<Self> {
         let vs = nn::VarStore::new(device);
         let model = spec.build(&vs.root())?;
-        Ok(LoadedModel { spec, vs, model })
+        Ok(LoadedModel { spec, vs, model, decision: None })
     }
 
     /// Readies the model to predict: on a CPU, its convolution kernels move to channels-last
@@ -272,9 +275,22 @@ impl LoadedModel {
         if precision == Precision::Fp32 {
             return self;
         }
-        let LoadedModel { spec, vs, model } = self;
+        let LoadedModel { spec, vs, model, decision } = self;
         let device = vs.device();
-        LoadedModel { spec, vs, model: Box::new(Autocast { inner: model, precision, device }) }
+        LoadedModel { spec, vs, model: Box::new(Autocast { inner: model, precision, device }), decision }
+    }
+
+    /// Masks at `threshold` (a user's `--threshold`) instead of the checkpoint's; `None` keeps it.
+    pub fn with_threshold(mut self, threshold: Option<f64>) -> Self {
+        if let Some(threshold) = threshold {
+            self.decision = Some(Decision { threshold, chosen_on: None });
+        }
+        self
+    }
+
+    /// The change probability above which a pixel is changed.
+    pub fn threshold(&self) -> f64 {
+        self.decision.as_ref().map_or(Decision::ARGMAX, |d| d.threshold)
     }
 
     pub fn parameter_count(&self) -> usize {

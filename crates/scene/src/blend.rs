@@ -104,20 +104,22 @@ impl BlockBlend {
         }
     }
 
-    pub(crate) fn finish(mut self, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32], classes: Option<usize>) -> Result<BlockMaps> {
+    /// `cut`: the model's decision threshold as log-odds of change (`Decision::log_odds`).
+    pub(crate) fn finish(mut self, kept: &BTreeMap<(usize, usize), KeptTile>, weights: &[f32], classes: Option<usize>, cut: f32) -> Result<BlockMaps> {
         for key in std::mem::take(&mut self.kept_to_add) {
             self.add(&kept[&key].output(), weights);
         }
         let window = self.acc.window;
-        block_maps(window, self.acc.finish(), &self.valid, classes)
+        block_maps(window, self.acc.finish(), &self.valid, classes, cut)
             .ok_or_else(|| anyhow!("the model produced non-finite scores for the block of columns {}..{}, rows {}..{}", window.x, window.right(), window.y, window.bottom()))
     }
 }
 
-/// Blended scores → change (argmax of the two change scores), probability (their softmax),
+/// Blended scores → change (log-odds of change above `cut`: 0 is the argmax of the two change
+/// scores), probability (their softmax),
 /// classes (argmax per date) and from→to codes; nodata where either date is masked. None if a
 /// blended score is not finite. On the rayon pool (`--threads`): the model waits meanwhile.
-fn block_maps(window: Window, blended: BlendedSums, valid: &[bool], classes: Option<usize>) -> Option<BlockMaps> {
+fn block_maps(window: Window, blended: BlendedSums, valid: &[bool], classes: Option<usize>, cut: f32) -> Option<BlockMaps> {
     let plane = window.area();
     let BlendedSums { parts, weights } = blended;
     if !parts.iter().all(|part| part.par_chunks(1 << 16).all(all_finite)) {
@@ -128,7 +130,7 @@ fn block_maps(window: Window, blended: BlendedSums, valid: &[bool], classes: Opt
         .into_par_iter()
         .map(|(logits, weight, &valid)| {
             let (unchanged, changed) = (logits[0] / weight, logits[1] / weight);
-            if valid { (u8::from(changed > unchanged), 1.0 / (1.0 + (unchanged - changed).exp())) } else { (255, f32::NAN) }
+            if valid { (u8::from(changed - unchanged > cut), 1.0 / (1.0 + (unchanged - changed).exp())) } else { (255, f32::NAN) }
         })
         .unzip_into_vecs(&mut change, &mut probability);
     // Class scores are only compared per pixel, which a positive weight does not change: their
@@ -223,7 +225,7 @@ mod tests {
                 }
             }
         }
-        let maps = block_maps(block, acc.finish(), &vec![true; plane], Some(k)).expect("finite scores");
+        let maps = block_maps(block, acc.finish(), &vec![true; plane], Some(k), 0.0).expect("finite scores");
         let [before, after, _] = maps.semantic.unwrap();
         let argmax = |first: usize, p: usize| (0..k).fold(0, |b, c| if sums[(first + c) * plane + p] > sums[(first + b) * plane + p] { c } else { b });
         for p in 0..plane {
@@ -247,7 +249,7 @@ mod tests {
             let blend = |parts: &[Vec<f32>]| {
                 let mut acc = BlendAccumulator::new(window, &[2, k, k]);
                 acc.add(&window, &window, &parts.iter().map(Vec::as_slice).collect::<Vec<_>>(), &[1.0; 8]);
-                block_maps(window, acc.finish(), &valid, Some(k))
+                block_maps(window, acc.finish(), &valid, Some(k), 0.0)
             };
             assert!(blend(&parts).is_some());
             parts[part][at] = bad;

@@ -112,6 +112,8 @@ pub struct SceneSummary {
     pub tiles: usize,
     pub valid_pixels: u64,
     pub changed_pixels: u64,
+    /// The change probability above which a pixel is changed.
+    pub threshold: f64,
     /// Area of the changed pixels in m² (`None` for scenes without a CRS).
     pub changed_area_m2: Option<f64>,
     pub polygons: Option<usize>,
@@ -152,11 +154,12 @@ impl std::fmt::Display for SceneSummary {
         let share = 100.0 * self.changed_pixels as f64 / self.valid_pixels.max(1) as f64;
         write!(
             f,
-            "{}×{} px, {} in {}; changed: {} px ({share:.2} % of {} valid)",
+            "{}×{} px, {} in {}; changed (probability > {}): {} px ({share:.2} % of {} valid)",
             self.width,
             self.height,
             count(self.tiles as u64, "tile"),
             count(self.blocks as u64, "block"),
+            self.threshold,
             self.changed_pixels,
             self.valid_pixels
         )?;

@@ -43,11 +43,18 @@ pub struct ShardManifest {
     pub wkt: String,
     pub maps: MapSet,
     pub model: String,
+    /// The change probability above which a pixel was called changed.
+    #[serde(default = "argmax")]
+    pub threshold: f64,
     /// The blocks this shard computed.
     pub windows: Vec<Window>,
     pub tiles: usize,
     pub valid_pixels: u64,
     pub changed_pixels: u64,
+}
+
+fn argmax() -> f64 {
+    0.5
 }
 
 impl ShardManifest {

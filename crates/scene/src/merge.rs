@@ -21,8 +21,9 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
     let first = manifests.first().context("merge needs shard folders")?;
     let mut seen = vec![false; first.count];
     for (dir, m) in shards.iter().zip(&manifests) {
-        if (m.count, m.width, m.height, m.transform, &m.wkt, m.maps, &m.model) != (first.count, first.width, first.height, first.transform, &first.wkt, first.maps, &first.model) {
-            bail!("{} is not from the same run as {} (grid, model or shard count differ)", dir.display(), shards[0].display());
+        let run = |m: &ShardManifest| (m.count, m.width, m.height, m.transform, m.wkt.clone(), m.maps, m.model.clone(), m.threshold.to_bits());
+        if run(m) != run(first) {
+            bail!("{} is not from the same run as {} (grid, model, threshold or shard count differ)", dir.display(), shards[0].display());
         }
         if std::mem::replace(&mut seen[m.index], true) {
             bail!("{}: shard {}/{} given twice", dir.display(), m.index + 1, m.count);
@@ -63,6 +64,7 @@ pub fn merge(shards: &[PathBuf], out: &Path, overwrite: bool, vector: Option<&Ve
         tiles: manifests.iter().map(|m| m.tiles).sum(),
         valid_pixels: manifests.iter().map(|m| m.valid_pixels).sum(),
         changed_pixels,
+        threshold: first.threshold,
         changed_area_m2: changedet_raster::geo::changed_area_m2(&map_path(out, MapSet::CHANGE))?,
         polygons: None,
         seconds: 0.0,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
-use changedet_models::LoadedModel;
+use changedet_models::{Decision, LoadedModel};
 use changedet_models::input::to_device;
 use changedet_raster::Window;
 use changedet_raster::geo::{self, Scene, StagedRaster};
@@ -157,6 +157,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         .map(|(name, kind)| StagedRaster::create(&map_path(&job.out, name), &common.grid, kind, job.shard.count == 1).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
     let mut summary = SceneSummary {
+        threshold: model.threshold(),
         width: common.grid.width,
         height: common.grid.height,
         blocks: shard_blocks.len(),
@@ -252,6 +253,7 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
             wkt: grid.wkt.clone(),
             maps,
             model: model.spec.name().into(),
+            threshold: model.threshold(),
             windows: blocks.iter().map(|(_, w)| *w).collect(),
             tiles: summary.tiles,
             valid_pixels: summary.valid_pixels,
@@ -273,6 +275,7 @@ fn finish_outputs(staged: Vec<StagedRaster>, maps: MapSet, job: &SceneJob, grid:
         maps: maps.maps().iter().map(|(name, _)| format!("{name}.tif")).collect(),
         polygons: None,
         model: model.spec.name().into(),
+        threshold: model.threshold(),
     };
     if let Some(vector) = &job.vector {
         // Maps without their polygons and record would make the rerun refuse to replace them.
@@ -396,7 +399,7 @@ impl Run<'_> {
             }
             progress.inc(batch.tiles.len() as u64);
             let finished = if batch.last_of_block {
-                let maps = current.take().expect("a block in progress").finish(&kept, &weights, self.classes)?;
+                let maps = current.take().expect("a block in progress").finish(&kept, &weights, self.classes, Decision::log_odds(self.model.threshold()) as f32)?;
                 kept.retain(|_, k| k.until_block > batch.block);
                 Some(maps)
             } else {

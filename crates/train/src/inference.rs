@@ -6,9 +6,10 @@ use tch::{Device, Kind, Tensor};
 use changedet_data::{Augment, Batch, BatchLoader, Dataset, LoaderConfig};
 use changedet_metrics::{BinaryConfusion, EveryConvention, ScdMaps};
 use changedet_models::input::BatchTensors;
-use changedet_models::{ChangeOutput, LoadedModel};
+use changedet_models::{ChangeOutput, Decision, LoadedModel};
 
 use crate::protocol::Protocol;
+use crate::threshold::ThresholdCurve;
 use crate::{Result, TrainError};
 
 /// One pair's result at full resolution.
@@ -18,7 +19,8 @@ pub struct PairPrediction {
     pub height: usize,
     /// Change probability in [0, 1], row-major.
     pub probability: Vec<f32>,
-    /// 1 where the model's change score beats the unchanged score (the argmax), else 0.
+    /// 1 where the change probability exceeds the model's threshold (by default ½: the
+    /// argmax), else 0.
     pub change: Vec<u8>,
     /// The decoded label (0/1/255), when the dataset has labels.
     pub label: Option<Vec<u8>>,
@@ -103,11 +105,11 @@ fn forward(model: &LoadedModel, protocol: Protocol, tensors: &BatchTensors) -> R
     Ok(match protocol {
         Protocol::Whole => {
             let out = tch::no_grad(|| model.model.forward_with_classes_t(&tensors.before, &tensors.after, &tensors.classes, false));
-            let change = out.change_logit().gt(0.0).to_kind(Kind::Uint8);
+            let change = Decision::mask(&out.change_logit(), model.threshold());
             (out, change)
         }
         _ => {
-            let (logits, change) = protocol.change(model.model.as_ref(), &tensors.before, &tensors.after, &tensors.classes);
+            let (logits, change) = protocol.change(model.model.as_ref(), &tensors.before, &tensors.after, &tensors.classes, model.threshold());
             (ChangeOutput { logits, semantic: None }, change)
         }
     })
@@ -166,10 +168,16 @@ pub fn evaluate_every_convention(model: &LoadedModel, dataset: &Dataset, classes
 
 /// The global confusion matrix of `model` on a labelled split under `protocol`.
 pub fn evaluate(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device, protocol: Protocol) -> Result<BinaryConfusion> {
-    let mut confusion = BinaryConfusion::default();
+    Ok(evaluate_with_curve(model, dataset, batch_size, device, protocol)?.0)
+}
+
+/// [`evaluate`], with the scores the split would get at every other threshold.
+pub fn evaluate_with_curve(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device, protocol: Protocol) -> Result<(BinaryConfusion, ThresholdCurve)> {
+    let (mut confusion, mut curve) = (BinaryConfusion::default(), ThresholdCurve::default());
     predict_dataset::<TrainError>(model, dataset, batch_size, device, protocol, |p| {
         let label = p.label.as_ref().ok_or_else(|| TrainError::Config("evaluation needs labels".into()))?;
+        curve.add(&p.probability, label);
         confusion.accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| TrainError::Config(format!("{}: {e}", p.name)))
     })?;
-    Ok(confusion)
+    Ok((confusion, curve))
 }

@@ -8,11 +8,12 @@ pub mod plot;
 pub mod protocol;
 pub mod report;
 pub mod request;
+pub mod threshold;
 pub mod trainer;
 
-pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, predict_batch, predict_dataset};
+pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, evaluate_with_curve, predict_batch, predict_dataset};
 pub use protocol::Protocol;
-pub use request::{TrainRequest, warn_without_class_lists};
+pub use request::{TrainRequest, open_splits, warn_without_class_lists};
 pub use trainer::{Sources, StepHook, TrainEvent, TrainJob, TrainSummary, TrainingState, train};
 
 use std::path::PathBuf;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::threshold::ThresholdCurve;
 use crate::trainer::read_log;
 use changedet_raster::atomic;
 
@@ -180,19 +181,18 @@ pub fn plot_bars(labels: &[String], values: &[f64], title: &str, out: &Path) -> 
     })
 }
 
-/// Precision against recall, and F1 against the decision threshold, from the probabilities of
-/// labelled pixels binned in 256 steps (`changed[b]`, `unchanged[b]`: pixels whose probability
-/// falls in bin b), with the threshold in use (`marked`) drawn on both.
-pub fn plot_threshold_curves(changed: &[u64; 256], unchanged: &[u64; 256], marked: f64, out: &Path) -> Result<()> {
-    let points = threshold_points(changed, unchanged);
-    let at_mark = points.iter().min_by(|a, b| (a.0 - marked).abs().total_cmp(&(b.0 - marked).abs())).copied();
+/// Precision against recall, and F1 against the decision threshold, with the threshold in use
+/// (`marked`) drawn on both.
+pub fn plot_threshold_curves(curve: &ThresholdCurve, marked: f64, out: &Path) -> Result<()> {
+    let points = curve.points();
+    let at_mark = curve.at(marked);
     draw_png(out, (1000, 420), |root| {
         let (left, right) = root.split_horizontally(500);
-        let pr: Vec<(f64, f64)> = points.iter().map(|&(_, p, r, _)| (r, p)).collect();
+        let pr: Vec<(f64, f64)> = points.iter().map(|p| (p.recall, p.precision)).collect();
         let mut chart = axes(&left, "precision–recall (changed class)", "recall", "precision")?;
         chart.draw_series(LineSeries::new(pr, BLUE.stroke_width(2))).map_err(s)?;
-        chart.draw_series(at_mark.map(|(_, p, r, _)| Circle::new((r, p), 6, RED.filled()))).map_err(s)?;
-        let f1: Vec<(f64, f64)> = points.iter().map(|&(t, _, _, f)| (t, f)).collect();
+        chart.draw_series(at_mark.map(|p| Circle::new((p.recall, p.precision), 6, RED.filled()))).map_err(s)?;
+        let f1: Vec<(f64, f64)> = points.iter().map(|p| (p.threshold, p.f1)).collect();
         let mut chart = axes(&right, "F1 against the threshold (red: in use)", "threshold on the change probability", "F1")?;
         chart.draw_series(LineSeries::new(f1, BLUE.stroke_width(2))).map_err(s)?;
         chart.draw_series(LineSeries::new([(marked, 0.0), (marked, 1.0)], RED.stroke_width(1))).map_err(s)?;
@@ -214,22 +214,3 @@ fn axes<'a, 'b>(area: &'a Area<'b>, title: &str, x: &str, y: &str) -> std::resul
     Ok(chart)
 }
 
-/// (threshold, precision, recall, F1) for each bin's lower edge as the threshold; thresholds
-/// where nothing is predicted changed are left out (precision undefined).
-pub fn threshold_points(changed: &[u64; 256], unchanged: &[u64; 256]) -> Vec<(f64, f64, f64, f64)> {
-    let total_changed: u64 = changed.iter().sum();
-    let (mut tp, mut fp) = (0u64, 0u64);
-    let mut points = Vec::with_capacity(256);
-    for bin in (0..256).rev() {
-        tp += changed[bin];
-        fp += unchanged[bin];
-        if tp + fp == 0 || total_changed == 0 {
-            continue;
-        }
-        let (precision, recall) = (tp as f64 / (tp + fp) as f64, tp as f64 / total_changed as f64);
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-        points.push((bin as f64 / 256.0, precision, recall, f1));
-    }
-    points.reverse();
-    points
-}

@@ -3,11 +3,12 @@
 //! `slide_inference`, ChangeCLIP's `*_test.py`); `tiles` is ChangeCLIP's LEVIR-CD evaluation
 //! (`tools/test.sh` + `merge_data.py`): the image is reflect-padded, cut into overlapping tiles,
 //! each tile is argmaxed on its own, and a pixel is changed if any tile covering it says so.
+//! "Argmax" is the model's decision threshold where it has one (`decision.rs`): ½ is the argmax.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use changedet_models::ChangeModel;
+use changedet_models::{ChangeModel, Decision};
 use changedet_raster::tiling::tile_origins;
 
 use crate::{Result, TrainError};
@@ -79,24 +80,26 @@ impl Protocol {
     }
 
     /// Change logits `[n, 2, h, w]` (averaged over windows) and the change map `[n, h, w]`
-    /// (uint8 0/1) under this protocol. Windows see their pair's class lists.
-    pub fn change(&self, model: &dyn ChangeModel, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]]) -> (Tensor, Tensor) {
+    /// (uint8 0/1: change probability above `threshold`) under this protocol. Windows see their
+    /// pair's class lists.
+    pub fn change(&self, model: &dyn ChangeModel, before: &Tensor, after: &Tensor, classes: &[[Vec<String>; 2]], threshold: f64) -> (Tensor, Tensor) {
         let run = |b: &Tensor, a: &Tensor| tch::no_grad(|| model.forward_with_classes_t(b, a, classes, false).logits);
+        let mask = |logits: &Tensor| Decision::mask(&(logits.select(1, 1) - logits.select(1, 0)), threshold);
         match *self {
             Protocol::Whole => {
                 let logits = run(before, after);
-                let change = logits.argmax(1, false).to_kind(Kind::Uint8);
+                let change = mask(&logits);
                 (logits, change)
             }
             Protocol::Slide { crop, stride } => {
-                let (logits, _) = windows(before, after, crop, stride, &run);
-                let change = logits.argmax(1, false).to_kind(Kind::Uint8);
+                let (logits, _) = windows(before, after, crop, stride, &run, &mask);
+                let change = mask(&logits);
                 (logits, change)
             }
             Protocol::Tiles { crop, stride, pad } => {
                 let (h, w) = (before.size()[2], before.size()[3]);
                 let padded = |x: &Tensor| x.reflection_pad2d([pad, pad, pad, pad]);
-                let (logits, votes) = windows(&padded(before), &padded(after), crop, stride, &run);
+                let (logits, votes) = windows(&padded(before), &padded(after), crop, stride, &run, &mask);
                 let unpad = |x: Tensor| x.narrow(-2, pad, h).narrow(-1, pad, w);
                 (unpad(logits), unpad(votes.gt(0.0).to_kind(Kind::Uint8)))
             }
@@ -105,8 +108,8 @@ impl Protocol {
 }
 
 /// Runs `run` on every window; returns the logits averaged over windows `[n, 2, h, w]` and, per
-/// pixel, the number of windows whose argmax is "changed" `[n, h, w]`.
-fn windows(before: &Tensor, after: &Tensor, crop: i64, stride: i64, run: &dyn Fn(&Tensor, &Tensor) -> Tensor) -> (Tensor, Tensor) {
+/// pixel, the number of windows whose `mask` is "changed" `[n, h, w]`.
+fn windows(before: &Tensor, after: &Tensor, crop: i64, stride: i64, run: &dyn Fn(&Tensor, &Tensor) -> Tensor, mask: &dyn Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
     let (n, _, h, w) = before.size4().expect("[n, 3, h, w]");
     let options = (Kind::Float, before.device());
     let sum = Tensor::zeros([n, 2, h, w], options);
@@ -118,7 +121,7 @@ fn windows(before: &Tensor, after: &Tensor, crop: i64, stride: i64, run: &dyn Fn
             let logits = run(&window(before), &window(after));
             let _ = sum.narrow(2, y, crop.min(h)).narrow(3, x, crop.min(w)).g_add_(&logits);
             let _ = count.narrow(2, y, crop.min(h)).narrow(3, x, crop.min(w)).g_add_scalar_(1.0);
-            let _ = votes.narrow(1, y, crop.min(h)).narrow(2, x, crop.min(w)).g_add_(&logits.argmax(1, false).to_kind(Kind::Float));
+            let _ = votes.narrow(1, y, crop.min(h)).narrow(2, x, crop.min(w)).g_add_(&mask(&logits).to_kind(Kind::Float));
         }
     }
     (sum / count, votes)

@@ -15,6 +15,7 @@ use changedet_models::LoadedModel;
 use changedet_raster::{Raster, atomic};
 
 use crate::protocol::Protocol;
+use crate::threshold::ThresholdCurve;
 use crate::{PairPrediction, Result, TrainError, plot, predict_dataset};
 
 /// Longer side of the gallery's thumbnails.
@@ -50,7 +51,7 @@ pub struct Report<'a> {
     job: &'a ReportJob<'a>,
     thumbs: PathBuf,
     /// Change probabilities of labelled changed and unchanged pixels, in 256 bins.
-    histograms: ([u64; 256], [u64; 256]),
+    curve: ThresholdCurve,
     rows: Vec<PairRow>,
 }
 
@@ -58,7 +59,7 @@ impl<'a> Report<'a> {
     pub fn new(job: &'a ReportJob<'a>) -> Result<Self> {
         let thumbs = job.dir.join("thumbs");
         std::fs::create_dir_all(&thumbs).map_err(|e| TrainError::Io(thumbs.clone(), e))?;
-        Ok(Report { job, thumbs, histograms: ([0; 256], [0; 256]), rows: Vec::with_capacity(job.dataset.len()) })
+        Ok(Report { job, thumbs, curve: ThresholdCurve::default(), rows: Vec::with_capacity(job.dataset.len()) })
     }
 
     /// Adds the next pair of the dataset, in the dataset's order.
@@ -69,7 +70,7 @@ impl<'a> Report<'a> {
         let share = |values: &[u8], counted: &dyn Fn(u8) -> bool| values.iter().filter(|&&v| v == 1).count() as f64 / values.iter().filter(|&&v| counted(v)).count().max(1) as f64;
         let row = match pair.label.as_deref() {
             Some(label) => {
-                accumulate_histograms(&pair.probability, label, &mut self.histograms);
+                self.curve.add(&pair.probability, label);
                 let mut confusion = BinaryConfusion::default();
                 confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
                 PairRow { name: pair.name.clone(), confusion: Some(confusion), changed_area: share(label, &|v| v != changedet_data::IGNORE), full_size }
@@ -87,8 +88,7 @@ impl<'a> Report<'a> {
             Some(acc)
         });
         if total.is_some() {
-            // Two-class softmax argmax is "probability of change > ½".
-            plot::plot_threshold_curves(&self.histograms.0, &self.histograms.1, 0.5, &self.job.dir.join("threshold.png"))?;
+            plot::plot_threshold_curves(&self.curve, self.job.model.threshold(), &self.job.dir.join("threshold.png"))?;
         }
         let training = training_section(self.job)?;
         let page = self.job.dir.join("index.html");
@@ -112,17 +112,6 @@ pub fn write_report(job: &ReportJob) -> Result<(BinaryConfusion, PathBuf)> {
     Ok((total.expect("every pair was labelled"), page))
 }
 
-/// Labelled pixels' change probabilities, binned in 256 steps, for changed and unchanged pixels.
-fn accumulate_histograms(probability: &[f32], label: &[u8], (changed, unchanged): &mut ([u64; 256], [u64; 256])) {
-    for (&p, &l) in probability.iter().zip(label) {
-        let bin = ((p * 256.0) as usize).min(255);
-        match l {
-            1 => changed[bin] += 1,
-            0 => unchanged[bin] += 1,
-            _ => {}
-        }
-    }
-}
 
 /// `thumbs/INDEX_{before,after,prediction}.png`, and with a label `INDEX_{truth,errors}.png`.
 /// Errors: true positives white, false positives red, false negatives blue, unlabelled grey.

@@ -276,7 +276,8 @@ impl TrainRequest {
 }
 
 /// The split `splits` names of each dataset (one split for all, or one per dataset), joined.
-fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>, bands: Option<&[String]>) -> Result<Dataset> {
+/// (`option` names the splits in errors.)
+pub fn open_splits(datasets: &[DatasetSpec], splits: &[String], option: &str, ignore_value: Option<u8>, bands: Option<&[String]>) -> Result<Dataset> {
     if splits.len() != 1 && splits.len() != datasets.len() {
         return Err(TrainError::Config(format!("{} {option} options for {} --dataset options: give one for all, or one per dataset", splits.len(), datasets.len())));
     }

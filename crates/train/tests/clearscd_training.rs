@@ -124,7 +124,7 @@ fn steps_lower_every_loss_and_checkpoints_carry_the_queues() {
     // Queues and pointers travel in the checkpoint; the reloaded model continues identically.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clearscd.safetensors");
-    Checkpoint::write_variables(&path, &ModelSpec::ClearScd(model_config()), &model.vs, &[], None).unwrap();
+    Checkpoint::write_variables(&path, &ModelSpec::ClearScd(model_config()), &model.vs, None, &[], None).unwrap();
     let mut reloaded = Model::new();
     copy_into(&mut reloaded.vs, &Checkpoint::read(&path).unwrap().model, &path, "clearscd").unwrap();
     assert!(queues_equal(&model, &reloaded));

@@ -23,8 +23,8 @@ fn pair(h: i64, w: i64) -> (Tensor, Tensor) {
 fn one_window_over_the_whole_image_is_the_whole_protocol() {
     let m = model();
     let (b, a) = pair(64, 64);
-    let (whole, whole_change) = Protocol::Whole.change(m.model.as_ref(), &b, &a, &[]);
-    let (slide, slide_change) = Protocol::Slide { crop: 64, stride: 32 }.change(m.model.as_ref(), &b, &a, &[]);
+    let (whole, whole_change) = Protocol::Whole.change(m.model.as_ref(), &b, &a, &[], 0.5);
+    let (slide, slide_change) = Protocol::Slide { crop: 64, stride: 32 }.change(m.model.as_ref(), &b, &a, &[], 0.5);
     assert!(whole.allclose(&slide, 0.0, 0.0, false));
     assert!(whole_change.equal(&slide_change));
 }
@@ -33,7 +33,7 @@ fn one_window_over_the_whole_image_is_the_whole_protocol() {
 fn sliding_windows_average_their_logits_where_they_overlap() {
     let m = model();
     let (b, a) = pair(64, 96);
-    let (slide, change) = Protocol::Slide { crop: 64, stride: 32 }.change(m.model.as_ref(), &b, &a, &[]);
+    let (slide, change) = Protocol::Slide { crop: 64, stride: 32 }.change(m.model.as_ref(), &b, &a, &[], 0.5);
     // Windows at x = 0 and 32: columns 32..63 are covered twice.
     let left = logits(m.model.as_ref(), &b.narrow(3, 0, 64), &a.narrow(3, 0, 64));
     let right = logits(m.model.as_ref(), &b.narrow(3, 32, 64), &a.narrow(3, 32, 64));
@@ -61,7 +61,7 @@ fn tiles_are_reflect_padded_and_or_merged() {
     let (b, a) = pair(64, 64);
     let m = marking_half(&b.reflection_pad2d([8, 8, 8, 8]), &a.reflection_pad2d([8, 8, 8, 8]));
     let protocol = Protocol::Tiles { crop: 48, stride: 32, pad: 8 };
-    let (_, change) = protocol.change(m.model.as_ref(), &b, &a, &[]);
+    let (_, change) = protocol.change(m.model.as_ref(), &b, &a, &[], 0.5);
     // Padded to 80: tiles at 0 and 32 on each axis, each argmaxed, any "changed" wins.
     let (pb, pa) = (b.reflection_pad2d([8, 8, 8, 8]), a.reflection_pad2d([8, 8, 8, 8]));
     let votes = Tensor::zeros([1, 80, 80], (Kind::Float, Device::Cpu));

@@ -26,6 +26,10 @@ pub struct SceneRecord {
     /// The change polygons, when written.
     pub polygons: Option<PathBuf>,
     pub model: String,
+    /// The change probability above which a pixel was called changed (records written before
+    /// it was kept used the argmax, ½).
+    #[serde(default = "argmax")]
+    pub threshold: f64,
 }
 
 impl SceneRecord {
@@ -48,6 +52,10 @@ impl SceneRecord {
         let json = serde_json::to_vec_pretty(self).map_err(|e| GeoError::Invalid(e.to_string()))?;
         crate::atomic::write_bytes(&path, &json).map_err(|e| GeoError::Invalid(format!("{}: cannot write: {e}", path.display())))
     }
+}
+
+fn argmax() -> f64 {
+    0.5
 }
 
 fn auto() -> super::Scaling {
