@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", changedet_raster::text::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

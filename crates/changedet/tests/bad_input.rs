@@ -80,6 +80,21 @@ fn corrupt_image_names_the_file_and_writes_nothing() {
     assert!(partial_files(&out).is_empty());
 }
 
+/// Libraries repeat their source's message in their own: it is said once.
+#[test]
+fn an_error_and_its_causes_say_each_thing_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (not_png, not_tiff) = (tmp.path().join("x.png"), tmp.path().join("x.tif"));
+    std::fs::write(&not_png, b"not a png").unwrap();
+    std::fs::write(&not_tiff, b"II*\0garbage").unwrap();
+    let out = tmp.path().join("maps");
+    let png = fails(&["predict", "--before", s(&not_png), "--after", s(&not_png), "--out", s(&out), "--device", "cpu"]);
+    assert_eq!(png.matches("Invalid PNG signature").count(), 1, "{png}");
+    let tiff = fails(&["predict", "--before", s(&not_tiff), "--after", s(&not_tiff), "--scene", "--out", s(&out), "--device", "cpu"]);
+    assert!(tiff.contains("x.tif"), "{tiff}");
+    assert_eq!(tiff.matches("TIFFReadDirectory").count(), 1, "{tiff}");
+}
+
 #[test]
 fn label_with_unexpected_values() {
     let tmp = tempfile::tempdir().unwrap();

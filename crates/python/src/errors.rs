@@ -82,7 +82,7 @@ impl From<anyhow::Error> for Failure {
                 None
             }
         });
-        Failure { kind: kind.unwrap_or(Kind::Other), message: format!("{e:#}") }
+        Failure { kind: kind.unwrap_or(Kind::Other), message: changedet_raster::text::error_line(e.as_ref()) }
     }
 }
 

@@ -166,8 +166,8 @@ async fn ask(jobs: &Jobs, job: Job) -> Response {
         Ok(Some((mime, body))) => ([(header::CONTENT_TYPE, mime)], body).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => {
-            tracing::warn!("{e:#}");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response()
+            tracing::warn!("{}", changedet_raster::text::error_line(e.as_ref()));
+            (StatusCode::INTERNAL_SERVER_ERROR, changedet_raster::text::error_line(e.as_ref())).into_response()
         }
     }
 }
