@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use changedet_data::{Dataset, DatasetSpec};
 use changedet_models::{Checkpoint, Decision, LoadedModel};
-use changedet_train::Protocol;
+use changedet_raster::progress::Progress;
+use changedet_train::{Protocol, SplitOptions};
 use changedet_train::threshold::ThresholdCurve;
 use changedet_train::report::{ReportJob, write_report};
 
@@ -98,27 +99,28 @@ pub fn run(args: Args) -> Result<()> {
         }
         return evaluate_semantic(&args, (&model, &checkpoint), &dataset, classes, device);
     }
+    let options = SplitOptions { batch_size: args.batch_size, device, protocol: args.protocol };
+    let progress = Progress::counting(dataset.len() as u64, "eval", "pairs", true);
     let confusion = match &args.report {
         Some(dir) => {
             let job = ReportJob {
                 model: &model,
                 dataset: &dataset,
-                batch_size: args.batch_size,
-                device,
-                protocol: args.protocol,
+                options,
                 dir,
                 checkpoint: &checkpoint,
                 dataset_label: names(&args.dataset, |d| d.name()),
             };
-            let (confusion, page) = write_report(&job)?;
+            let (confusion, page) = write_report(&job, &progress)?;
             println!("report: {} (open it in a browser)", page.display());
             (confusion, None)
         }
         None => {
-            let (confusion, curve) = changedet_train::evaluate_with_curve(&model, &dataset, args.batch_size, device, args.protocol)?;
+            let (confusion, curve) = changedet_train::evaluate_with_curve(&model, &dataset, options, &progress)?;
             (confusion, Some(curve))
         }
     };
+    progress.finish();
     let (confusion, curve) = confusion;
     let metrics = confusion.metrics();
 
@@ -203,7 +205,10 @@ fn write_json(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: 
 }
 
 fn evaluate_semantic(args: &Args, (model, checkpoint): (&LoadedModel, &Path), dataset: &Dataset, classes: usize, device: tch::Device) -> Result<()> {
-    let scores = changedet_train::evaluate_every_convention(model, dataset, classes, args.batch_size, device, args.protocol)?;
+    let options = SplitOptions { batch_size: args.batch_size, device, protocol: args.protocol };
+    let progress = Progress::counting(dataset.len() as u64, "eval", "pairs", true);
+    let scores = changedet_train::evaluate_every_convention(model, dataset, classes, options, &progress)?;
+    progress.finish();
     println!("{}", heading(args, model, dataset));
     let results = print_report(&scores, |_| true, true)?;
     write_json(args, (model, checkpoint), dataset, json!({ "classes": classes, "conventions": Value::Object(results) }))

@@ -9,7 +9,8 @@ use changedet_data::maps::{MapSet, PairMaps};
 use changedet_data::{Dataset, DatasetSpec, LabelEncoding, PairPaths};
 use changedet_metrics::BinaryConfusion;
 use changedet_models::{Decision, tensor_io};
-use changedet_train::Protocol;
+use changedet_raster::progress::Progress;
+use changedet_train::{Protocol, SplitOptions};
 use changedet_train::report::{Report, ReportJob};
 use changedet_raster::read_rgb;
 
@@ -135,12 +136,11 @@ pub fn run(args: Args) -> Result<()> {
     if args.report.is_some() && model.spec.is_semantic() {
         bail!("--report covers binary change so far; for a semantic change model leave it out");
     }
+    let options = SplitOptions { batch_size: args.batch_size, device, protocol: args.protocol };
     let report_job = args.report.as_deref().map(|dir| ReportJob {
         model: &model,
         dataset: &dataset,
-        batch_size: args.batch_size,
-        device,
-        protocol: args.protocol,
+        options,
         dir,
         checkpoint: &checkpoint,
         dataset_label: args.dataset.as_ref().map_or_else(|| "one pair".to_owned(), DatasetSpec::name),
@@ -150,7 +150,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut changed_pixels = 0usize;
     let mut written = 0usize;
     let mut scored: Option<BinaryConfusion> = None;
-    changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, args.batch_size, device, args.protocol, |p| {
+    let progress = Progress::counting(dataset.len() as u64, "predict", "pairs", true);
+    changedet_train::predict_dataset::<anyhow::Error>(&model, &dataset, options, &progress, |p| {
         changed_pixels += p.change.iter().filter(|&&c| c != 0).count();
         if let Some(label) = &p.label {
             scored.get_or_insert_default().accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| anyhow::anyhow!("{}: {e}", p.name))?;
@@ -188,6 +189,7 @@ pub fn run(args: Args) -> Result<()> {
         written += 1;
         Ok(())
     })?;
+    progress.finish();
     let threshold = Decision::describe(model.decision.as_ref());
     println!("{} predicted, {} changed at threshold {threshold}; maps in {}", count(written as u64, "pair"), count(changed_pixels as u64, "pixel"), args.out.display());
     if let Some(confusion) = scored {

@@ -217,3 +217,33 @@ fn a_scene_is_cut_at_the_threshold_given() {
         assert!((marked - (1.0 - quartile as f64 / 4.0)).abs() < 0.02, "threshold {t}: {marked} of the pixels marked");
     }
 }
+
+/// Off a terminal (a batch job's log), a scene says its plan before any work and then its
+/// progress in lines; so do dataset predictions, evaluations and trainings.
+#[test]
+fn a_plan_and_progress_lines_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let (before, after) = (cbers("A"), cbers("B"));
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_changedet")).args(args).env("CHANGEDET_PROGRESS_SECONDS", "0").output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let out = dir.path().join("scene");
+    let args = ["predict", "--checkpoint", s(&ckpt), "--before", &before, "--after", &after, "--bands", "3,2,1", "--tile", "32", "--overlap", "8", "--device", "cpu", "--out", s(&out)];
+    let log = run(&args);
+    let plan = log.lines().position(|l| l.starts_with("plan: 50×50 px (0.0 Mpx), 4 tiles of 32 px in 1 block; scaling and statistics from every pixel; model time about")).expect(&log);
+    let last = log.lines().position(|l| l.starts_with("scene: 4/4 tiles (100.0 %)")).expect(&log);
+    assert!(plan < last, "{log}");
+
+    let egy = format!("generic:{}", shared_data("egy-bcd-256").display());
+    let log = run(&["eval", "--checkpoint", s(&ckpt), "--dataset", &egy, "--split", "val", "--device", "cpu"]);
+    assert!(log.contains("eval: 3/3 pairs (100.0 %)"), "{log}");
+    let log = run(&["predict", "--checkpoint", s(&ckpt), "--dataset", &egy, "--split", "val", "--out", s(&dir.path().join("maps")), "--device", "cpu"]);
+    assert!(log.contains("predict: 3/3 pairs (100.0 %)"), "{log}");
+    let run_dir = dir.path().join("run");
+    let log = run(&["train", "--dataset", &egy, "--train-split", "val", "--val-split", "val", "--epochs", "1", "--out", s(&run_dir), "--device", "cpu"]);
+    let line = log.lines().find(|l| l.starts_with("training: ") && l.contains(" steps (100.0 %) (epoch 1/1, loss ")).expect(&log);
+    assert!(line.contains("elapsed, about 0:00 left"), "{line}");
+}

@@ -203,7 +203,9 @@ impl Model {
                 state.frozen = true;
             }
             let device = state.loaded.vs.device();
-            let confusion = guarded(|| Ok(changedet_train::evaluate(&state.loaded, &dataset, batch_size, device, protocol)?))?;
+            let options = changedet_train::SplitOptions { batch_size, device, protocol };
+            let hidden = changedet_raster::progress::Progress::hidden(dataset.len() as u64);
+            let confusion = guarded(|| Ok(changedet_train::evaluate(&state.loaded, &dataset, options, &hidden)?))?;
             Ok::<_, Failure>(serde_json::json!({ "pairs": dataset.len(), "split": split, "protocol": protocol.to_string(), "metrics": confusion.metrics() }).to_string())
         })
         .map_err(PyErr::from)

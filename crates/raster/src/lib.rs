@@ -8,6 +8,7 @@ pub mod from_to;
 pub mod geo;
 mod image_io;
 mod overlay;
+pub mod progress;
 pub mod spline_zoom;
 pub mod text;
 pub mod tiling;

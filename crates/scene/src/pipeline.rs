@@ -8,9 +8,11 @@ use anyhow::{Context, Result, bail};
 use tch::{Device, Kind, Tensor};
 
 use changedet_data::Normalization;
-use changedet_models::{Decision, LoadedModel};
 use changedet_models::input::to_device;
+use changedet_models::{Decision, LoadedModel};
 use changedet_raster::Window;
+use changedet_raster::progress::Progress;
+use changedet_raster::text::count;
 use changedet_raster::geo::{self, Scene, StagedRaster};
 use changedet_raster::tiling::{TilePlan, taper};
 
@@ -147,7 +149,7 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
     }
     prepare_outputs(&maps, &job.out, job.vector.as_ref().map(|v| v.path.as_path()), job.overwrite)?;
     // The warped files of --align stay until the end: the after date is read through them.
-    let (dates, common, _warped) = open_dates(job, model.spec.normalization())?;
+    let geo::RegisteredDates { before, after, overlap: common, warped: _warped } = open_dates(job)?;
     let plan = TilePlan::new(common.grid.width, common.grid.height, job.tile, job.overlap, job.block_strides).map_err(anyhow::Error::msg)?;
     let blocks = plan.blocks();
     let shard_blocks: Vec<(usize, Window)> = plan.shard(job.shard.index, job.shard.count).map(|i| (i, blocks[i])).collect();
@@ -165,6 +167,10 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
         ..Default::default()
     };
     let run = Run { model, device, job, plan: &plan, blocks: &shard_blocks, classes: maps.classes };
+    if job.progress {
+        eprintln!("{}", run.plan_line(&summary, &before)?);
+    }
+    let dates = date_inputs(before, after, &common, job, model.spec.normalization())?;
     (summary.valid_pixels, summary.changed_pixels, summary.stages) = run.threads(dates, &mut staged, summary.tiles)?;
     let finishing = Instant::now();
     finish_outputs(staged, maps, job, &common.grid, &shard_blocks, model, &mut summary)?;
@@ -178,22 +184,25 @@ pub fn predict_scene(model: &LoadedModel, device: Device, job: &SceneJob) -> Res
 const STATISTICS_SIDE: usize = 2048;
 
 /// Both dates opened on their common grid; with `--align`, the after date warped onto the
-/// before grid when they differ (the warped files are returned to be kept while reading).
-fn open_dates(job: &SceneJob, norm: Normalization) -> Result<([DateInput; 2], geo::Overlap, Vec<tempfile::TempPath>)> {
+/// before grid when they differ (the warped files are kept in the result while reading).
+fn open_dates(job: &SceneJob) -> Result<geo::RegisteredDates> {
     let dates = geo::open_registered(&job.before, &job.after, job.bands.as_deref(), job.align)?;
     check_bands(&dates.before)?;
     check_bands(&dates.after)?;
-    let common = dates.overlap;
+    Ok(dates)
+}
+
+/// Each date's inputs: its scaling and normalisation statistics, read from both dates at once.
+fn date_inputs(before: Scene, after: Scene, common: &geo::Overlap, job: &SceneJob, norm: Normalization) -> Result<[DateInput; 2]> {
     let date = |scene: Scene, window: Window| -> Result<DateInput> {
         Ok(DateInput { inputs: InputMap::new(&scene, &job.scaling, norm)?, scene, offset: (window.x, window.y) })
     };
-    // Each date's statistics read the whole scene once: the two reads overlap.
     let (before, after) = std::thread::scope(|s| {
-        let before = s.spawn(|| date(dates.before, common.before));
-        let after = date(dates.after, common.after);
+        let before = s.spawn(|| date(before, common.before));
+        let after = date(after, common.after);
         (before.join().expect("statistics thread"), after)
     });
-    Ok(([before?, after?], common, dates.warped))
+    Ok([before?, after?])
 }
 
 /// What the three threads of a run share.
@@ -208,16 +217,37 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// What the run will do, said before it starts (a large scene takes a while to show its
+    /// first progress): its size, tiles and blocks, where the statistics come from, and an
+    /// estimate of the model's time from one batch of blank tiles.
+    fn plan_line(&self, summary: &SceneSummary, scene: &Scene) -> Result<String> {
+        let batch = self.job.batch_size.clamp(1, summary.tiles.max(1));
+        let plane = self.plan.tile * self.plan.tile;
+        let blank = TileBatch { block: 0, tiles: vec![Window::new(0, 0, self.plan.tile, self.plan.tile); batch], before: vec![0.0; batch * MODEL_BANDS * plane], after: vec![0.0; batch * MODEL_BANDS * plane], valid: vec![true; batch * plane], last_of_block: false };
+        let part_channels: Vec<usize> = std::iter::once(2).chain(self.classes.into_iter().flat_map(|k| [k, k])).collect();
+        let start = Instant::now();
+        self.scores(&blank, &part_channels)?;
+        let estimate = start.elapsed().as_secs_f64() * summary.tiles.div_ceil(batch) as f64;
+        let statistics = match self.model.spec.normalization().is_per_image() || self.job.scaling.reads_statistics(scene) {
+            true => format!("; scaling and statistics from {}", scene.statistics_source(0, STATISTICS_SIDE)?),
+            false => String::new(),
+        };
+        Ok(format!(
+            "plan: {}×{} px ({:.1} Mpx), {} of {} px in {}{statistics}; model time about {}",
+            summary.width,
+            summary.height,
+            (summary.width * summary.height) as f64 / 1e6,
+            count(summary.tiles as u64, "tile"),
+            self.plan.tile,
+            count(summary.blocks as u64, "block"),
+            changedet_raster::progress::clock(std::time::Duration::from_secs_f64(estimate)),
+        ))
+    }
+
     /// Reader thread → model (this thread) → writer thread over this shard's blocks; returns
     /// the valid and changed pixel counts and the threads' busy times.
     fn threads(&self, dates: [DateInput; 2], staged: &mut [StagedRaster], tiles: usize) -> Result<(u64, u64, StageSeconds)> {
-        let progress = if self.job.progress {
-            indicatif::ProgressBar::new(tiles as u64).with_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tiles {elapsed_precise} (eta {eta})").expect("valid template"),
-            )
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let progress = Progress::counting(tiles as u64, "scene", "tiles", self.job.progress);
         let (tile_tx, tile_rx) = sync_channel::<TileBatch>(2);
         let (block_tx, block_rx) = sync_channel::<BlockMaps>(1);
         let counts = std::thread::scope(|s| -> Result<(u64, u64, StageSeconds)> {
@@ -232,7 +262,7 @@ impl Run<'_> {
             let (model, blending) = inferred?;
             Ok((valid, changed, StageSeconds { reading, model, blending, writing, finishing: 0.0 }))
         })?;
-        progress.finish_and_clear();
+        progress.finish();
         Ok(counts)
     }
 }
@@ -363,7 +393,7 @@ fn read_tiles(
 impl Run<'_> {
     /// This thread: tiles → scores → per-block blends → maps. Returns the seconds spent in the
     /// model and in blending.
-    fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &indicatif::ProgressBar) -> Result<(f64, f64)> {
+    fn infer(&self, tiles: Receiver<TileBatch>, out: SyncSender<BlockMaps>, progress: &Progress) -> Result<(f64, f64)> {
         let (mut model, mut blending) = (0.0, 0.0);
         let side = self.plan.tile;
         let plane = side * side;

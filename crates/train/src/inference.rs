@@ -8,6 +8,8 @@ use changedet_metrics::{BinaryConfusion, EveryConvention, ScdMaps};
 use changedet_models::input::BatchTensors;
 use changedet_models::{ChangeOutput, Decision, LoadedModel};
 
+use changedet_raster::progress::Progress;
+
 use crate::protocol::Protocol;
 use crate::threshold::ThresholdCurve;
 use crate::{Result, TrainError};
@@ -38,14 +40,22 @@ pub struct SemanticPrediction {
     pub logits: Tensor,
 }
 
-/// Predicts every pair of `dataset` in order, `batch_size` pairs at a time, calling `visit` on each.
-/// The visitor's own error type lets callers do their own I/O inside it.
+/// How a split is run: pairs per forward pass, on which device, under which test-time protocol.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitOptions {
+    pub batch_size: usize,
+    pub device: Device,
+    pub protocol: Protocol,
+}
+
+/// Predicts every pair of `dataset` in order, `batch_size` pairs at a time, calling `visit` on each
+/// and counting pairs on `progress`. The visitor's own error type lets callers do their own I/O
+/// inside it.
 pub fn predict_dataset<E: From<TrainError>>(
     model: &LoadedModel,
     dataset: &Dataset,
-    batch_size: usize,
-    device: Device,
-    protocol: Protocol,
+    SplitOptions { batch_size, device, protocol }: SplitOptions,
+    progress: &Progress,
     mut visit: impl FnMut(PairPrediction) -> Result<(), E>,
 ) -> Result<(), E> {
     let config = LoaderConfig {
@@ -61,6 +71,7 @@ pub fn predict_dataset<E: From<TrainError>>(
         let first = dataset.pairs.iter().find(|p| p.name == batch.names[0]).map_or_else(|| batch.names[0].clone(), |p| p.before.display().to_string());
         for pair in predict_batch(model, &batch, device, protocol, &first)? {
             visit(pair)?;
+            progress.inc(1);
         }
     }
     Ok(())
@@ -154,9 +165,9 @@ fn pair_predictions(batch: &Batch, out: &ChangeOutput, change: &Tensor) -> Resul
 
 /// A semantic change model on a semantically labelled split with `classes` classes, scored in
 /// every convention.
-pub fn evaluate_every_convention(model: &LoadedModel, dataset: &Dataset, classes: usize, batch_size: usize, device: Device, protocol: Protocol) -> Result<EveryConvention> {
+pub fn evaluate_every_convention(model: &LoadedModel, dataset: &Dataset, classes: usize, how: SplitOptions, progress: &Progress) -> Result<EveryConvention> {
     let mut scores = EveryConvention::new(classes);
-    predict_dataset::<TrainError>(model, dataset, batch_size, device, protocol, |p| {
+    predict_dataset::<TrainError>(model, dataset, how, progress, |p| {
         let (Some([pred_a, pred_b]), Some([gt_a, gt_b]), Some(gt_change)) = (&p.semantic, &p.semantic_label, &p.label) else {
             return Err(TrainError::Config(format!("pair '{}': no semantic prediction or label", p.name)));
         };
@@ -167,14 +178,14 @@ pub fn evaluate_every_convention(model: &LoadedModel, dataset: &Dataset, classes
 }
 
 /// The global confusion matrix of `model` on a labelled split under `protocol`.
-pub fn evaluate(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device, protocol: Protocol) -> Result<BinaryConfusion> {
-    Ok(evaluate_with_curve(model, dataset, batch_size, device, protocol)?.0)
+pub fn evaluate(model: &LoadedModel, dataset: &Dataset, how: SplitOptions, progress: &Progress) -> Result<BinaryConfusion> {
+    Ok(evaluate_with_curve(model, dataset, how, progress)?.0)
 }
 
 /// [`evaluate`], with the scores the split would get at every other threshold.
-pub fn evaluate_with_curve(model: &LoadedModel, dataset: &Dataset, batch_size: usize, device: Device, protocol: Protocol) -> Result<(BinaryConfusion, ThresholdCurve)> {
+pub fn evaluate_with_curve(model: &LoadedModel, dataset: &Dataset, how: SplitOptions, progress: &Progress) -> Result<(BinaryConfusion, ThresholdCurve)> {
     let (mut confusion, mut curve) = (BinaryConfusion::default(), ThresholdCurve::default());
-    predict_dataset::<TrainError>(model, dataset, batch_size, device, protocol, |p| {
+    predict_dataset::<TrainError>(model, dataset, how, progress, |p| {
         let label = p.label.as_ref().ok_or_else(|| TrainError::Config("evaluation needs labels".into()))?;
         curve.add(&p.probability, label);
         confusion.accumulate(&p.change, label, Some(changedet_data::IGNORE)).map_err(|e| TrainError::Config(format!("{}: {e}", p.name)))

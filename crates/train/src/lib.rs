@@ -11,7 +11,7 @@ pub mod request;
 pub mod threshold;
 pub mod trainer;
 
-pub use inference::{PairPrediction, SemanticPrediction, evaluate, evaluate_every_convention, evaluate_with_curve, predict_batch, predict_dataset};
+pub use inference::{PairPrediction, SemanticPrediction, SplitOptions, evaluate, evaluate_every_convention, evaluate_with_curve, predict_batch, predict_dataset};
 pub use protocol::Protocol;
 pub use request::{TrainRequest, open_splits, warn_without_class_lists};
 pub use trainer::{Sources, StepHook, TrainEvent, TrainJob, TrainSummary, TrainingState, train};

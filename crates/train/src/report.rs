@@ -7,14 +7,15 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use tch::Device;
 
 use changedet_data::{DataError, Dataset};
 use changedet_metrics::BinaryConfusion;
 use changedet_models::LoadedModel;
 use changedet_raster::{Raster, atomic};
 
-use crate::protocol::Protocol;
+use changedet_raster::progress::Progress;
+
+use crate::SplitOptions;
 use crate::threshold::ThresholdCurve;
 use crate::{PairPrediction, Result, TrainError, plot, predict_dataset};
 
@@ -25,9 +26,7 @@ const THUMBNAIL: u32 = 128;
 pub struct ReportJob<'a> {
     pub model: &'a LoadedModel,
     pub dataset: &'a Dataset,
-    pub batch_size: usize,
-    pub device: Device,
-    pub protocol: Protocol,
+    pub options: SplitOptions,
     pub dir: &'a Path,
     /// Shown in the page's heading: the checkpoint, and a name for the dataset (its folder's,
     /// not a whole path).
@@ -100,9 +99,9 @@ impl<'a> Report<'a> {
 
 /// Evaluates `job.dataset` (every pair labelled) and writes the report; returns the split's
 /// confusion and the page.
-pub fn write_report(job: &ReportJob) -> Result<(BinaryConfusion, PathBuf)> {
+pub fn write_report(job: &ReportJob, progress: &Progress) -> Result<(BinaryConfusion, PathBuf)> {
     let mut report = Report::new(job)?;
-    predict_dataset(job.model, job.dataset, job.batch_size, job.device, job.protocol, |pair: PairPrediction| -> Result<()> {
+    predict_dataset(job.model, job.dataset, job.options, progress, |pair: PairPrediction| -> Result<()> {
         if pair.label.is_none() {
             return Err(TrainError::Config(format!("pair {} has no label to report against", pair.name)));
         }
@@ -207,7 +206,7 @@ fn page_html(job: &ReportJob, total: Option<&BinaryConfusion>, rows: &[PairRow],
         escape(&job.dataset_label),
         escape(&job.checkpoint.display().to_string()),
         changedet_raster::text::count(rows.len() as u64, "pair"),
-        job.protocol,
+        job.options.protocol,
     );
     if let Some(total) = total {
         scores_section(&mut html, total);

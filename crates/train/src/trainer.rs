@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use changedet_raster::progress::Progress;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
@@ -26,7 +26,7 @@ use changedet_raster::atomic;
 
 use crate::optim::Adam;
 use crate::protocol::Protocol;
-use crate::{Result, TrainError, evaluate, evaluate_every_convention, plot};
+use crate::{Result, SplitOptions, TrainError, evaluate, evaluate_every_convention, plot};
 
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
@@ -170,7 +170,7 @@ pub fn train(mut job: TrainJob) -> Result<TrainSummary> {
             return Ok(run.summary(None));
         }
     }
-    run.bar.finish_and_clear();
+    run.bar.finish();
     run.keep_a_best()?;
     let plot_path = job.out_dir.join(PLOT);
     let plot = match plot::plot_curves(&run.log_path, &plot_path) {
@@ -344,7 +344,7 @@ struct Run<'a> {
     /// What one epoch visits: whole pairs, or the patches of the recipe's grid.
     samples: Vec<Sample>,
     cache: Option<Arc<DecodedPairs>>,
-    bar: ProgressBar,
+    bar: Progress,
     epoch_start: Instant,
     /// When this process took the run over, and the run's seconds before that.
     resumed_at: Instant,
@@ -378,12 +378,8 @@ impl<'a> Run<'a> {
             },
             false => Augment { crop: recipe.crop, ..Augment::default() },
         };
-        let bar = if job.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        let template = "{prefix} [{bar:30}] {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}";
+        let bar = Progress::new(total_steps as u64, "training", "steps", template, job.progress);
         bar.set_position(state.step as u64);
         Ok(Run {
             epochs: total_steps.div_ceil(steps_per_epoch),
@@ -412,7 +408,7 @@ impl<'a> Run<'a> {
     /// validates by steps) and `last` checkpoint.
     fn train_epoch(&mut self) -> Result<EpochEnd> {
         let epoch = self.state.epoch;
-        self.bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.epochs));
+        self.bar.bar().set_prefix(format!("epoch {}/{}", epoch + 1, self.epochs));
         let done_in_epoch = self.state.step.checked_sub(epoch * self.steps_per_epoch).ok_or_else(|| {
             TrainError::Config(format!("step {} lies before epoch {epoch}: the run's training split must have changed size", self.state.step))
         })?;
@@ -429,7 +425,7 @@ impl<'a> Run<'a> {
         let mut lr = 0.0;
         for batch in BatchLoader::samples(&self.job.train, remaining, loader_config) {
             if self.job.max_steps.is_some_and(|max| self.state.step >= max) {
-                self.bar.abandon();
+                self.bar.bar().abandon();
                 return Ok(EpochEnd::Stopped);
             }
             if self.state.step >= self.total_steps {
@@ -438,7 +434,7 @@ impl<'a> Run<'a> {
             lr = self.step(&batch?, epoch)?;
             self.after_step(lr, epoch)?;
             if !self.tell_step(lr, epoch) {
-                self.bar.abandon();
+                self.bar.bar().abandon();
                 return Ok(EpochEnd::Stopped);
             }
         }
@@ -482,8 +478,8 @@ impl<'a> Run<'a> {
         state.step += 1;
         state.epoch_loss_sum += loss_value;
         state.epoch_batches += 1;
+        self.bar.bar().set_message(format!("loss {:.4}  lr {lr:.2e}", state.epoch_loss_sum / state.epoch_batches as f64));
         self.bar.set_position(state.step as u64);
-        self.bar.set_message(format!("loss {:.4}  lr {lr:.2e}", state.epoch_loss_sum / state.epoch_batches as f64));
         Ok(lr)
     }
 
@@ -511,13 +507,15 @@ impl<'a> Run<'a> {
     /// The validation split's scores: the change masks, and semantic models' class maps.
     fn scores(&self) -> Result<Validation> {
         let (model, val, device) = (&self.model, &self.job.val, self.job.device);
-        let batch_size = self.recipe.eval_batch_size.max(1);
+        let options = SplitOptions { batch_size: self.recipe.eval_batch_size.max(1), device, protocol: Protocol::Whole };
+        // The training bar stays; validation's end is its own line.
+        let hidden = Progress::hidden(val.len() as u64);
         Ok(match (model.spec.semantic_classes(), val.semantic_classes) {
             (Some(_), Some(classes)) => {
-                let scores = evaluate_every_convention(model, val, classes, batch_size, device, Protocol::Whole)?;
+                let scores = evaluate_every_convention(model, val, classes, options, &hidden)?;
                 Validation { binary: scores.binary.metrics(), semantic: Some(scores.second.metrics().summary()) }
             }
-            _ => Validation { binary: evaluate(model, val, batch_size, device, Protocol::Whole)?.metrics(), semantic: None },
+            _ => Validation { binary: evaluate(model, val, options, &hidden)?.metrics(), semantic: None },
         })
     }
 
@@ -565,7 +563,7 @@ impl<'a> Run<'a> {
             // asked for here is honoured after the next step.
             Some(hook) => _ = hook(TrainEvent::Validation { entry: &entry, line: &line }),
             // `suspend` prints even when the bar is hidden (no terminal), unlike `println`.
-            None => self.bar.suspend(|| eprintln!("{line}")),
+            None => self.bar.bar().suspend(|| eprintln!("{line}")),
         }
         Ok(())
     }
@@ -579,7 +577,7 @@ impl<'a> Run<'a> {
     fn keep_a_best(&self) -> Result<()> {
         let best = self.job.out_dir.join(BEST);
         if self.state.best_score.is_none() && !best.exists() {
-            self.bar.suspend(|| eprintln!("warning: every validation was degenerate; {} holds the last weights", best.display()));
+            self.bar.bar().suspend(|| eprintln!("warning: every validation was degenerate; {} holds the last weights", best.display()));
             save(&best, &self.model, None, &self.state)?;
         }
         Ok(())

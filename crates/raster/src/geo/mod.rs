@@ -23,7 +23,7 @@ pub use overviews::Halve;
 pub use polygons::{PolygonOptions, polygonize, vector_driver};
 pub use record::{SceneRecord, absolute};
 pub use scaling::{BandScale, Scaling};
-pub use scene::{Sample, Scene};
+pub use scene::{Sample, Scene, StatisticsSource};
 
 use std::path::{Path, PathBuf};
 

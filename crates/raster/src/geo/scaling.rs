@@ -62,6 +62,11 @@ impl BandScale {
 }
 
 impl Scaling {
+    /// Whether resolving it for `scene` reads the scene's values (percentiles).
+    pub fn reads_statistics(&self, scene: &Scene) -> bool {
+        matches!(self, Scaling::Percentile { .. }) || (*self == Scaling::Auto && !scene.is_byte())
+    }
+
     /// The per-band maps for `scene` (percentiles are taken on an overview of at most 1024
     /// pixels across, nodata excluded).
     pub fn resolve(&self, scene: &Scene) -> Result<Vec<Option<BandScale>>> {

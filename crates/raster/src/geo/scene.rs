@@ -134,22 +134,83 @@ impl Scene {
         Ok(())
     }
 
-    /// The valid values of band `index` (0-based in the selection) on an overview of the whole
-    /// scene at most `side` pixels across (GDAL decimates, from overviews where the file has them).
-    pub fn sample(&self, index: usize, side: usize) -> Result<Vec<f32>> {
+    /// Where [`Scene::sample`] takes band `index`'s values for at most `side`² pixels.
+    pub fn statistics_source(&self, index: usize, side: usize) -> Result<StatisticsSource> {
+        let (width, height) = (self.grid.width, self.grid.height);
+        if width.max(height) <= side {
+            return Ok(StatisticsSource::Whole);
+        }
         let band = &self.bands[index];
         let path = self.path(band);
-        let (width, height) = (self.grid.width, self.grid.height);
-        let scale = (side as f64 / width.max(height) as f64).min(1.0);
-        let size = (((width as f64 * scale).round() as usize).max(1), ((height as f64 * scale).round() as usize).max(1));
+        let overviews = self.datasets[band.file].rasterband(band.band).at(path)?.overview_count().at(path)?;
+        Ok(if overviews > 0 { StatisticsSource::Overviews { side } } else { StatisticsSource::Windows { count: SAMPLE_GRID * SAMPLE_GRID, side: side / SAMPLE_GRID } })
+    }
+
+    /// The valid values of band `index` (0-based in the selection) on at most `side`² pixels:
+    /// every pixel of a scene that small, else a decimated view from the file's overviews, else
+    /// (a file without overviews, whose decimated read would read it all) windows spread evenly
+    /// over the scene, so that the time taken does not grow with the scene.
+    pub fn sample(&self, index: usize, side: usize) -> Result<Vec<f32>> {
+        let whole = Window::new(0, 0, self.grid.width, self.grid.height);
+        let windows = match self.statistics_source(index, side)? {
+            StatisticsSource::Whole | StatisticsSource::Overviews { .. } => vec![whole],
+            StatisticsSource::Windows { side: w, .. } => {
+                let spread = |len: usize, i: usize| (len.saturating_sub(w)) * i / (SAMPLE_GRID - 1);
+                let grid = (0..SAMPLE_GRID).flat_map(|row| (0..SAMPLE_GRID).map(move |column| (row, column)));
+                grid.map(|(row, column)| Window::new(spread(whole.width, column), spread(whole.height, row), w.min(whole.width), w.min(whole.height))).collect()
+            }
+        };
+        let scale = (side as f64 / whole.width.max(whole.height) as f64).min(1.0);
+        let mut kept = Vec::new();
+        for window in windows {
+            let size = match window == whole {
+                true => (((window.width as f64 * scale).round() as usize).max(1), ((window.height as f64 * scale).round() as usize).max(1)),
+                false => (window.width, window.height),
+            };
+            kept.extend(self.band_values(index, window, size)?);
+        }
+        Ok(kept)
+    }
+
+    /// Band `index`'s valid values over `window`, read at `size`.
+    fn band_values(&self, index: usize, window: Window, size: (usize, usize)) -> Result<Vec<f32>> {
+        let band = &self.bands[index];
+        let path = self.path(band);
         let raster = self.datasets[band.file].rasterband(band.band).at(path)?;
+        let (at, extent) = ((window.x as isize, window.y as isize), (window.width, window.height));
         let mut values = vec![0f32; size.0 * size.1];
-        raster.read_into_slice::<f32>((0, 0), (width, height), size, &mut values, None).at(path)?;
+        raster.read_into_slice::<f32>(at, extent, size, &mut values, None).at(path)?;
         let mut mask = vec![255u8; values.len()];
         if !raster.mask_flags().at(path)?.is_all_valid() {
-            raster.open_mask_band().at(path)?.read_into_slice::<u8>((0, 0), (width, height), size, &mut mask, None).at(path)?;
+            raster.open_mask_band().at(path)?.read_into_slice::<u8>(at, extent, size, &mut mask, None).at(path)?;
         }
         Ok(values.into_iter().zip(mask).filter(|(v, m)| *m != 0 && v.is_finite()).map(|(v, _)| v).collect())
+    }
+}
+
+/// Windows per side of the sample of a scene without overviews.
+const SAMPLE_GRID: usize = 16;
+
+/// Where a scene's statistics (per-image normalisation, percentile scaling) come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatisticsSource {
+    /// Every pixel: the scene is no larger than the sample.
+    Whole,
+    /// A view at most `side` pixels across, from the file's overviews.
+    Overviews { side: usize },
+    /// `count` full-resolution windows of `side`² pixels spread over the scene.
+    Windows { count: usize, side: usize },
+}
+
+impl std::fmt::Display for StatisticsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatisticsSource::Whole => write!(f, "every pixel"),
+            StatisticsSource::Overviews { side } => write!(f, "the file's overviews ({side} px across)"),
+            StatisticsSource::Windows { count, side } => {
+                write!(f, "{count} windows of {side}×{side} px spread over the scene (it has no overviews; `gdaladdo` adds them)")
+            }
+        }
     }
 }
 
