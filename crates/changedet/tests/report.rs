@@ -106,3 +106,19 @@ fn the_report_names_its_dataset_links_full_size_images_and_its_legend_has_the_er
     }
     assert!(seen.len() >= 4, "true and false positives and negatives all appear: {seen:?}");
 }
+
+/// A partially labelled pair (the Taizhou sample: 128 = unlabelled) is reported on its labelled
+/// pixels, with the same scores as `eval` without a report.
+#[test]
+fn a_report_scores_partial_labels_as_eval_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = format!("generic:{}", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/taizhou").display());
+    let (plain, reported) = (tmp.path().join("plain.json"), tmp.path().join("reported.json"));
+    let args = ["eval", "--dataset", &dataset, "--split", "all", "--ignore-value", "128", "--device", "cpu"];
+    ok(&[&args[..], &["--json", s(&plain)]].concat());
+    ok(&[&args[..], &["--json", s(&reported), "--report", s(&tmp.path().join("report"))]].concat());
+    let confusion = |path: &std::path::Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap()["metrics"]["confusion"].clone();
+    assert_eq!(confusion(&reported), confusion(&plain));
+    let labelled = ["tp", "fp", "fn", "tn"].iter().map(|k| confusion(&plain)[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(labelled, 4227 + 17163, "only the labelled pixels are scored");
+}

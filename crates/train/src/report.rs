@@ -71,7 +71,7 @@ impl<'a> Report<'a> {
             Some(label) => {
                 self.curve.add(&pair.probability, label);
                 let mut confusion = BinaryConfusion::default();
-                confusion.accumulate(&pair.change, label, None).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
+                confusion.accumulate(&pair.change, label, Some(changedet_data::IGNORE)).map_err(|e| TrainError::Config(format!("pair {}: {e}", pair.name)))?;
                 PairRow { name: pair.name.clone(), confusion: Some(confusion), changed_area: share(label, &|v| v != changedet_data::IGNORE), full_size }
             }
             None => PairRow { name: pair.name.clone(), confusion: None, changed_area: share(&pair.change, &|_| true), full_size },
