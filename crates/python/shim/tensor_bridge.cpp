@@ -24,3 +24,28 @@ PyObject* changedet_tensor_to_python(const at::Tensor* tensor) {
   }
 }
 }
+
+// libtorch's CPU tensors from blocks the Rust side keeps for reuse (src/cpu_blocks.rs), while
+// changedet computes: the logic is in Rust, this is only the c10 allocator interface.
+#include <c10/core/CPUAllocator.h>
+
+extern "C" void* changedet_block_take(size_t bytes);
+extern "C" void changedet_block_give(void* block);
+
+namespace {
+struct ReusingCpuAllocator final : c10::Allocator {
+  c10::DataPtr allocate(size_t bytes) override {
+    void* block = bytes == 0 ? nullptr : changedet_block_take(bytes);
+    TORCH_CHECK(bytes == 0 || block != nullptr, "out of memory: could not allocate ", bytes, " bytes");
+    return {block, block, &changedet_block_give, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &changedet_block_give; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+};
+ReusingCpuAllocator reusing;
+}  // namespace
+
+extern "C" {
+// Where at::empty takes CPU memory: the reusing allocator (1), or libtorch's own (0).
+void changedet_reuse_cpu_blocks(int on) { c10::SetCPUAllocator(on ? &reusing : c10::GetDefaultCPUAllocator(), 0); }
+}

@@ -2,6 +2,7 @@
 //! scores of the library crates, on PyTorch's own tensors. Every computation releases the GIL.
 
 mod bridge;
+mod cpu_blocks;
 mod errors;
 mod functions;
 mod model;
@@ -27,7 +28,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// keeps freed memory. Raising both thresholds keeps it in the process as jemalloc does (RSS stays
 /// at its peak): 1.06–1.09× set here at import, 1.02–1.04× set before Python starts
 /// (`MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184`;
-/// `crates/python/bench/predict.py`, two runs of 3 rounds each).
+/// `crates/python/bench/predict.py`, two runs of 3 rounds each). Blocks over 32 MiB are mapped
+/// afresh whatever the threshold: `cpu_blocks.rs` keeps those (1.020× with both).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is safe to call at any time.

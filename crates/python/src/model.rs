@@ -321,8 +321,10 @@ fn lend(state: &mut State) -> Result<(), Failure> {
 }
 
 /// Runs libtorch work, turning its panics (a C++ exception tch did not return as an error) into
-/// an error: a shape libtorch refuses must not take the interpreter down.
+/// an error: a shape libtorch refuses must not take the interpreter down. Its large CPU tensors
+/// reuse freed blocks (`cpu_blocks.rs`).
 fn guarded<T>(work: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    let _reuse = crate::cpu_blocks::Reuse::start();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
         let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
         Err(Failure { kind: crate::errors::Kind::Other, message: format!("libtorch refused the computation: {message}") })
