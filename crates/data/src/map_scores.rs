@@ -160,12 +160,12 @@ fn match_files(pred: &Path, gt: &Path) -> Result<Vec<String>> {
 
 /// The map of pair `stem` in `dir`: `stem.EXT`, or `stem_change.EXT` in a `predict` folder.
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let names = [stem.to_owned(), format!("{stem}{CHANGE_SUFFIX}")];
-    names
-        .iter()
-        .flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}"))))
-        .find(|p| p.is_file())
-        .ok_or_else(|| layout(dir, format!("no map named '{stem}'")))
+    first_image(dir, &[stem.to_owned(), format!("{stem}{CHANGE_SUFFIX}")]).ok_or_else(|| layout(dir, format!("no map named '{stem}'")))
+}
+
+/// The first image file of `dir` named one of `names` (any image extension).
+fn first_image(dir: &Path, names: &[String]) -> Option<PathBuf> {
+    names.iter().flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}")))).find(|p| p.is_file())
 }
 
 /// How binary predictions are read: change masks, or probability maps cut at a threshold.
@@ -197,11 +197,7 @@ impl Predictions {
 /// The probability map of pair `stem` in `dir`: `stem_probability.EXT` in a `predict` folder,
 /// else `stem.EXT`.
 fn find_probability(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let names = [format!("{stem}{PROBABILITY_SUFFIX}"), stem.to_owned()];
-    names
-        .iter()
-        .flat_map(|name| IMAGE_EXTENSIONS.iter().map(move |e| dir.join(format!("{name}.{e}"))))
-        .find(|p| p.is_file())
+    first_image(dir, &[format!("{stem}{PROBABILITY_SUFFIX}"), stem.to_owned()])
         .ok_or_else(|| layout(dir, format!("no probability map named '{stem}{PROBABILITY_SUFFIX}' or '{stem}'")))
 }
 
